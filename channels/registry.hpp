@@ -1,0 +1,146 @@
+// The registry: every live item of every CMS, keyed by (system, item ID), with the agent states
+// the CMSs report. It applies inbound events by the rules of PROTOCOL.md section 1 and says what
+// changed, so that the caller can make the change durable before answering.
+//
+// Ownership: one Registry belongs to the core strand (docs/concurrency.md); it has no locks and
+// must only be called from there. It never blocks and does no I/O. Time is passed in.
+#pragma once
+
+#include "channels/item.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace cb::channels {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+/// How an event was taken.
+enum class Outcome {
+    accepted,   ///< applied; the change must be made durable before the sender is answered
+    duplicate,  ///< the same version (or the same posting, agent state) is already held
+    stale,      ///< an older version than the one held
+};
+std::string_view to_string(Outcome o);
+
+/// Why an event was refused. Nothing changed.
+struct Rejection {
+    enum class Code {
+        invalid_field,       ///< a field breaks a rule, or an item ID changes channel
+        invalid_transition,  ///< the state move is not allowed, or the item has ended
+    };
+    Code code;
+    FieldError error;
+};
+
+/// A change to persist, as produced by an accepted event.
+struct ItemStored {
+    Item item;  ///< the new snapshot; if its state is terminal the item has ended
+    TimePoint at;
+};
+struct PostingStored {
+    std::string system;
+    ChatPosting posting;
+};
+struct AgentStored {
+    AgentState agent;
+};
+struct SubscriptionStored {
+    SubscriptionEnded ended;
+    TimePoint at;
+};
+using Change = std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored>;
+
+struct ApplyResult {
+    std::variant<Outcome, Rejection> result;
+    std::vector<Change> changes;  ///< empty unless accepted
+
+    bool accepted() const {
+        auto* o = std::get_if<Outcome>(&result);
+        return o && *o == Outcome::accepted;
+    }
+};
+
+/// An ended item remembered so that late snapshots of it are recognised.
+struct EndedItem {
+    std::string system;
+    std::string id;
+    Channel channel;
+    std::uint64_t version;
+    TimePoint ended_at;
+};
+
+struct ItemFilter {
+    std::string system;
+    std::string agent;
+    std::optional<Channel> channel;
+    std::optional<State> state;
+};
+
+struct SystemSubscription {
+    bool ended = false;
+    std::string reason;
+    TimePoint at{};
+};
+
+class Registry {
+public:
+    struct Limits {
+        std::chrono::milliseconds ended_retention = std::chrono::hours(1);
+        std::size_t max_chat_postings = 1000;
+    };
+
+    explicit Registry(Limits limits) : limits_(limits) {}
+
+    void set_limits(Limits limits) { limits_ = limits; }
+
+    /// Checks an event against the held state and applies it if it is accepted.
+    ApplyResult apply(const Event& event, TimePoint now);
+
+    /// Restores the state loaded from the journal (before any event is applied).
+    void restore(std::vector<Item> live, std::vector<EndedItem> ended, std::vector<AgentState> agents);
+
+    /// Forgets ended items older than the retention.
+    void prune(TimePoint now);
+
+    const Item* find(const std::string& system, const std::string& id) const;
+    std::vector<Item> items(const ItemFilter& filter) const;
+    std::vector<AgentState> agents() const;
+    std::size_t item_count() const { return live_.size(); }
+    std::size_t ended_count() const { return ended_.size(); }
+    std::size_t agent_count() const { return agents_.size(); }
+    const std::unordered_map<std::string, SystemSubscription>& subscriptions() const { return subscriptions_; }
+
+private:
+    struct Ended {
+        Channel channel;
+        std::uint64_t version;
+        TimePoint ended_at;
+    };
+
+    ApplyResult apply_item(const Item& item, TimePoint now);
+    ApplyResult apply_posting(const PostingEvent& p);
+    ApplyResult apply_agent(const AgentState& a);
+    ApplyResult apply_subscription(const SubscriptionEnded& s, TimePoint now);
+
+    static std::string key(const std::string& system, const std::string& id) {
+        std::string k;
+        k.reserve(system.size() + id.size() + 1);
+        k.append(system).push_back('\x1f');
+        k.append(id);
+        return k;
+    }
+
+    Limits limits_;
+    std::unordered_map<std::string, Item> live_;
+    std::unordered_map<std::string, Ended> ended_;
+    std::unordered_map<std::string, AgentState> agents_;
+    std::unordered_map<std::string, SystemSubscription> subscriptions_;
+};
+
+}  // namespace cb::channels

@@ -1,0 +1,163 @@
+// commbroker configuration: the XML file of PROTOCOL.md section 5.
+//
+// Contract: parse() reads a whole file and returns either a complete Config (every setting given
+// or defaulted, every bound checked, every cross-reference resolved) or the full list of errors,
+// each with its line number. A Config is immutable once built; the daemon swaps whole Configs
+// on reload and uses reload_diff() to name the settings that cannot change while it runs.
+// Nothing here does I/O beyond reading the file (and a CMS passwordFile) named in it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cb::config {
+
+using Duration = std::chrono::milliseconds;
+
+enum class Service { ici, desktop, admin };
+std::string_view to_string(Service s);
+
+struct Listen {
+    Service service = Service::ici;
+    std::string address;
+    std::uint16_t port = 0;
+    std::string tls_certificate;
+    std::string tls_key;
+};
+
+struct Node {
+    std::string id = "broker-1";
+    std::string public_url;  // appURL given to CMSs; empty: derived from the ici listener
+    unsigned threads = 0;    // I/O threads; 0 = one per core
+};
+
+struct AdminSocket {
+    std::string path;  // empty: no Unix socket
+    unsigned mode = 0660;
+};
+
+enum class Sync { full, normal };
+std::string_view to_string(Sync s);
+
+struct Journal {
+    std::string path;
+    Sync sync = Sync::full;
+    unsigned max_batch = 1024;  // changes committed in one transaction at most
+};
+
+struct Limits {
+    std::size_t max_body_bytes = 65536;
+    std::size_t max_header_bytes = 8192;
+    unsigned max_xml_depth = 32;
+    unsigned max_attributes = 64;
+    unsigned max_connections = 20000;
+    std::size_t max_frame_bytes = 65536;
+    unsigned desktop_queue = 1000;
+    unsigned replay_events = 10000;
+    Duration http_idle_timeout = std::chrono::seconds(60);
+    Duration ended_item_retention = std::chrono::hours(1);
+};
+
+enum class HeartbeatMode { watchdog, on_contact };
+enum class SuspectAction { not_ready, none };
+
+struct HeartbeatProfile {
+    std::string id;
+    HeartbeatMode mode = HeartbeatMode::watchdog;
+    Duration interval = std::chrono::seconds(5);
+    Duration lag = std::chrono::seconds(15);
+    Duration grace = std::chrono::seconds(30);
+    SuspectAction suspect_action = SuspectAction::not_ready;
+};
+
+struct Cms {
+    std::string id;
+    std::string url;
+    std::string user;
+    std::string password;  // from the attribute or read from passwordFile
+    std::string inbound_user;
+    std::string inbound_password_hash;
+    Duration probe_interval = std::chrono::seconds(5);
+    Duration probe_timeout = std::chrono::seconds(15);
+    Duration request_timeout = std::chrono::seconds(5);
+};
+
+enum class Role { agent, supervisor };
+
+struct Agent {
+    std::string id;
+    std::string password_hash;
+    Role role = Role::agent;
+    std::string cms;
+    std::string heartbeat_profile = "default";
+    bool auto_logon = false;
+};
+
+struct Operator {
+    std::string id;
+    std::string password_hash;
+};
+
+struct Trace {
+    unsigned default_level = 0;
+    Duration retention = std::chrono::hours(24 * 7);
+    std::uint64_t max_entries = 1000000;
+};
+
+struct Statistics {
+    std::string export_directory;
+    std::string export_time = "00:05";
+};
+
+enum class LogTarget { stderr_, journald };
+
+struct Log {
+    std::string level = "info";
+    LogTarget target = LogTarget::stderr_;
+};
+
+struct Config {
+    std::string source;  // the file it was read from
+    Node node;
+    std::vector<Listen> listens;
+    AdminSocket admin_socket;
+    Journal journal;
+    Limits limits;
+    std::vector<HeartbeatProfile> heartbeat_profiles;
+    std::vector<Cms> cms;
+    std::vector<Agent> agents;
+    std::vector<Operator> operators;
+    Trace trace;
+    Statistics statistics;
+    Log log;
+
+    const Cms* find_cms(std::string_view id) const;
+    const Cms* find_cms_by_inbound_user(std::string_view user) const;
+    const Operator* find_operator(std::string_view id) const;
+    const Listen* find_listen(Service s) const;
+};
+
+struct ParseResult {
+    std::shared_ptr<const Config> config;  // null when errors is not empty
+    std::vector<std::string> errors;       // "FILE:LINE: message", all of them
+};
+
+/// Reads and checks a config file.
+ParseResult load_file(const std::string& path);
+/// Checks a config held in memory; `name` stands for the file in messages.
+ParseResult parse(std::string_view xml, const std::string& name);
+
+/// Parses "250ms", "5s", "2m", "1h", "7d".
+std::optional<Duration> parse_duration(std::string_view text);
+std::string format_duration(Duration d);
+
+/// The settings that differ between two configs but cannot change while the daemon runs
+/// (listeners, admin socket, journal, node, threads): one human-readable name each.
+std::vector<std::string> reload_diff(const Config& running, const Config& next);
+
+}  // namespace cb::config

@@ -1,0 +1,407 @@
+// commbrokerctl: the operators' command line over the admin API (Unix socket or HTTP).
+// Exit status: 0 done, 1 failed, 2 usage.
+#include "config/config.hpp"
+#include "config/password.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include <openssl/evp.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/commbroker/commbroker.xml";
+constexpr const char* kDefaultSocket = "/run/commbroker/admin.sock";
+
+const std::string kUsage = R"(usage: commbrokerctl [OPTIONS] COMMAND [ARGS]
+
+Commands:
+  status                          the broker's state: version, uptime, listeners, counts, journal
+  items [--agent A] [--channel phone|chat|email] [--state S] [--system ID]
+                                  live items of the registry
+  item SYSTEM ID                  one live item
+  agents                          agent states reported by the CMSs
+  systems                         configured CMS systems
+  reload [--dry-run]              re-read the broker's config file
+  hash-password [--iterations N]  read a password from standard input, print its hash for the config
+  check-config FILE               check a config file, print every error
+
+Options:
+  --socket PATH      the admin Unix socket (default: <adminSocket> of the config, else )" + std::string(kDefaultSocket) + R"()
+  --url URL          the admin listener instead, e.g. http://127.0.0.1:8452
+  --user NAME        operator for --url; the password comes from COMMBROKER_PASSWORD
+  --config FILE      the broker's config, to find its admin socket (default )" + std::string(kDefaultConfig) + R"()
+  --json             print the API's JSON instead of tables
+  --dry-run          show what a command that changes state would do, change nothing
+  -h, --help         this text
+)";
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+struct Failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct Options {
+    std::string socket;
+    std::string url;
+    std::string user;
+    std::string config = kDefaultConfig;
+    bool config_given = false;
+    bool json = false;
+    bool dry_run = false;
+    std::vector<std::string> args;
+};
+
+struct HttpResult {
+    unsigned status;
+    std::string body;
+};
+
+std::string base64(std::string_view in) {
+    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+                            static_cast<int>(in.size()));
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
+
+std::string resolve_socket(const Options& o) {
+    if (!o.socket.empty()) return o.socket;
+    if (const char* env = std::getenv("COMMBROKER_SOCKET")) return env;
+    std::error_code ec;
+    if (o.config_given || std::filesystem::exists(o.config, ec)) {
+        auto parsed = cb::config::load_file(o.config);
+        if (!parsed.config) {
+            std::ostringstream msg;
+            msg << "cannot find the admin socket: the config has errors:";
+            for (auto& e : parsed.errors) msg << "\n  " << e;
+            throw Failure(msg.str());
+        }
+        if (parsed.config->admin_socket.path.empty())
+            throw Failure(o.config + " has no <adminSocket>; use --url with --user");
+        return parsed.config->admin_socket.path;
+    }
+    return kDefaultSocket;
+}
+
+template <typename Stream>
+HttpResult exchange(Stream& stream, http::request<http::string_body>& req) {
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    http::read(stream, buffer, parser);
+    auto res = parser.release();
+    return {res.result_int(), res.body()};
+}
+
+HttpResult call(const Options& o, http::verb method, const std::string& target, const std::string& body = {}) {
+    net::io_context ioc;
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::user_agent, "commbrokerctl");
+    req.set(http::field::connection, "close");
+    if (!body.empty()) {
+        req.set(http::field::content_type, "application/json");
+        req.body() = body;
+    }
+    try {
+        if (!o.url.empty()) {
+            std::string rest = o.url;
+            if (rest.rfind("http://", 0) != 0) throw UsageError("--url must start with http://");
+            rest = rest.substr(7);
+            auto slash = rest.find('/');
+            auto hostport = rest.substr(0, slash);
+            auto colon = hostport.rfind(':');
+            if (colon == std::string::npos) throw UsageError("--url needs a port, e.g. http://127.0.0.1:8452");
+            req.set(http::field::host, hostport);
+            if (!o.user.empty()) {
+                const char* pw = std::getenv("COMMBROKER_PASSWORD");
+                req.set(http::field::authorization, "Basic " + base64(o.user + ":" + (pw ? pw : "")));
+            }
+            net::ip::tcp::resolver resolver(ioc);
+            net::ip::tcp::socket socket(ioc);
+            net::connect(socket, resolver.resolve(hostport.substr(0, colon), hostport.substr(colon + 1)));
+            return exchange(socket, req);
+        }
+        auto path = resolve_socket(o);
+        req.set(http::field::host, "localhost");
+        net::local::stream_protocol::socket socket(ioc);
+        boost::system::error_code ec;
+        socket.connect(net::local::stream_protocol::endpoint(path), ec);
+        if (ec) throw Failure("cannot reach the broker at " + path + ": " + ec.message());
+        return exchange(socket, req);
+    } catch (const boost::system::system_error& e) {
+        throw Failure(std::string("cannot reach the broker: ") + e.what());
+    }
+}
+
+json::value call_json(const Options& o, http::verb method, const std::string& target, const std::string& body = {}) {
+    auto r = call(o, method, target, body);
+    json::error_code ec;
+    auto v = json::parse(r.body, ec);
+    if (r.status >= 400) {
+        std::string msg = "the broker answered " + std::to_string(r.status);
+        if (!ec && v.is_object() && v.as_object().contains("error")) {
+            auto& e = v.as_object()["error"].as_object();
+            msg += ": " + std::string(e["message"].as_string());
+            if (auto* errs = e.if_contains("errors"))
+                for (auto& x : errs->as_array()) msg += "\n  " + std::string(x.as_string());
+        }
+        throw Failure(msg);
+    }
+    if (ec) throw Failure("the broker's answer is not JSON: " + ec.message());
+    return v;
+}
+
+std::string str(const json::value& v) {
+    if (v.is_string()) return std::string(v.get_string());
+    if (v.is_null()) return "-";
+    return json::serialize(v);
+}
+
+void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+    std::vector<std::size_t> width(header.size());
+    for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+    for (auto& r : rows)
+        for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    auto line = [&](const std::vector<std::string>& cells) {
+        for (std::size_t i = 0; i < cells.size(); ++i) {
+            std::cout << cells[i];
+            if (i + 1 < cells.size()) std::cout << std::string(width[i] - cells[i].size() + 2, ' ');
+        }
+        std::cout << "\n";
+    };
+    line(header);
+    for (auto& r : rows) line(r);
+}
+
+std::string query_escape(const std::string& s) {
+    std::ostringstream out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':' || c == '@') out << c;
+        else out << '%' << std::uppercase << std::hex << std::setw(2) << std::setfill('0') << int(c);
+    }
+    return out.str();
+}
+
+int cmd_status(const Options& o) {
+    auto v = call_json(o, http::verb::get, "/admin/v1/status");
+    if (o.json) return std::cout << json::serialize(v) << "\n", 0;
+    auto& s = v.as_object();
+    std::cout << "node         " << str(s.at("node")) << " (commbrokerd " << str(s.at("version")) << ")\n";
+    std::cout << "uptime       " << str(s.at("uptimeSeconds")) << " s\n";
+    std::cout << "ready        " << (s.at("ready").as_bool() ? "yes" : "no") << "\n";
+    for (auto& l : s.at("listeners").as_array()) {
+        auto& lo = l.as_object();
+        std::cout << "listening    " << str(lo.at("service")) << " on "
+                  << (lo.contains("path") ? "unix:" + str(lo.at("path")) : str(lo.at("address")) + ":" + str(lo.at("port")))
+                  << "\n";
+    }
+    auto& c = s.at("counts").as_object();
+    std::cout << "items        " << str(c.at("items")) << "\n";
+    std::cout << "agents       " << str(c.at("agents")) << "\n";
+    auto& j = s.at("journal").as_object();
+    std::cout << "journal      " << str(j.at("path")) << " (sync=" << str(j.at("sync")) << ", "
+              << (j.at("healthy").as_bool() ? "healthy" : "FAILED") << ", " << str(j.at("commits")) << " commits)\n";
+    for (auto& sys : s.at("systems").as_array()) {
+        auto& so = sys.as_object();
+        std::string avail = so.at("available").is_null() ? "availability not probed" : (so.at("available").as_bool() ? "available" : "unavailable");
+        std::cout << "system       " << str(so.at("id")) << " (" << avail << ")\n";
+    }
+    return 0;
+}
+
+int cmd_items(const Options& o) {
+    std::string target = "/admin/v1/items";
+    std::string sep = "?";
+    static const std::map<std::string, std::string> kFilters = {
+        {"--agent", "agent"}, {"--channel", "channel"}, {"--state", "state"}, {"--system", "system"}};
+    for (std::size_t i = 1; i < o.args.size(); ++i) {
+        auto it = kFilters.find(o.args[i]);
+        if (it == kFilters.end() || i + 1 >= o.args.size())
+            throw UsageError("items takes --agent, --channel, --state and --system, each with a value");
+        target += sep + it->second + "=" + query_escape(o.args[++i]);
+        sep = "&";
+    }
+    auto v = call_json(o, http::verb::get, target);
+    if (o.json) return std::cout << json::serialize(v) << "\n", 0;
+    std::vector<std::vector<std::string>> rows;
+    for (auto& i : v.as_object().at("items").as_array()) {
+        auto& it = i.as_object();
+        std::string remote;
+        if (auto* r = it.if_contains("remoteNumbers"))
+            for (auto& n : r->as_array()) remote += (remote.empty() ? "" : ",") + str(n);
+        rows.push_back({str(it.at("system")), str(it.at("id")), str(it.at("channel")), str(it.at("state")),
+                        str(it.at("version")), it.contains("agentId") ? str(it.at("agentId")) : "-",
+                        remote.empty() ? "-" : remote, str(it.at("changedAt"))});
+    }
+    print_table({"SYSTEM", "ID", "CHANNEL", "STATE", "VERSION", "AGENT", "REMOTE", "CHANGED"}, rows);
+    return 0;
+}
+
+int cmd_item(const Options& o) {
+    if (o.args.size() != 3) throw UsageError("item takes SYSTEM and ID");
+    auto v = call_json(o, http::verb::get, "/admin/v1/items/" + query_escape(o.args[1]) + "/" + query_escape(o.args[2]));
+    if (o.json) return std::cout << json::serialize(v) << "\n", 0;
+    for (auto& [k, val] : v.as_object()) std::cout << std::left << std::setw(16) << std::string(k) << str(val) << "\n";
+    return 0;
+}
+
+int cmd_agents(const Options& o) {
+    if (o.args.size() != 1) throw UsageError("agents takes no arguments");
+    auto v = call_json(o, http::verb::get, "/admin/v1/agents");
+    if (o.json) return std::cout << json::serialize(v) << "\n", 0;
+    std::vector<std::vector<std::string>> rows;
+    for (auto& a : v.as_object().at("agents").as_array()) {
+        auto& ao = a.as_object();
+        rows.push_back({str(ao.at("system")), str(ao.at("userId")), str(ao.at("state")), str(ao.at("reasonCode"))});
+    }
+    print_table({"SYSTEM", "AGENT", "STATE", "REASON"}, rows);
+    return 0;
+}
+
+int cmd_systems(const Options& o) {
+    if (o.args.size() != 1) throw UsageError("systems takes no arguments");
+    auto v = call_json(o, http::verb::get, "/admin/v1/systems");
+    if (o.json) return std::cout << json::serialize(v) << "\n", 0;
+    std::vector<std::vector<std::string>> rows;
+    for (auto& s : v.as_object().at("systems").as_array()) {
+        auto& so = s.as_object();
+        rows.push_back({str(so.at("id")), str(so.at("url")), so.at("available").is_null() ? "not probed" : str(so.at("available")),
+                        str(so.at("subscription"))});
+    }
+    print_table({"SYSTEM", "URL", "AVAILABLE", "SUBSCRIPTION"}, rows);
+    return 0;
+}
+
+int cmd_reload(const Options& o) {
+    if (o.args.size() != 1) throw UsageError("reload takes no arguments (but --dry-run)");
+    auto v = call_json(o, http::verb::post, o.dry_run ? "/admin/v1/reload?dryRun=true" : "/admin/v1/reload");
+    if (o.json) return std::cout << json::serialize(v) << "\n", 0;
+    auto& r = v.as_object();
+    std::cout << (o.dry_run ? "the config is valid; a reload would apply it" : "reloaded") << "\n";
+    for (auto& k : r.at("kept").as_array())
+        std::cout << "kept until restart: " << str(k) << "\n";
+    return 0;
+}
+
+std::string read_password() {
+    std::string pw;
+    bool tty = ::isatty(STDIN_FILENO);
+    termios old{};
+    if (tty) {
+        std::cerr << "password: " << std::flush;
+        ::tcgetattr(STDIN_FILENO, &old);
+        termios quiet = old;
+        quiet.c_lflag &= static_cast<tcflag_t>(~ECHO);
+        ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    std::getline(std::cin, pw);
+    if (tty) {
+        ::tcsetattr(STDIN_FILENO, TCSANOW, &old);
+        std::cerr << "\n";
+    }
+    if (!pw.empty() && pw.back() == '\r') pw.pop_back();
+    return pw;
+}
+
+int cmd_hash_password(const Options& o) {
+    unsigned iterations = cb::config::kDefaultPbkdf2Iterations;
+    for (std::size_t i = 1; i < o.args.size(); ++i) {
+        if (o.args[i] == "--iterations" && i + 1 < o.args.size()) {
+            try {
+                iterations = static_cast<unsigned>(std::stoul(o.args[++i]));
+            } catch (...) {
+                throw UsageError("--iterations takes a number");
+            }
+            if (iterations < cb::config::kMinPbkdf2Iterations)
+                throw UsageError("--iterations must be at least " + std::to_string(cb::config::kMinPbkdf2Iterations));
+        } else {
+            throw UsageError("hash-password takes only --iterations N");
+        }
+    }
+    auto pw = read_password();
+    if (pw.empty()) throw Failure("an empty password cannot be hashed");
+    std::cout << cb::config::hash_password(pw, iterations) << "\n";
+    return 0;
+}
+
+int cmd_check_config(const Options& o) {
+    if (o.args.size() != 2) throw UsageError("check-config takes FILE");
+    auto parsed = cb::config::load_file(o.args[1]);
+    if (!parsed.config) {
+        for (auto& e : parsed.errors) std::cerr << e << "\n";
+        std::cerr << o.args[1] << ": " << parsed.errors.size() << " error(s)\n";
+        return 1;
+    }
+    std::cout << o.args[1] << ": ok\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    try {
+        for (int i = 1; i < argc; ++i) {
+            std::string a = argv[i];
+            auto value = [&](const char* name) {
+                if (i + 1 >= argc) throw UsageError(std::string(name) + " takes a value");
+                return std::string(argv[++i]);
+            };
+            if (a == "--socket") o.socket = value("--socket");
+            else if (a == "--url") o.url = value("--url");
+            else if (a == "--user") o.user = value("--user");
+            else if (a == "--config") o.config = value("--config"), o.config_given = true;
+            else if (a == "--json") o.json = true;
+            else if (a == "--dry-run") o.dry_run = true;
+            else if (a == "-h" || a == "--help") return std::cout << kUsage, 0;
+            else o.args.push_back(a);
+        }
+        if (o.args.empty()) throw UsageError("a command is required");
+        const auto& cmd = o.args[0];
+        if (cmd == "status") return cmd_status(o);
+        if (cmd == "items") return cmd_items(o);
+        if (cmd == "item") return cmd_item(o);
+        if (cmd == "agents") return cmd_agents(o);
+        if (cmd == "systems") return cmd_systems(o);
+        if (cmd == "reload") return cmd_reload(o);
+        if (cmd == "hash-password") return cmd_hash_password(o);
+        if (cmd == "check-config") return cmd_check_config(o);
+        throw UsageError("unknown command " + cmd);
+    } catch (const UsageError& e) {
+        std::cerr << "commbrokerctl: " << e.what() << "\n\n" << kUsage;
+        return 2;
+    } catch (const Failure& e) {
+        std::cerr << "commbrokerctl: " << e.what() << "\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "commbrokerctl: " << e.what() << "\n";
+        return 1;
+    }
+}

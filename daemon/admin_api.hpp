@@ -1,0 +1,22 @@
+// The admin listener and Unix socket: the operators' HTTP/JSON API (PROTOCOL.md section 4),
+// /metrics, /healthz and /readyz. Over TCP every /admin route needs an operator's HTTP Basic
+// credentials; on the Unix socket the file's permissions decide. Registry reads run on the core
+// and the JSON is written on the session's thread.
+#pragma once
+
+#include "daemon/http_server.hpp"
+
+namespace cb::daemon {
+
+class Broker;
+
+class AdminApi : public HttpHandler {
+public:
+    explicit AdminApi(Broker& broker) : broker_(broker) {}
+    void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
+
+private:
+    Broker& broker_;
+};
+
+}  // namespace cb::daemon

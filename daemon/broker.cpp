@@ -1,0 +1,257 @@
+#include "daemon/broker.hpp"
+
+#include "daemon/admin_api.hpp"
+#include "daemon/ici_service.hpp"
+#include "daemon/logging.hpp"
+
+#include <boost/asio/signal_set.hpp>
+
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <thread>
+
+namespace cb::daemon {
+
+struct SignalState {
+    explicit SignalState(net::io_context& ioc) : set(ioc, SIGTERM, SIGINT, SIGHUP) {}
+    net::signal_set set;
+};
+
+namespace {
+
+constexpr auto kPruneInterval = std::chrono::minutes(1);
+constexpr auto kDrainTimeout = std::chrono::seconds(10);
+
+channels::Registry::Limits registry_limits(const config::Config& c) {
+    channels::Registry::Limits l;
+    l.ended_retention = c.limits.ended_item_retention;
+    return l;
+}
+
+}  // namespace
+
+Broker::Broker(std::shared_ptr<const config::Config> config)
+    : ioc_(static_cast<int>(config->node.threads ? config->node.threads : std::max(1u, std::thread::hardware_concurrency()))),
+      core_(net::make_strand(ioc_)),
+      config_(std::move(config)),
+      registry_(registry_limits(*config_)),
+      prune_timer_(ioc_),
+      watchdog_timer_(ioc_),
+      drain_timer_(ioc_),
+      signals_(std::make_unique<SignalState>(ioc_)) {}
+
+Broker::~Broker() {
+    if (journal_) journal_->stop();
+}
+
+std::shared_ptr<const config::Config> Broker::config() const {
+    std::lock_guard lock(config_mutex_);
+    return config_;
+}
+
+std::chrono::seconds Broker::uptime() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
+}
+
+std::string Broker::public_url() const {
+    auto c = config();
+    if (!c->node.public_url.empty()) return c->node.public_url;
+    for (auto& l : listeners_)
+        if (l.service == config::Service::ici) {
+            std::string host = l.address == "0.0.0.0" || l.address == "::" ? "127.0.0.1" : l.address;
+            if (host.find(':') != std::string::npos) host = "[" + host + "]";
+            return "http://" + host + ":" + std::to_string(l.port) + "/ici";
+        }
+    return {};
+}
+
+void Broker::start() {
+    auto c = config();
+    recovery::Journal::Options jo;
+    jo.path = c->journal.path;
+    jo.sync_full = c->journal.sync == config::Sync::full;
+    jo.max_batch = c->journal.max_batch;
+    journal_ = recovery::Journal::open(jo);
+    auto loaded = journal_->load(now() - c->limits.ended_item_retention);
+    spdlog::info("journal {} (sync={}): {} live items, {} ended items remembered, {} agent states",
+                 c->journal.path, config::to_string(c->journal.sync), loaded.live.size(), loaded.ended.size(),
+                 loaded.agents.size());
+    registry_.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents));
+    journal_->start();
+
+    http_ = std::make_unique<HttpServer>(ioc_, [this] {
+        auto cfg = config();
+        HttpLimits l;
+        l.max_body_bytes = cfg->limits.max_body_bytes;
+        l.max_header_bytes = cfg->limits.max_header_bytes;
+        l.idle_timeout = cfg->limits.http_idle_timeout;
+        l.max_connections = cfg->limits.max_connections;
+        return l;
+    });
+    auto ici = std::make_shared<IciService>(*this);
+    auto admin = std::make_shared<AdminApi>(*this);
+    for (auto& l : c->listens) {
+        if (l.service == config::Service::desktop) {
+            spdlog::warn("listen service=desktop: the desktop protocol is not part of this build; {}:{} is not opened",
+                         l.address, l.port);
+            continue;
+        }
+        std::shared_ptr<HttpHandler> handler = l.service == config::Service::ici ? std::shared_ptr<HttpHandler>(ici) : admin;
+        try {
+            auto ep = http_->listen_tcp(l.address, l.port, handler);
+            listeners_.push_back({l.service, ep.address().to_string(), ep.port()});
+            spdlog::info("listening: {} on {}:{}", config::to_string(l.service), ep.address().to_string(), ep.port());
+        } catch (const std::exception& e) {
+            throw std::runtime_error("cannot listen for " + std::string(config::to_string(l.service)) + " on " +
+                                     l.address + ":" + std::to_string(l.port) + ": " + e.what());
+        }
+    }
+    if (!c->admin_socket.path.empty()) {
+        try {
+            http_->listen_unix(c->admin_socket.path, c->admin_socket.mode, admin);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("cannot listen on the admin socket " + c->admin_socket.path + ": " + e.what());
+        }
+        spdlog::info("listening: admin on unix:{}", c->admin_socket.path);
+    }
+    handle_signals();
+    schedule_prune();
+    std::uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
+        schedule_watchdog(std::chrono::microseconds(watchdog_usec / 2));
+    ready_.store(true);
+    sd_notify(0, "READY=1\nSTATUS=serving");
+    spdlog::info("commbrokerd {} ready: node {}", COMMBROKER_VERSION, c->node.id);
+}
+
+int Broker::run() {
+    auto c = config();
+    unsigned threads = c->node.threads ? c->node.threads : std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> pool;
+    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { ioc_.run(); });
+    ioc_.run();
+    for (auto& t : pool) t.join();
+    return 0;
+}
+
+void Broker::handle_signals() {
+    signals_->set.async_wait([this](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+            auto r = reload();
+            if (!r.ok) {
+                spdlog::error("reload refused, the running config stays: {} error(s)", r.errors.size());
+                for (auto& e : r.errors) spdlog::error("  {}", e);
+            }
+            return handle_signals();
+        }
+        shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        handle_signals();
+    });
+}
+
+void Broker::submit(channels::Event event, std::function<void(SubmitResult)> done) {
+    net::post(core_, [this, event = std::move(event), done = std::move(done)]() mutable {
+        if (!accepting_ || !journal_->healthy()) return done(SubmitResult{channels::Outcome::accepted, true});
+        auto r = registry_.apply(event, now());
+        if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) return done(SubmitResult{*rejection});
+        auto outcome = std::get<channels::Outcome>(r.result);
+        inflight_.fetch_add(1);
+        // A duplicate or stale event submits nothing: it waits as a barrier until what it
+        // matched is durable, so no answer ever claims more than the journal holds.
+        journal_->submit(std::move(r.changes), [this, outcome, done = std::move(done)](bool ok) {
+            if (!ok) spdlog::error("journal commit failed ({}): the broker stops accepting events", journal_->last_error());
+            done(ok ? SubmitResult{outcome} : SubmitResult{outcome, true});
+            inflight_.fetch_sub(1);
+        });
+    });
+}
+
+ReloadResult Broker::reload() {
+    auto running = config();
+    auto parsed = config::load_file(running->source);
+    ReloadResult r;
+    if (!parsed.config) {
+        r.errors = std::move(parsed.errors);
+        return r;
+    }
+    r.ok = true;
+    r.kept = config::reload_diff(*running, *parsed.config);
+    // Settings that need a restart keep their running values.
+    auto next = std::make_shared<config::Config>(*parsed.config);
+    next->listens = running->listens;
+    next->admin_socket = running->admin_socket;
+    next->journal = running->journal;
+    next->node.id = running->node.id;
+    next->node.threads = running->node.threads;
+    next->limits.max_connections = running->limits.max_connections;
+    next->log.target = running->log.target;
+    apply_config(*next);
+    {
+        std::lock_guard lock(config_mutex_);
+        config_ = std::move(next);
+    }
+    spdlog::info("config reloaded from {}", running->source);
+    for (auto& k : r.kept) spdlog::warn("reload: {} changed but needs a restart; the running value stays", k);
+    return r;
+}
+
+void Broker::apply_config(const config::Config& c) {
+    set_log_level(c.log.level);
+    auto limits = registry_limits(c);
+    net::post(core_, [this, limits] { registry_.set_limits(limits); });
+}
+
+void Broker::schedule_prune() {
+    prune_timer_.expires_after(kPruneInterval);
+    prune_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || stopping_.load()) return;
+        auto retention = config()->limits.ended_item_retention;
+        net::post(core_, [this, retention] {
+            auto t = now();
+            registry_.prune(t);
+            journal_->prune(t - retention);
+        });
+        schedule_prune();
+    });
+}
+
+void Broker::schedule_watchdog(std::chrono::microseconds interval) {
+    watchdog_timer_.expires_after(interval);
+    watchdog_timer_.async_wait([this, interval](const boost::system::error_code& ec) {
+        if (ec) return;
+        // The ping goes through the core: a wedged core stops the pings and systemd restarts us.
+        net::post(core_, [] { sd_notify(0, "WATCHDOG=1"); });
+        schedule_watchdog(interval);
+    });
+}
+
+void Broker::shutdown(const std::string& why) {
+    if (stopping_.exchange(true)) return;
+    spdlog::info("stopping ({}): draining connections and committing the journal", why);
+    sd_notify(0, "STOPPING=1");
+    net::post(core_, [this] { accepting_ = false; });
+    prune_timer_.cancel();
+    watchdog_timer_.cancel();
+    if (http_) http_->drain();
+    wait_for_drain(std::chrono::steady_clock::now() + kDrainTimeout);
+}
+
+void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
+    bool idle = (!http_ || http_->connections() == 0) && inflight_.load() == 0;
+    if (idle || std::chrono::steady_clock::now() >= deadline) {
+        if (!idle)
+            spdlog::warn("stopping with {} connection(s) and {} event(s) still in flight", http_->connections(),
+                         inflight_.load());
+        journal_->stop();
+        signals_->set.cancel();
+        spdlog::info("stopped");
+        ioc_.stop();
+        return;
+    }
+    drain_timer_.expires_after(std::chrono::milliseconds(20));
+    drain_timer_.async_wait([this, deadline](const boost::system::error_code&) { wait_for_drain(deadline); });
+}
+
+}  // namespace cb::daemon

@@ -1,0 +1,117 @@
+// The broker: wiring and lifecycle of commbrokerd.
+//
+// Ownership (docs/concurrency.md):
+// - the core strand owns the Registry and the `accepting_` flag: every read or change of them
+//   runs there (submit(), on_core());
+// - the journal has its own thread (recovery/journal.hpp);
+// - HTTP sessions run on their own strands and parse/serialize there;
+// - the config is an immutable snapshot swapped as a whole on reload (any thread may read it).
+#pragma once
+
+#include "channels/registry.hpp"
+#include "config/config.hpp"
+#include "daemon/auth.hpp"
+#include "daemon/http_server.hpp"
+#include "daemon/metrics.hpp"
+#include "recovery/journal.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cb::daemon {
+
+struct BoundListener {
+    config::Service service;
+    std::string address;
+    std::uint16_t port;
+};
+
+/// What became of an event handed to submit().
+struct SubmitResult {
+    std::variant<channels::Outcome, channels::Rejection> result = channels::Outcome::accepted;
+    bool unavailable = false;  ///< not applied: journal failed or shutting down
+};
+
+struct ReloadResult {
+    bool ok = false;
+    std::vector<std::string> errors;  ///< when !ok: every error of the new file
+    std::vector<std::string> kept;    ///< settings that changed but need a restart
+};
+
+class Broker {
+public:
+    explicit Broker(std::shared_ptr<const config::Config> config);
+    ~Broker();
+
+    /// Opens the journal, restores the registry and starts the listeners. Throws on failure.
+    void start();
+    /// Runs the I/O threads until shutdown completes; returns the process exit status.
+    int run();
+    /// Begins a graceful stop: no new work, finish in-flight requests, commit, exit.
+    void shutdown(const std::string& why);
+    /// Re-reads the config file. Thread-safe.
+    ReloadResult reload();
+
+    /// Applies an inbound event on the core and calls `done` once it is durable (or refused, or
+    /// unavailable), from the core or the journal thread.
+    void submit(channels::Event event, std::function<void(SubmitResult)> done);
+
+    /// Runs `f(registry)` on the core strand.
+    template <typename F>
+    void on_core(F&& f) {
+        boost::asio::post(core_, [this, f = std::forward<F>(f)]() mutable { f(registry_); });
+    }
+
+    std::shared_ptr<const config::Config> config() const;
+    net::io_context& io() { return ioc_; }
+    CredentialCache& credentials() { return credentials_; }
+    SoapMetrics& soap_metrics() { return soap_metrics_; }
+    const recovery::Journal& journal() const { return *journal_; }
+    const std::vector<BoundListener>& listeners() const { return listeners_; }
+    const HttpServer& http() const { return *http_; }
+    bool ready() const { return ready_.load() && journal_->healthy() && !stopping_.load(); }
+    bool stopping() const { return stopping_.load(); }
+    std::chrono::seconds uptime() const;
+    std::string public_url() const;
+    std::chrono::system_clock::time_point now() const { return std::chrono::system_clock::now(); }
+
+private:
+    void apply_config(const config::Config& c);
+    void schedule_prune();
+    void schedule_watchdog(std::chrono::microseconds interval);
+    void wait_for_drain(std::chrono::steady_clock::time_point deadline);
+    void handle_signals();
+
+    net::io_context ioc_;
+    net::strand<net::io_context::executor_type> core_;
+    mutable std::mutex config_mutex_;
+    std::shared_ptr<const config::Config> config_;
+    channels::Registry registry_;
+    std::unique_ptr<recovery::Journal> journal_;
+    std::unique_ptr<HttpServer> http_;
+    CredentialCache credentials_;
+    SoapMetrics soap_metrics_;
+    std::vector<BoundListener> listeners_;
+    net::steady_timer prune_timer_;
+    net::steady_timer watchdog_timer_;
+    net::steady_timer drain_timer_;
+    std::unique_ptr<struct SignalState> signals_;
+    std::atomic<bool> ready_{false};
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::uint64_t> inflight_{0};
+    bool accepting_ = true;  // core only
+    std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace cb::daemon

@@ -1,0 +1,274 @@
+#include "daemon/http_server.hpp"
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <optional>
+#include <unordered_set>
+
+namespace cb::daemon {
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+using unix_socket = net::local::stream_protocol;
+
+class SessionBase {
+public:
+    virtual ~SessionBase() = default;
+    /// Closes the connection if it is waiting for a request; otherwise it closes after the
+    /// response in progress. Thread-safe (posts to the session's strand).
+    virtual void drain() = 0;
+};
+
+struct HttpServer::Shared {
+    std::function<HttpLimits()> limits;
+    std::atomic<std::size_t> connections{0};
+    std::atomic<bool> draining{false};
+    HttpCounters counters;
+    std::mutex mutex;
+    std::unordered_set<SessionBase*> sessions;
+    std::vector<std::function<void()>> closers;  // close the acceptors
+};
+
+namespace {
+
+std::string peer_name(const tcp::socket& s) {
+    beast::error_code ec;
+    auto ep = s.remote_endpoint(ec);
+    if (ec) return "?";
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+std::string peer_name(const unix_socket::socket&) { return "unix"; }
+
+Response plain_error(http::status status, unsigned version, std::string text) {
+    Response res{status, version};
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = std::move(text) + "\n";
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+/// One HTTP connection: read a request, hand it to the handler, write the response, repeat.
+template <typename Protocol>
+class Session : public SessionBase, public std::enable_shared_from_this<Session<Protocol>> {
+    using Stream = beast::basic_stream<Protocol, net::any_io_executor, beast::unlimited_rate_policy>;
+
+public:
+    Session(typename Protocol::socket socket, std::shared_ptr<HttpServer::Shared> shared,
+            std::shared_ptr<HttpHandler> handler, bool local)
+        : stream_(std::move(socket)), shared_(std::move(shared)), handler_(std::move(handler)) {
+        peer_.local_socket = local;
+        peer_.address = peer_name(stream_.socket());
+        std::lock_guard lock(shared_->mutex);
+        shared_->sessions.insert(this);
+    }
+
+    ~Session() override {
+        shared_->connections.fetch_sub(1);
+        std::lock_guard lock(shared_->mutex);
+        shared_->sessions.erase(this);
+    }
+
+    void start() {
+        net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->do_read(); });
+    }
+
+    void drain() override {
+        // The session may be ending right now; only a live shared_ptr may be posted.
+        auto self = this->weak_from_this().lock();
+        if (!self) return;
+        net::post(stream_.get_executor(), [self] {
+            self->closing_ = true;
+            if (self->reading_) self->stream_.cancel();
+        });
+    }
+
+private:
+    void do_read() {
+        if (closing_ || shared_->draining.load()) return do_close();
+        auto limits = shared_->limits();
+        parser_.emplace();
+        parser_->body_limit(limits.max_body_bytes);
+        parser_->header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+        stream_.expires_after(limits.idle_timeout);
+        reading_ = true;
+        http::async_read(stream_, buffer_, *parser_,
+                         beast::bind_front_handler(&Session::on_read, this->shared_from_this()));
+    }
+
+    void on_read(beast::error_code ec, std::size_t) {
+        reading_ = false;
+        if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
+            ec == net::error::connection_reset || ec == net::error::eof)
+            return do_close();
+        if (ec == beast::error::timeout) {
+            shared_->counters.timeouts.fetch_add(1);
+            return do_close();
+        }
+        if (ec == http::error::body_limit) {
+            shared_->counters.body_too_large.fetch_add(1);
+            return write(plain_error(http::status::payload_too_large, 11, "request body over the limit"));
+        }
+        if (ec == http::error::header_limit) {
+            shared_->counters.bad_requests.fetch_add(1);
+            return write(plain_error(http::status::request_header_fields_too_large, 11, "request header over the limit"));
+        }
+        if (ec) {
+            shared_->counters.bad_requests.fetch_add(1);
+            return write(plain_error(http::status::bad_request, 11, "malformed HTTP request: " + ec.message()));
+        }
+        shared_->counters.requests.fetch_add(1);
+        // No deadline while the handler works (it may wait for the journal); writes get one.
+        stream_.expires_never();
+        auto req = parser_->release();
+        keep_alive_ = req.keep_alive();
+        unsigned version = req.version();
+        handler_->handle(std::move(req), peer_,
+                         [self = this->shared_from_this(), version](Response res) mutable {
+                             net::post(self->stream_.get_executor(),
+                                       [self, version, res = std::move(res)]() mutable {
+                                           res.version(version);
+                                           if (!self->keep_alive_ || self->closing_ || self->shared_->draining.load())
+                                               res.keep_alive(false);
+                                           self->write(std::move(res));
+                                       });
+                         });
+    }
+
+    void write(Response res) {
+        auto out = std::make_shared<Response>(std::move(res));
+        out->prepare_payload();
+        bool close = !out->keep_alive();
+        stream_.expires_after(shared_->limits().idle_timeout);
+        http::async_write(stream_, *out,
+                          [self = this->shared_from_this(), out, close](beast::error_code ec, std::size_t) {
+                              if (ec || close) return self->do_close();
+                              self->do_read();
+                          });
+    }
+
+    void do_close() {
+        beast::error_code ec;
+        stream_.socket().shutdown(Protocol::socket::shutdown_send, ec);
+        stream_.close();
+    }
+
+    Stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::shared_ptr<HttpServer::Shared> shared_;
+    std::shared_ptr<HttpHandler> handler_;
+    PeerInfo peer_;
+    bool keep_alive_ = true;
+    bool reading_ = false;
+    bool closing_ = false;
+};
+
+template <typename Protocol>
+class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
+public:
+    Listener(net::io_context& ioc, typename Protocol::acceptor acceptor, std::shared_ptr<HttpServer::Shared> shared,
+             std::shared_ptr<HttpHandler> handler, bool local)
+        : ioc_(ioc), acceptor_(std::move(acceptor)), shared_(std::move(shared)), handler_(std::move(handler)),
+          local_(local) {}
+
+    void start() { do_accept(); }
+    void close() {
+        net::post(acceptor_.get_executor(), [self = this->shared_from_this()] {
+            beast::error_code ec;
+            self->acceptor_.close(ec);
+        });
+    }
+
+private:
+    void do_accept() {
+        acceptor_.async_accept(net::make_strand(ioc_),
+                               beast::bind_front_handler(&Listener::on_accept, this->shared_from_this()));
+    }
+
+    void on_accept(beast::error_code ec, typename Protocol::socket socket) {
+        if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+        if (ec) {
+            spdlog::warn("accept failed: {}", ec.message());
+            return do_accept();
+        }
+        auto limit = shared_->limits().max_connections;
+        if (shared_->connections.fetch_add(1) >= limit) {
+            shared_->connections.fetch_sub(1);
+            shared_->counters.refused_over_limit.fetch_add(1);
+            beast::error_code ignored;
+            socket.close(ignored);
+        } else {
+            shared_->counters.accepted.fetch_add(1);
+            std::make_shared<Session<Protocol>>(std::move(socket), shared_, handler_, local_)->start();
+        }
+        do_accept();
+    }
+
+    net::io_context& ioc_;
+    typename Protocol::acceptor acceptor_;
+    std::shared_ptr<HttpServer::Shared> shared_;
+    std::shared_ptr<HttpHandler> handler_;
+    bool local_;
+};
+
+}  // namespace
+
+HttpServer::HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits)
+    : ioc_(ioc), shared_(std::make_shared<Shared>()), connections_(shared_->connections), counters_(shared_->counters) {
+    shared_->limits = std::move(limits);
+}
+
+HttpServer::~HttpServer() = default;
+
+tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t port,
+                                     std::shared_ptr<HttpHandler> handler) {
+    tcp::endpoint ep(net::ip::make_address(address), port);
+    tcp::acceptor acceptor(net::make_strand(ioc_));
+    acceptor.open(ep.protocol());
+    acceptor.set_option(net::socket_base::reuse_address(true));
+    acceptor.bind(ep);
+    acceptor.listen(net::socket_base::max_listen_connections);
+    auto bound = acceptor.local_endpoint();
+    auto l = std::make_shared<Listener<tcp>>(ioc_, std::move(acceptor), shared_, std::move(handler), false);
+    l->start();
+    std::lock_guard lock(shared_->mutex);
+    shared_->closers.push_back([l] { l->close(); });
+    return bound;
+}
+
+void HttpServer::listen_unix(const std::string& path, unsigned mode, std::shared_ptr<HttpHandler> handler) {
+    ::unlink(path.c_str());
+    unix_socket::acceptor acceptor(net::make_strand(ioc_));
+    unix_socket::endpoint ep(path);
+    acceptor.open(ep.protocol());
+    acceptor.bind(ep);
+    acceptor.listen(net::socket_base::max_listen_connections);
+    if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0)
+        throw std::runtime_error("cannot set the mode of " + path);
+    auto l = std::make_shared<Listener<unix_socket>>(ioc_, std::move(acceptor), shared_, std::move(handler), true);
+    l->start();
+    std::lock_guard lock(shared_->mutex);
+    shared_->closers.push_back([l, path] {
+        l->close();
+        ::unlink(path.c_str());
+    });
+}
+
+void HttpServer::drain() {
+    shared_->draining.store(true);
+    std::lock_guard lock(shared_->mutex);
+    for (auto& close : shared_->closers) close();
+    shared_->closers.clear();
+    for (auto* s : shared_->sessions) s->drain();
+}
+
+}  // namespace cb::daemon

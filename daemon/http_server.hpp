@@ -1,0 +1,85 @@
+// HTTP/1.1 listeners and sessions (Beast) for the ici and admin services, on TCP and on a Unix
+// socket. A session reads one request at a time (pipelined requests wait in the buffer), hands
+// it to its service's handler, and writes the response the handler gives back, from any thread.
+//
+// Ownership: each session runs on its own strand; the server's bookkeeping (the set of live
+// sessions, the connection count) is guarded by its own mutex. Handlers never block.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace cb::daemon {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+struct PeerInfo {
+    std::string address;        ///< "ip:port", or "unix" for the admin socket
+    bool local_socket = false;  ///< came through the Unix socket: file permissions decided
+};
+
+/// Called exactly once per request with its response; may be called from any thread.
+using Respond = std::function<void(Response)>;
+
+class HttpHandler {
+public:
+    virtual ~HttpHandler() = default;
+    virtual void handle(Request&& request, const PeerInfo& peer, Respond respond) = 0;
+};
+
+struct HttpLimits {
+    std::size_t max_body_bytes = 65536;
+    std::size_t max_header_bytes = 8192;
+    std::chrono::milliseconds idle_timeout{60000};
+    unsigned max_connections = 20000;
+};
+
+/// Why sessions ended, counted for /metrics.
+struct HttpCounters {
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::uint64_t> refused_over_limit{0};
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> body_too_large{0};
+    std::atomic<std::uint64_t> bad_requests{0};
+    std::atomic<std::uint64_t> timeouts{0};
+};
+
+class HttpServer {
+public:
+    HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits);
+    ~HttpServer();
+
+    /// Starts accepting on a TCP address; returns the bound endpoint (port 0 takes a free one).
+    net::ip::tcp::endpoint listen_tcp(const std::string& address, std::uint16_t port,
+                                      std::shared_ptr<HttpHandler> handler);
+    /// Starts accepting on a Unix socket (an old socket file is replaced) with file mode `mode`.
+    void listen_unix(const std::string& path, unsigned mode, std::shared_ptr<HttpHandler> handler);
+
+    /// Stops accepting, closes idle connections and lets the busy ones finish their request.
+    void drain();
+    std::size_t connections() const { return connections_.load(); }
+    const HttpCounters& counters() const { return counters_; }
+
+    struct Shared;  // what sessions share with the server
+
+private:
+    net::io_context& ioc_;
+    std::shared_ptr<Shared> shared_;
+    std::atomic<std::size_t>& connections_;
+    HttpCounters& counters_;
+};
+
+}  // namespace cb::daemon

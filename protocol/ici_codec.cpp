@@ -1,0 +1,410 @@
+#include "protocol/ici_codec.hpp"
+
+#include "soapH.h"
+
+#include <pugixml.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+// The one definition of gSOAP's global namespace table (libgsoap++ refers to it).
+#include "IciBroker.nsmap"
+
+namespace cb::protocol {
+namespace ch = cb::channels;
+
+std::string_view to_string(FaultCode c) {
+    switch (c) {
+        case FaultCode::malformed: return "malformed";
+        case FaultCode::unknown_operation: return "unknownOperation";
+        case FaultCode::invalid_field: return "invalidField";
+        case FaultCode::invalid_transition: return "invalidTransition";
+        case FaultCode::too_large: return "tooLarge";
+        case FaultCode::unavailable: return "unavailable";
+    }
+    return "?";
+}
+
+int http_status(SoapVersion v, const Fault& f) {
+    if (f.code == FaultCode::unavailable) return 503;
+    return v == SoapVersion::v12 ? 400 : 500;
+}
+
+namespace {
+
+constexpr std::string_view kOperationNames[] = {"phoneCallChanged", "chatChanged",  "chatNewPosting",
+                                                "messageChanged",   "userChanged", "subscriptionEnded"};
+
+std::string xml_escape(std::string_view in) {
+    std::string out;
+    out.reserve(in.size());
+    for (char c : in) {
+        switch (c) {
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '&': out += "&amp;"; break;
+            case '"': out += "&quot;"; break;
+            default: out += c;
+        }
+    }
+    return out;
+}
+
+std::vector<std::string> strings(const ici__StringList* l) {
+    return l ? l->item : std::vector<std::string>{};
+}
+
+std::vector<ch::Participant> participants(struct soap* s, const ici__ParticipantList* l) {
+    std::vector<ch::Participant> out;
+    if (!l) return out;
+    for (auto& p : l->item) out.push_back({p.userId, soap_ici__Role2s(s, p.role), p.address});
+    return out;
+}
+
+std::optional<std::string> opt(const std::string* p) {
+    return p ? std::optional<std::string>(*p) : std::nullopt;
+}
+
+/// Attached data is stored and forwarded untouched, but must be a well-formed XML document whose
+/// root is ItemAttachedData.
+std::optional<Fault> check_attached_data(const std::optional<std::string>& data) {
+    if (!data || data->empty()) return std::nullopt;
+    if (data->size() > ch::kMaxAttachedDataBytes)
+        return Fault{FaultCode::invalid_field, "larger than 64 KiB", "attachedData"};
+    pugi::xml_document doc;
+    auto r = doc.load_buffer(data->data(), data->size(), pugi::parse_default | pugi::parse_doctype);
+    if (!r) return Fault{FaultCode::invalid_field, std::string("not well-formed XML: ") + r.description(), "attachedData"};
+    for (auto n : doc.children())
+        if (n.type() == pugi::node_doctype)
+            return Fault{FaultCode::invalid_field, "a DOCTYPE is not allowed", "attachedData"};
+    const char* name = doc.document_element().name();
+    const char* colon = std::strchr(name, ':');
+    if (std::strcmp(colon ? colon + 1 : name, "ItemAttachedData") != 0)
+        return Fault{FaultCode::invalid_field, "the root element must be ItemAttachedData", "attachedData"};
+    return std::nullopt;
+}
+
+template <typename T>
+ch::Item common(struct soap*, const T& in, const std::string& system, ch::Channel channel) {
+    ch::Item i;
+    i.system = system;
+    i.channel = channel;
+    i.id = in.id;
+    i.version = in.version;
+    i.agent_id = opt(in.agentId);
+    i.container_id = opt(in.containerId);
+    i.capabilities = strings(in.capabilityList);
+    i.attached_data = opt(in.attachedData);
+    i.changed_at = in.changedAt;
+    return i;
+}
+
+}  // namespace
+
+std::string_view to_string(Operation op) { return kOperationNames[static_cast<int>(op)]; }
+
+std::optional<Operation> operation_from_name(std::string_view name) {
+    for (std::size_t i = 0; i < std::size(kOperationNames); ++i)
+        if (kOperationNames[i] == name) return static_cast<Operation>(i);
+    return std::nullopt;
+}
+
+struct IciServerCodec::Impl {
+    struct soap* soap;
+    std::string_view in;
+    std::size_t pos = 0;
+    std::string* out = nullptr;
+
+    Impl() {
+        soap = soap_new2(SOAP_ENC_PLAIN | SOAP_XML_STRICT | SOAP_C_UTFSTRING, SOAP_ENC_PLAIN | SOAP_C_UTFSTRING);
+        soap_set_namespaces(soap, namespaces);
+        soap->user = this;
+        soap->frecv = [](struct soap* s, char* buf, std::size_t len) -> std::size_t {
+            auto* self = static_cast<Impl*>(s->user);
+            std::size_t n = std::min(len, self->in.size() - self->pos);
+            std::memcpy(buf, self->in.data() + self->pos, n);
+            self->pos += n;
+            return n;
+        };
+        soap->fsend = [](struct soap* s, const char* p, std::size_t n) -> int {
+            static_cast<Impl*>(s->user)->out->append(p, n);
+            return SOAP_OK;
+        };
+    }
+    ~Impl() {
+        soap_destroy(soap);
+        soap_end(soap);
+        soap_free(soap);
+    }
+
+    void reset() {
+        soap_destroy(soap);
+        soap_end(soap);
+    }
+
+    /// Turns a gSOAP decoding error into the fault of the contract.
+    Fault fault_from_error() {
+        int err = soap->error;
+        std::string tag = soap->tag;
+        if (auto colon = tag.find(':'); colon != std::string::npos) tag.erase(0, colon + 1);
+        soap_set_fault(soap);
+        const char* text = soap_fault_string(soap);
+        const char* detail = soap_fault_detail(soap);
+        std::string why = text ? text : "invalid request";
+        if (detail && *detail) why += std::string(": ") + detail;
+        switch (err) {
+            case SOAP_OCCURS:  // a required element missing, or a list over its bound
+            case SOAP_LENGTH:  // a string under or over its length bounds
+            case SOAP_TYPE:
+            case SOAP_TAG_MISMATCH:
+            case SOAP_NO_TAG:
+            case SOAP_NULL:
+                return Fault{FaultCode::invalid_field, why, tag};
+            case SOAP_MUSTUNDERSTAND:
+                return Fault{FaultCode::malformed, why, tag};
+            default:
+                return Fault{FaultCode::malformed, why, {}};
+        }
+    }
+};
+
+IciServerCodec::IciServerCodec() : impl_(std::make_unique<Impl>()) {}
+IciServerCodec::~IciServerCodec() = default;
+
+IciServerCodec& IciServerCodec::for_this_thread() {
+    thread_local IciServerCodec codec;
+    return codec;
+}
+
+std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view body, const std::string& system,
+                                                                const CodecLimits& limits, SoapVersion assumed) {
+    ReplyContext reply;
+    reply.version = assumed;
+    auto gate = check_envelope(body, limits.gate, assumed);
+    if (auto* refused = std::get_if<GateRefused>(&gate)) {
+        reply.version = refused->version;
+        return DecodeFailed{reply, refused->fault};
+    }
+    auto& passed = std::get<GatePassed>(gate);
+    reply.version = passed.version;
+    auto op = passed.operation_namespace == kIciNamespace ? operation_from_name(passed.operation) : std::nullopt;
+    if (!op)
+        return DecodeFailed{reply, Fault{FaultCode::unknown_operation,
+                                         "no operation {" + passed.operation_namespace + "}" + passed.operation, {}}};
+    reply.operation = op;
+
+    Impl& m = *impl_;
+    struct soap* s = m.soap;
+    m.reset();
+    m.in = body;
+    m.pos = 0;
+    s->maxlevel = limits.gate.max_depth;
+    s->maxlength = static_cast<long>(limits.max_string);
+    s->maxoccurs = limits.max_occurs;
+
+    struct Reset {
+        Impl& m;
+        ~Reset() { m.reset(); }
+    } reset_after{m};
+
+    auto failed = [&]() -> std::variant<DecodedEvent, DecodeFailed> {
+        return DecodeFailed{reply, m.fault_from_error()};
+    };
+
+    if (soap_begin_recv(s) || soap_envelope_begin_in(s) || soap_recv_header(s) || soap_body_begin_in(s))
+        return failed();
+    if (s->header && s->header->ici__context && s->header->ici__context->messageId)
+        reply.message_id = *s->header->ici__context->messageId;
+
+    std::optional<ch::Event> event;
+    std::optional<Fault> fault;
+    auto missing = [&](const char* field) {
+        fault = Fault{FaultCode::invalid_field, std::string("missing <") + field + ">", field};
+    };
+    switch (*op) {
+        case Operation::phone_call_changed: {
+            ici__phoneCallChanged req;
+            soap_default_ici__phoneCallChanged(s, &req);
+            if (!soap_get_ici__phoneCallChanged(s, &req, "ici:phoneCallChanged", nullptr)) return failed();
+            if (!req.call) {
+                missing("call");
+                break;
+            }
+            auto& c = *req.call;
+            auto i = common(s, c, system, ch::Channel::phone);
+            i.state = *ch::state_from_string(soap_ici__CallState2s(s, c.state));
+            i.participants = participants(s, c.participants);
+            i.direction = soap_ici__Direction2s(s, c.direction);
+            i.remote_numbers = strings(c.remoteNumbers);
+            i.local_address = c.localAddress;
+            i.queue = opt(c.queue);
+            event = std::move(i);
+            break;
+        }
+        case Operation::chat_changed: {
+            ici__chatChanged req;
+            soap_default_ici__chatChanged(s, &req);
+            if (!soap_get_ici__chatChanged(s, &req, "ici:chatChanged", nullptr)) return failed();
+            if (!req.chat) {
+                missing("chat");
+                break;
+            }
+            auto& c = *req.chat;
+            auto i = common(s, c, system, ch::Channel::chat);
+            i.state = *ch::state_from_string(soap_ici__ChatState2s(s, c.state));
+            i.participants = participants(s, c.participants);
+            i.topic = c.topic;
+            i.customer_name = c.customerName;
+            event = std::move(i);
+            break;
+        }
+        case Operation::message_changed: {
+            ici__messageChanged req;
+            soap_default_ici__messageChanged(s, &req);
+            if (!soap_get_ici__messageChanged(s, &req, "ici:messageChanged", nullptr)) return failed();
+            if (!req.message) {
+                missing("message");
+                break;
+            }
+            auto& c = *req.message;
+            auto i = common(s, c, system, ch::Channel::email);
+            i.state = *ch::state_from_string(soap_ici__MailState2s(s, c.state));
+            i.participants = participants(s, c.participants);
+            i.folder = c.folder;
+            i.originator = c.originator;
+            i.subject = c.subject;
+            i.read = c.read;
+            i.answered = c.answered;
+            event = std::move(i);
+            break;
+        }
+        case Operation::chat_new_posting: {
+            ici__chatNewPosting req;
+            soap_default_ici__chatNewPosting(s, &req);
+            if (!soap_get_ici__chatNewPosting(s, &req, "ici:chatNewPosting", nullptr)) return failed();
+            if (!req.posting) {
+                missing("posting");
+                break;
+            }
+            auto& p = *req.posting;
+            event = ch::PostingEvent{system, ch::ChatPosting{p.chatSessionId, p.chatParticipant, p.contentText,
+                                                             p.systemMessage, p.postDate}};
+            break;
+        }
+        case Operation::user_changed: {
+            ici__userChanged req;
+            soap_default_ici__userChanged(s, &req);
+            if (!soap_get_ici__userChanged(s, &req, "ici:userChanged", nullptr)) return failed();
+            if (!req.user) {
+                missing("user");
+                break;
+            }
+            auto& u = *req.user;
+            ch::AgentState a;
+            a.system = system;
+            a.user_id = u.userId;
+            a.state = *ch::agent_state_from_string(soap_ici__AgentStateValue2s(s, u.state));
+            a.reason_code = u.reasonCode;
+            a.addresses = strings(u.addresses);
+            if (u.channels)
+                for (auto c : u.channels->item) a.channels.emplace_back(soap_ici__ChannelName2s(s, c));
+            event = std::move(a);
+            break;
+        }
+        case Operation::subscription_ended: {
+            ici__subscriptionEnded req;
+            soap_default_ici__subscriptionEnded(s, &req);
+            if (!soap_get_ici__subscriptionEnded(s, &req, "ici:subscriptionEnded", nullptr)) return failed();
+            event = ch::SubscriptionEnded{system, req.reason};
+            break;
+        }
+    }
+    if (fault) return DecodeFailed{reply, *fault};
+    if (soap_body_end_in(s) || soap_envelope_end_in(s) || soap_end_recv(s)) return failed();
+
+    if (auto* item = std::get_if<ch::Item>(&*event))
+        if (auto f = check_attached_data(item->attached_data)) return DecodeFailed{reply, *f};
+    return DecodedEvent{reply, std::move(*event)};
+}
+
+namespace {
+
+/// Begins a message: version, the context header echoing messageId, and the envelope.
+int begin_message(struct soap* s, const ReplyContext& reply, ici__Context& context, SOAP_ENV__Header& header) {
+    soap_set_version(s, static_cast<short>(reply.version));
+    s->encodingStyle = nullptr;
+    s->header = nullptr;
+    if (reply.message_id) {
+        soap_default_SOAP_ENV__Header(s, &header);
+        context.soap_default(s);
+        context.messageId = const_cast<std::string*>(&*reply.message_id);
+        header.ici__context = &context;
+        s->header = &header;
+    }
+    soap_serializeheader(s);
+    return SOAP_OK;
+}
+
+}  // namespace
+
+std::string IciServerCodec::encode_status(const ReplyContext& reply, channels::Outcome outcome) {
+    Impl& m = *impl_;
+    struct soap* s = m.soap;
+    std::string out;
+    m.reset();
+    m.out = &out;
+    soap_begin(s);
+    ici__Context context;
+    SOAP_ENV__Header header;
+    begin_message(s, reply, context, header);
+    auto status = outcome == channels::Outcome::accepted    ? ici__EventStatus__accepted
+                  : outcome == channels::Outcome::duplicate ? ici__EventStatus__duplicate
+                                                            : ici__EventStatus__stale;
+    int rc = soap_response(s, SOAP_OK) || soap_envelope_begin_out(s) || soap_putheader(s) || soap_body_begin_out(s);
+    if (!rc) {
+        switch (reply.operation.value_or(Operation::phone_call_changed)) {
+#define CB_PUT_RESPONSE(OP, NAME)                                          \
+    case Operation::OP: {                                                  \
+        ici__##NAME##Response r;                                           \
+        r.status = status;                                                 \
+        rc = soap_put_ici__##NAME##Response(s, &r, "ici:" #NAME "Response", nullptr); \
+        break;                                                             \
+    }
+            CB_PUT_RESPONSE(phone_call_changed, phoneCallChanged)
+            CB_PUT_RESPONSE(chat_changed, chatChanged)
+            CB_PUT_RESPONSE(chat_new_posting, chatNewPosting)
+            CB_PUT_RESPONSE(message_changed, messageChanged)
+            CB_PUT_RESPONSE(user_changed, userChanged)
+            CB_PUT_RESPONSE(subscription_ended, subscriptionEnded)
+#undef CB_PUT_RESPONSE
+        }
+    }
+    if (!rc) rc = soap_body_end_out(s) || soap_envelope_end_out(s) || soap_end_send(s);
+    s->header = nullptr;
+    m.reset();
+    return out;
+}
+
+std::string IciServerCodec::encode_fault(const ReplyContext& reply, const Fault& fault) {
+    Impl& m = *impl_;
+    struct soap* s = m.soap;
+    std::string out;
+    m.reset();
+    m.out = &out;
+    soap_begin(s);
+    ici__Context context;
+    SOAP_ENV__Header header;
+    begin_message(s, reply, context, header);
+    std::string detail = "<ici:iciFault><code>" + std::string(to_string(fault.code)) + "</code>";
+    if (!fault.field.empty()) detail += "<field>" + xml_escape(fault.field) + "</field>";
+    detail += "</ici:iciFault>";
+    if (fault.code == FaultCode::unavailable) soap_receiver_fault(s, fault.message.c_str(), nullptr);
+    else soap_sender_fault(s, fault.message.c_str(), nullptr);
+    *soap_faultdetail(s) = soap_strdup(s, detail.c_str());
+    soap_send_fault(s);
+    s->header = nullptr;
+    m.reset();
+    return out;
+}
+
+}  // namespace cb::protocol

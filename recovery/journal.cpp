@@ -1,0 +1,438 @@
+#include "recovery/journal.hpp"
+
+#include "channels/item_json.hpp"
+
+#include <boost/json.hpp>
+#include <sqlite3.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unordered_map>
+
+namespace cb::recovery {
+namespace json = boost::json;
+using channels::Change;
+
+namespace {
+
+std::int64_t to_ms(channels::TimePoint t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+channels::TimePoint from_ms(std::int64_t ms) {
+    return channels::TimePoint(std::chrono::milliseconds(ms));
+}
+
+const char* kSchema = R"sql(
+CREATE TABLE items(
+  system   TEXT NOT NULL,
+  id       TEXT NOT NULL,
+  channel  TEXT NOT NULL,
+  version  INTEGER NOT NULL,       -- the unsigned version, stored as its 64-bit pattern
+  state    TEXT NOT NULL,
+  ended_at INTEGER,                -- ms since the epoch; NULL while the item is live
+  snapshot TEXT NOT NULL,          -- the item as JSON, without its postings
+  PRIMARY KEY(system, id)) WITHOUT ROWID;
+CREATE TABLE postings(
+  seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+  system  TEXT NOT NULL,
+  chat_id TEXT NOT NULL,
+  posting TEXT NOT NULL);
+CREATE INDEX postings_by_chat ON postings(system, chat_id);
+CREATE TABLE agents(
+  system  TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  state   TEXT NOT NULL,
+  PRIMARY KEY(system, user_id)) WITHOUT ROWID;
+CREATE TABLE subscriptions(
+  system   TEXT PRIMARY KEY,
+  reason   TEXT NOT NULL,
+  ended_at INTEGER NOT NULL);
+)sql";
+
+class Stmt {
+public:
+    explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+    ~Stmt() { sqlite3_finalize(s_); }
+    Stmt(const Stmt&) = delete;
+    sqlite3_stmt* get() const { return s_; }
+
+private:
+    sqlite3_stmt* s_;
+};
+
+void check_bind(sqlite3_stmt* s, int i, int rc) {
+    if (rc != SQLITE_OK)
+        throw JournalError("cannot bind parameter " + std::to_string(i) + ": " +
+                           sqlite3_errmsg(sqlite3_db_handle(s)));
+}
+void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
+    check_bind(s, i, sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+}
+void bind_int(sqlite3_stmt* s, int i, std::int64_t v) { check_bind(s, i, sqlite3_bind_int64(s, i, v)); }
+
+std::string column_text(sqlite3_stmt* s, int i) {
+    auto* p = sqlite3_column_text(s, i);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, i)))
+             : std::string();
+}
+
+}  // namespace
+
+struct Journal::Statements {
+    std::unique_ptr<Stmt> upsert_item, end_item, delete_postings, insert_posting, upsert_agent,
+        upsert_subscription, prune_items, begin, commit, rollback;
+};
+
+Journal::Journal(Options options) : options_(std::move(options)) {}
+
+Journal::~Journal() {
+    stop();
+    stmts_.reset();
+    if (db_) sqlite3_close(db_);
+}
+
+void Journal::exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+        std::string msg = err ? err : sqlite3_errmsg(db_);
+        sqlite3_free(err);
+        throw JournalError(options_.path + ": " + msg);
+    }
+}
+
+sqlite3_stmt* Journal::prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+        throw JournalError(options_.path + ": " + sqlite3_errmsg(db_));
+    return s;
+}
+
+std::unique_ptr<Journal> Journal::open(const Options& options) {
+    namespace fs = std::filesystem;
+    std::unique_ptr<Journal> j(new Journal(options));
+    const auto& path = options.path;
+    std::error_code ec;
+    bool exists = fs::exists(path, ec);
+    if (exists) {
+        // Look at the file before SQLite does: a foreign file must not be touched at all.
+        std::ifstream in(path, std::ios::binary);
+        char header[16] = {};
+        in.read(header, sizeof header);
+        if (!in || std::memcmp(header, "SQLite format 3", 16) != 0)
+            throw JournalError(path + ": not a commbroker journal (not an SQLite 3 database); "
+                               "the file was left untouched. Move it away or point <journal path> elsewhere.");
+    } else {
+        auto dir = fs::path(path).parent_path();
+        if (!dir.empty()) fs::create_directories(dir, ec);
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
+    if (sqlite3_open_v2(path.c_str(), &j->db_, flags, nullptr) != SQLITE_OK) {
+        std::string msg = j->db_ ? sqlite3_errmsg(j->db_) : "out of memory";
+        throw JournalError(path + ": cannot open the journal: " + msg);
+    }
+    sqlite3_extended_result_codes(j->db_, 1);
+    sqlite3_busy_timeout(j->db_, 5000);
+
+    auto pragma_int = [&](const char* sql) -> std::int64_t {
+        Stmt s(nullptr);
+        sqlite3_stmt* raw = nullptr;
+        if (sqlite3_prepare_v2(j->db_, sql, -1, &raw, nullptr) != SQLITE_OK)
+            throw JournalError(path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
+        Stmt guard(raw);
+        if (sqlite3_step(raw) != SQLITE_ROW)
+            throw JournalError(path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
+        return sqlite3_column_int64(raw, 0);
+    };
+
+    if (exists) {
+        auto app = pragma_int("PRAGMA application_id");
+        auto version = pragma_int("PRAGMA user_version");
+        if (app != kApplicationId)
+            throw JournalError(path + ": an SQLite database, but not a commbroker journal (application_id " +
+                               std::to_string(app) + "); the file was left untouched.");
+        if (version > kSchemaVersion)
+            throw JournalError(path + ": written by a newer commbroker (schema " + std::to_string(version) +
+                               ", this build knows " + std::to_string(kSchemaVersion) +
+                               "); the file was left untouched.");
+        if (version < 1)
+            throw JournalError(path + ": a commbroker journal without a schema; the file was left untouched.");
+        sqlite3_stmt* raw = nullptr;
+        if (sqlite3_prepare_v2(j->db_, "PRAGMA quick_check", -1, &raw, nullptr) != SQLITE_OK)
+            throw JournalError(path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
+        Stmt guard(raw);
+        int rc = sqlite3_step(raw);
+        std::string verdict = rc == SQLITE_ROW ? column_text(raw, 0) : sqlite3_errmsg(j->db_);
+        if (verdict != "ok")
+            throw JournalError(path + ": damaged journal (" + verdict + "); the file was left untouched. "
+                               "Restore it from a backup or move it away to start empty.");
+    }
+
+    j->exec("PRAGMA journal_mode=WAL");
+    j->exec(options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    if (!exists) {
+        j->exec("BEGIN");
+        j->exec(kSchema);
+        j->exec(("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
+        j->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+        j->exec("COMMIT");
+    }
+
+    auto st = std::make_unique<Statements>();
+    auto mk = [&](const char* sql) { return std::make_unique<Stmt>(j->prepare(sql)); };
+    st->upsert_item = mk(
+        "INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) VALUES(?1,?2,?3,?4,?5,NULL,?6) "
+        "ON CONFLICT(system,id) DO UPDATE SET channel=?3,version=?4,state=?5,ended_at=NULL,snapshot=?6");
+    st->end_item = mk(
+        "INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) VALUES(?1,?2,?3,?4,?5,?6,?7) "
+        "ON CONFLICT(system,id) DO UPDATE SET channel=?3,version=?4,state=?5,ended_at=?6,snapshot=?7");
+    st->delete_postings = mk("DELETE FROM postings WHERE system=?1 AND chat_id=?2");
+    st->insert_posting = mk("INSERT INTO postings(system,chat_id,posting) VALUES(?1,?2,?3)");
+    st->upsert_agent = mk(
+        "INSERT INTO agents(system,user_id,state) VALUES(?1,?2,?3) "
+        "ON CONFLICT(system,user_id) DO UPDATE SET state=?3");
+    st->upsert_subscription = mk(
+        "INSERT INTO subscriptions(system,reason,ended_at) VALUES(?1,?2,?3) "
+        "ON CONFLICT(system) DO UPDATE SET reason=?2,ended_at=?3");
+    st->prune_items = mk("DELETE FROM items WHERE ended_at IS NOT NULL AND ended_at < ?1");
+    st->begin = mk("BEGIN");
+    st->commit = mk("COMMIT");
+    st->rollback = mk("ROLLBACK");
+    j->stmts_ = std::move(st);
+    return j;
+}
+
+LoadedState Journal::load(channels::TimePoint cutoff) {
+    LoadedState out;
+    auto damaged = [&](const std::string& what) {
+        return JournalError(options_.path + ": damaged journal: " + what + "; the file was left untouched.");
+    };
+    {
+        Stmt prune(prepare("DELETE FROM items WHERE ended_at IS NOT NULL AND ended_at < ?1"));
+        bind_int(prune.get(), 1, to_ms(cutoff));
+        sqlite3_step(prune.get());
+    }
+    std::unordered_map<std::string, std::size_t> chats;
+    {
+        Stmt s(prepare("SELECT snapshot, ended_at, system, id FROM items"));
+        int rc;
+        while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+            auto text = column_text(s.get(), 0);
+            json::error_code ec;
+            auto v = json::parse(text, ec);
+            auto item = ec ? std::nullopt : channels::item_from_json(v);
+            if (!item) throw damaged("item " + column_text(s.get(), 2) + "/" + column_text(s.get(), 3) + " cannot be read");
+            if (sqlite3_column_type(s.get(), 1) == SQLITE_NULL) {
+                if (item->channel == channels::Channel::chat)
+                    chats[item->system + '\x1f' + item->id] = out.live.size();
+                out.live.push_back(std::move(*item));
+            } else {
+                out.ended.push_back(channels::EndedItem{item->system, item->id, item->channel, item->version,
+                                                        from_ms(sqlite3_column_int64(s.get(), 1))});
+            }
+        }
+        if (rc != SQLITE_DONE) throw damaged(sqlite3_errmsg(db_));
+    }
+    {
+        Stmt s(prepare("SELECT system, chat_id, posting FROM postings ORDER BY seq"));
+        while (sqlite3_step(s.get()) == SQLITE_ROW) {
+            auto it = chats.find(column_text(s.get(), 0) + '\x1f' + column_text(s.get(), 1));
+            if (it == chats.end()) continue;  // the chat ended; its postings go with it
+            json::error_code ec;
+            auto v = json::parse(column_text(s.get(), 2), ec);
+            auto p = ec ? std::nullopt : channels::posting_from_json(v);
+            if (!p) throw damaged("a posting of chat " + column_text(s.get(), 1) + " cannot be read");
+            out.live[it->second].postings.push_back(std::move(*p));
+        }
+    }
+    {
+        Stmt s(prepare("SELECT state FROM agents"));
+        while (sqlite3_step(s.get()) == SQLITE_ROW) {
+            json::error_code ec;
+            auto v = json::parse(column_text(s.get(), 0), ec);
+            auto a = ec ? std::nullopt : channels::agent_from_json(v);
+            if (!a) throw damaged("an agent state cannot be read");
+            out.agents.push_back(std::move(*a));
+        }
+    }
+    return out;
+}
+
+void Journal::start() {
+    thread_ = std::thread([this] { run(); });
+}
+
+void Journal::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    // Anything submitted after the thread ended cannot be committed.
+    std::deque<Entry> left;
+    {
+        std::lock_guard lock(mutex_);
+        closed_ = true;
+        left.swap(queue_);
+    }
+    for (auto& e : left)
+        if (e.done) e.done(false);
+}
+
+void Journal::submit(std::vector<Change> changes, Completion done) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!closed_) {
+            queue_.push_back(Entry{std::move(changes), std::move(done)});
+            done = nullptr;
+        }
+    }
+    if (done) {
+        done(false);
+        return;
+    }
+    wake_.notify_one();
+}
+
+void Journal::prune(channels::TimePoint cutoff) {
+    {
+        std::lock_guard lock(mutex_);
+        queue_.push_back(Entry{{}, nullptr, to_ms(cutoff)});
+    }
+    wake_.notify_one();
+}
+
+std::string Journal::last_error() const {
+    std::lock_guard lock(stats_mutex_);
+    return last_error_;
+}
+
+JournalStats Journal::stats() const {
+    std::lock_guard lock(stats_mutex_);
+    return stats_;
+}
+
+void Journal::write(const Change& change) {
+    auto step = [&](Stmt& s) {
+        int rc = sqlite3_step(s.get());
+        sqlite3_reset(s.get());
+        sqlite3_clear_bindings(s.get());
+        if (rc != SQLITE_DONE) throw JournalError(std::string("write: ") + sqlite3_errmsg(db_));
+    };
+    std::visit(
+        [&](const auto& c) {
+            using T = std::decay_t<decltype(c)>;
+            if constexpr (std::is_same_v<T, channels::ItemStored>) {
+                const auto& item = c.item;
+                auto obj = channels::to_json(item);
+                obj.erase("postings");
+                auto snapshot = json::serialize(obj);
+                bool ended = channels::is_terminal(item.state);
+                auto& s = ended ? *stmts_->end_item : *stmts_->upsert_item;
+                bind_text(s.get(), 1, item.system);
+                bind_text(s.get(), 2, item.id);
+                bind_text(s.get(), 3, channels::to_string(item.channel));
+                bind_int(s.get(), 4, static_cast<std::int64_t>(item.version));
+                bind_text(s.get(), 5, channels::to_string(item.state));
+                if (ended) {
+                    bind_int(s.get(), 6, to_ms(c.at));
+                    bind_text(s.get(), 7, snapshot);
+                } else {
+                    bind_text(s.get(), 6, snapshot);
+                }
+                step(s);
+                if (ended && item.channel == channels::Channel::chat) {
+                    bind_text(stmts_->delete_postings->get(), 1, item.system);
+                    bind_text(stmts_->delete_postings->get(), 2, item.id);
+                    step(*stmts_->delete_postings);
+                }
+            } else if constexpr (std::is_same_v<T, channels::PostingStored>) {
+                auto& s = *stmts_->insert_posting;
+                bind_text(s.get(), 1, c.system);
+                bind_text(s.get(), 2, c.posting.chat_session_id);
+                bind_text(s.get(), 3, json::serialize(channels::to_json(c.posting)));
+                step(s);
+            } else if constexpr (std::is_same_v<T, channels::AgentStored>) {
+                auto& s = *stmts_->upsert_agent;
+                bind_text(s.get(), 1, c.agent.system);
+                bind_text(s.get(), 2, c.agent.user_id);
+                bind_text(s.get(), 3, json::serialize(channels::to_json(c.agent)));
+                step(s);
+            } else {
+                auto& s = *stmts_->upsert_subscription;
+                bind_text(s.get(), 1, c.ended.system);
+                bind_text(s.get(), 2, c.ended.reason);
+                bind_int(s.get(), 3, to_ms(c.at));
+                step(s);
+            }
+        },
+        change);
+}
+
+void Journal::run() {
+    std::vector<Entry> batch;
+    while (true) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty() && stopping_) return;
+            std::size_t changes = 0;
+            while (!queue_.empty() && (batch.empty() || changes + queue_.front().changes.size() <= options_.max_batch)) {
+                changes += queue_.front().changes.size();
+                batch.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+        }
+        bool ok = healthy_.load();
+        std::size_t count = 0;
+        auto started = std::chrono::steady_clock::now();
+        if (ok) {
+            auto simple = [&](Stmt& s) {
+                int rc = sqlite3_step(s.get());
+                sqlite3_reset(s.get());
+                return rc == SQLITE_DONE;
+            };
+            try {
+                if (!simple(*stmts_->begin)) throw JournalError(std::string("BEGIN: ") + sqlite3_errmsg(db_));
+                for (auto& e : batch) {
+                    for (auto& c : e.changes) write(c);
+                    count += e.changes.size();
+                    if (e.prune_cutoff_ms >= 0) {
+                        bind_int(stmts_->prune_items->get(), 1, e.prune_cutoff_ms);
+                        if (!simple(*stmts_->prune_items)) throw JournalError(sqlite3_errmsg(db_));
+                    }
+                }
+                if (!simple(*stmts_->commit)) throw JournalError(std::string("COMMIT: ") + sqlite3_errmsg(db_));
+            } catch (const std::exception& e) {
+                {
+                    std::lock_guard lock(stats_mutex_);
+                    last_error_ = e.what();
+                }
+                simple(*stmts_->rollback);
+                ok = false;
+                healthy_.store(false);
+            }
+        }
+        auto micros = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                     std::chrono::steady_clock::now() - started)
+                                                     .count());
+        {
+            std::lock_guard lock(stats_mutex_);
+            if (ok) {
+                ++stats_.commits;
+                stats_.changes += count;
+                stats_.commit_micros_total += micros;
+                stats_.commit_micros_max = std::max(stats_.commit_micros_max, micros);
+            } else {
+                ++stats_.failures;
+            }
+        }
+        for (auto& e : batch)
+            if (e.done) e.done(ok);
+        batch.clear();
+    }
+}
+
+}  // namespace cb::recovery

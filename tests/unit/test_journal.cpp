@@ -1,0 +1,221 @@
+#include "recovery/journal.hpp"
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+using namespace cb;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/cbjournal-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+channels::Item call(const std::string& id, std::uint64_t version, channels::State state) {
+    channels::Item i;
+    i.system = "CMS-A";
+    i.channel = channels::Channel::phone;
+    i.id = id;
+    i.version = version;
+    i.state = state;
+    i.agent_id = "alice";
+    i.changed_at = "2026-11-22T10:00:00Z";
+    i.direction = "inbound";
+    i.remote_numbers = {"+493012345678"};
+    i.local_address = "+49301111";
+    return i;
+}
+
+bool commit(recovery::Journal& j, std::vector<channels::Change> changes) {
+    std::promise<bool> done;
+    j.submit(std::move(changes), [&](bool ok) { done.set_value(ok); });
+    bool ok = done.get_future().get();
+    if (!ok) MESSAGE("journal: " << j.last_error());
+    return ok;
+}
+
+std::string file_bytes(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST_CASE("a committed item, posting and agent state are loaded again after reopening") {
+    TempDir dir;
+    auto path = (dir.path / "journal.db").string();
+    auto now = channels::TimePoint(std::chrono::hours(1000000));
+    {
+        auto j = recovery::Journal::open({path, true, 64});
+        j->load(now);
+        j->start();
+        auto chat = call("chat-1", 3, channels::State::active);
+        chat.channel = channels::Channel::chat;
+        chat.topic = "billing";
+        chat.customer_name = "Müller €";
+        channels::AgentState agent{"CMS-A", "alice", channels::AgentStateValue::ready, 0, {"+49301111"}, {"phone"}};
+        CHECK(commit(*j, {channels::ItemStored{call("c-1", 2, channels::State::connected), now},
+                          channels::ItemStored{chat, now},
+                          channels::PostingStored{"CMS-A", {"chat-1", "cust", "hello €", false, "2026-11-22T10:00:01Z"}},
+                          channels::AgentStored{agent}}));
+        CHECK(commit(*j, {channels::ItemStored{call("c-2", 5, channels::State::disconnected), now}}));
+        j->stop();
+    }
+    auto j = recovery::Journal::open({path, true, 64});
+    auto loaded = j->load(now - std::chrono::minutes(1));
+    REQUIRE(loaded.live.size() == 2);
+    REQUIRE(loaded.ended.size() == 1);
+    CHECK(loaded.ended[0].id == "c-2");
+    CHECK(loaded.ended[0].version == 5);
+    REQUIRE(loaded.agents.size() == 1);
+    CHECK(loaded.agents[0].state == channels::AgentStateValue::ready);
+    for (auto& i : loaded.live) {
+        if (i.id == "chat-1") {
+            CHECK(i.customer_name == "Müller €");
+            REQUIRE(i.postings.size() == 1);
+            CHECK(i.postings[0].content_text == "hello €");
+        } else {
+            CHECK(i.id == "c-1");
+            CHECK(i.version == 2);
+            CHECK(i.state == channels::State::connected);
+            CHECK(i.remote_numbers == std::vector<std::string>{"+493012345678"});
+        }
+    }
+}
+
+TEST_CASE("ended items older than the cutoff are forgotten at load") {
+    TempDir dir;
+    auto path = (dir.path / "journal.db").string();
+    auto then = channels::TimePoint(std::chrono::hours(1000000));
+    {
+        auto j = recovery::Journal::open({path, false, 64});
+        j->load(then);
+        j->start();
+        CHECK(commit(*j, {channels::ItemStored{call("old", 1, channels::State::failed), then}}));
+        j->stop();
+    }
+    auto j = recovery::Journal::open({path, false, 64});
+    CHECK(j->load(then + std::chrono::hours(2)).ended.empty());
+}
+
+TEST_CASE("an empty batch is a barrier that completes after earlier batches") {
+    TempDir dir;
+    auto j = recovery::Journal::open({(dir.path / "j.db").string(), false, 2});
+    j->load(channels::TimePoint{});
+    j->start();
+    std::vector<int> order;
+    std::mutex m;
+    std::promise<void> last;
+    for (int k = 0; k < 10; ++k)
+        j->submit({channels::ItemStored{call("c-" + std::to_string(k), 1, channels::State::alerting), {}}},
+                  [&, k](bool ok) {
+                      CHECK(ok);
+                      std::lock_guard lock(m);
+                      order.push_back(k);
+                  });
+    j->submit({}, [&](bool ok) {
+        CHECK(ok);
+        std::lock_guard lock(m);
+        order.push_back(99);
+        last.set_value();
+    });
+    last.get_future().get();
+    REQUIRE(order.size() == 11);
+    for (int k = 0; k < 10; ++k) CHECK(order[static_cast<std::size_t>(k)] == k);
+    CHECK(order.back() == 99);
+    CHECK(j->stats().commits >= 5);  // max_batch 2 splits ten changes into several transactions
+}
+
+TEST_CASE("a file that is not SQLite is refused and left untouched") {
+    TempDir dir;
+    auto path = dir.path / "journal.db";
+    std::ofstream(path) << "this is somebody's notes, not a journal\n";
+    auto before = file_bytes(path);
+    CHECK_THROWS_WITH_AS(recovery::Journal::open({path.string(), true, 64}),
+                         doctest::Contains("not a commbroker journal"), recovery::JournalError);
+    CHECK(file_bytes(path) == before);
+    CHECK_FALSE(fs::exists(path.string() + "-wal"));
+}
+
+TEST_CASE("another application's SQLite database is refused and left untouched") {
+    TempDir dir;
+    auto path = dir.path / "other.db";
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    auto before = file_bytes(path);
+    CHECK_THROWS_WITH_AS(recovery::Journal::open({path.string(), true, 64}), doctest::Contains("not a commbroker journal"),
+                         recovery::JournalError);
+    CHECK(file_bytes(path) == before);
+}
+
+TEST_CASE("a journal from a newer schema is refused") {
+    TempDir dir;
+    auto path = (dir.path / "j.db").string();
+    { auto j = recovery::Journal::open({path, true, 64}); }
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    CHECK_THROWS_WITH_AS(recovery::Journal::open({path, true, 64}), doctest::Contains("newer commbroker"),
+                         recovery::JournalError);
+}
+
+TEST_CASE("a journal with damaged pages is refused and left untouched") {
+    TempDir dir;
+    auto path = dir.path / "j.db";
+    {
+        auto j = recovery::Journal::open({path.string(), true, 64});
+        j->load(channels::TimePoint{});
+        j->start();
+        std::vector<channels::Change> many;
+        for (int k = 0; k < 300; ++k)
+            many.push_back(channels::ItemStored{call("c-" + std::to_string(k), 1, channels::State::alerting), {}});
+        CHECK(commit(*j, std::move(many)));
+        j->stop();
+    }
+    // Checkpointed on close; now overwrite every page after the first (the header stays valid).
+    REQUIRE_FALSE(fs::exists(path.string() + "-wal"));
+    auto size = fs::file_size(path);
+    REQUIRE(size > 3 * 4096);
+    {
+        std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(4096);
+        std::string junk(size - 4096, '\x5a');
+        f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    auto before = file_bytes(path);
+    CHECK_THROWS_AS(
+        {
+            auto j = recovery::Journal::open({path.string(), true, 64});
+            j->load(channels::TimePoint{});
+        },
+        recovery::JournalError);
+    CHECK(file_bytes(path) == before);
+}
+
+TEST_CASE("after stop, a submit completes at once as failed") {
+    TempDir dir;
+    auto j = recovery::Journal::open({(dir.path / "j.db").string(), false, 64});
+    j->load(channels::TimePoint{});
+    j->start();
+    j->stop();
+    bool called = false, result = true;
+    j->submit({channels::ItemStored{call("c-1", 1, channels::State::alerting), {}}}, [&](bool ok) {
+        called = true;
+        result = ok;
+    });
+    CHECK(called);
+    CHECK_FALSE(result);
+}
