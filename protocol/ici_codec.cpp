@@ -99,6 +99,57 @@ ch::Item common(struct soap*, const T& in, const std::string& system, ch::Channe
     return i;
 }
 
+/// The required fields of each element that holds some, as ici.h declares them: gSOAP reports a
+/// missing one against the enclosing element, and the fault should name the field itself.
+const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kRequiredFields = {
+    {"call", {"id", "version", "state", "changedAt", "direction", "remoteNumbers", "localAddress"}},
+    {"chat", {"id", "version", "state", "changedAt", "topic", "customerName"}},
+    {"message", {"id", "version", "state", "changedAt", "folder", "originator", "subject", "read", "answered"}},
+    {"posting", {"chatSessionId", "chatParticipant", "contentText", "systemMessage", "postDate"}},
+    {"user", {"userId", "state", "reasonCode"}},
+    {"item", {"userId", "role", "address"}},
+    {"subscriptionEnded", {"reason"}},
+};
+
+std::string_view local_part(std::string_view qname) {
+    auto colon = qname.find(':');
+    return colon == std::string_view::npos ? qname : qname.substr(colon + 1);
+}
+
+/// The first required child missing from an element named `tag` in `body`, or "" if none is.
+std::string find_missing_field(std::string_view body, std::string_view tag) {
+    const std::vector<std::string_view>* required = nullptr;
+    for (auto& [name, fields] : kRequiredFields)
+        if (name == tag) required = &fields;
+    if (!required) return {};
+    pugi::xml_document doc;
+    if (!doc.load_buffer(body.data(), body.size())) return {};
+    std::string found;
+    struct Walker : pugi::xml_tree_walker {
+        std::string_view tag;
+        const std::vector<std::string_view>* required;
+        std::string* found;
+        bool for_each(pugi::xml_node& n) override {
+            if (n.type() != pugi::node_element || local_part(n.name()) != tag) return true;
+            for (auto field : *required) {
+                bool present = false;
+                for (auto c : n.children())
+                    if (c.type() == pugi::node_element && local_part(c.name()) == field) present = true;
+                if (!present) {
+                    *found = std::string(field);
+                    return false;
+                }
+            }
+            return true;
+        }
+    } walker;
+    walker.tag = tag;
+    walker.required = required;
+    walker.found = &found;
+    doc.traverse(walker);
+    return found;
+}
+
 }  // namespace
 
 std::string_view to_string(Operation op) { return kOperationNames[static_cast<int>(op)]; }
@@ -208,7 +259,15 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
     } reset_after{m};
 
     auto failed = [&]() -> std::variant<DecodedEvent, DecodeFailed> {
-        return DecodeFailed{reply, m.fault_from_error()};
+        bool occurs = s->error == SOAP_OCCURS;
+        auto fault = m.fault_from_error();
+        if (occurs) {
+            if (auto field = find_missing_field(body, fault.field); !field.empty()) {
+                fault.message = "missing <" + field + "> in <" + fault.field + ">";
+                fault.field = field;
+            }
+        }
+        return DecodeFailed{reply, fault};
     };
 
     if (soap_begin_recv(s) || soap_envelope_begin_in(s) || soap_recv_header(s) || soap_body_begin_in(s))

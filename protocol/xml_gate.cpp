@@ -96,7 +96,7 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, cons
 
     pugi::xml_document doc;
     auto parsed = doc.load_buffer(body.data(), body.size(),
-                                  pugi::parse_default | pugi::parse_doctype | pugi::parse_pi,
+                                  pugi::parse_default | pugi::parse_doctype | pugi::parse_pi | pugi::parse_fragment,
                                   pugi::encoding_utf8);
     if (!parsed)
         return refuse(version, FaultCode::malformed,

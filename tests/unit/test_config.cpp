@@ -1,1 +1,92 @@
+#include "config/config.hpp"
+#include "config/password.hpp"
+
 #include <doctest/doctest.h>
+
+using namespace cb::config;
+
+namespace {
+
+std::string all_errors(const ParseResult& r) {
+    std::string s;
+    for (auto& e : r.errors) s += e + "\n";
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("a minimal config gets every default") {
+    auto r = parse(R"(<commbroker>
+  <listen service="ici" address="127.0.0.1" port="0"/>
+  <journal path="/tmp/j.db"/>
+</commbroker>)",
+                   "c.xml");
+    REQUIRE_MESSAGE(r.config, all_errors(r));
+    CHECK(r.config->journal.sync == Sync::full);
+    CHECK(r.config->limits.max_body_bytes == 65536);
+    CHECK(r.config->limits.ended_item_retention == std::chrono::hours(1));
+    CHECK(r.config->node.id == "broker-1");
+    REQUIRE(r.config->heartbeat_profiles.size() == 1);
+    CHECK(r.config->heartbeat_profiles[0].id == "default");
+}
+
+TEST_CASE("every error is reported at once, each with its line") {
+    auto r = parse(R"(<commbroker>
+  <listen service="ici" address="127.0.0.1" port="70000"/>
+  <journal path="/tmp/j.db" sync="sometimes"/>
+  <limits maxBodyBytes="12" maxXmlDept="3"/>
+  <cms id="A" url="http://x:1/cms" inboundUser="a" inboundPasswordHash="plain"/>
+  <agent id="alice" passwordHash="pbkdf2-sha256$1000$c2FsdA==$aGFzaA==" cms="B"/>
+  <bogus/>
+</commbroker>)",
+                   "c.xml");
+    CHECK_FALSE(r.config);
+    auto text = all_errors(r);
+    CHECK(text.find("c.xml:2: port=70000 is out of range") != std::string::npos);
+    CHECK(text.find("c.xml:3: sync=\"sometimes\" must be one of full | normal") != std::string::npos);
+    CHECK(text.find("c.xml:4: maxBodyBytes=12 is out of range") != std::string::npos);
+    CHECK(text.find("c.xml:4: unknown attribute maxXmlDept") != std::string::npos);
+    CHECK(text.find("c.xml:5: inboundPasswordHash:") != std::string::npos);
+    CHECK(text.find("c.xml:6: passwordHash: at least 10000 iterations") != std::string::npos);
+    CHECK(text.find("c.xml:6: agent alice: no <cms id=\"B\">") != std::string::npos);
+    CHECK(text.find("c.xml:7: unknown element <bogus>") != std::string::npos);
+    CHECK(r.errors.size() == 8);
+}
+
+TEST_CASE("a config without a journal or listener is refused") {
+    auto r = parse("<commbroker/>", "c.xml");
+    CHECK_FALSE(r.config);
+    CHECK(all_errors(r).find("missing <journal") != std::string::npos);
+    CHECK(all_errors(r).find("at least one <listen>") != std::string::npos);
+}
+
+TEST_CASE("durations") {
+    CHECK(parse_duration("250ms") == Duration(250));
+    CHECK(parse_duration("5s") == std::chrono::seconds(5));
+    CHECK(parse_duration("2m") == std::chrono::minutes(2));
+    CHECK(parse_duration("7d") == std::chrono::hours(168));
+    CHECK_FALSE(parse_duration("5"));
+    CHECK_FALSE(parse_duration("s"));
+    CHECK_FALSE(parse_duration("5 s"));
+    CHECK(format_duration(std::chrono::hours(1)) == "1h");
+}
+
+TEST_CASE("password hashes verify the right password only") {
+    auto h = hash_password("secret", 10000);
+    CHECK_FALSE(check_password_hash(h));
+    CHECK(verify_password("secret", h));
+    CHECK_FALSE(verify_password("Secret", h));
+    CHECK_FALSE(verify_password("secret", "pbkdf2-sha256$10000$AAAA$AAAA"));
+    CHECK(check_password_hash("sha1$1$a$b"));
+}
+
+TEST_CASE("reload names the settings that need a restart") {
+    auto a = parse(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/><journal path="/a"/></commbroker>)", "a");
+    auto b = parse(R"(<commbroker><listen service="ici" address="127.0.0.1" port="2"/><journal path="/a"/>
+                      <limits maxBodyBytes="2048"/></commbroker>)", "b");
+    REQUIRE(a.config);
+    REQUIRE(b.config);
+    auto kept = reload_diff(*a.config, *b.config);
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0] == "listen");
+}

@@ -1,0 +1,128 @@
+"""The journal over process lifetimes: kill -9, restart, damaged files, config checks, reload."""
+import hashlib
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from harness import CTL, DAEMON, Broker, call_xml, envelope, status_of, wait_for
+
+
+def test_every_accepted_event_survives_kill_9(make_broker):
+    b = make_broker(sync="full").start()
+    accepted = {}  # item id -> highest version answered "accepted"
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender(worker):
+        version = 0
+        while not stop.is_set():
+            version += 1
+            item = f"w{worker}-c{version % 5}"
+            state = "alerting" if version <= 5 else "connected"
+            try:
+                status, _, text = b.soap(envelope(call_xml(id=item, version=version, state=state)))
+            except OSError:
+                return  # the daemon is gone
+            if status == 200 and status_of(text) == "accepted":
+                with lock:
+                    accepted[item] = max(accepted.get(item, 0), version)
+
+    threads = [threading.Thread(target=sender, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(accepted) >= 20 and sum(accepted.values()) > 400, timeout=30, what="traffic")
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    b.start()
+    held = {i["id"]: i["version"] for i in b.items()}
+    missing = {k: v for k, v in accepted.items() if held.get(k, 0) < v}
+    assert not missing, f"accepted but lost after kill -9: {missing}"
+    assert len(accepted) >= 20
+
+
+def test_items_survive_a_graceful_restart_and_sigterm_exits_cleanly(make_broker):
+    b = make_broker().start()
+    b.soap(envelope(call_xml(id="keep", version=7, state="connected")))
+    b.soap(envelope(call_xml(id="gone", version=1)))
+    b.soap(envelope(call_xml(id="gone", version=2, state="disconnected")))
+    assert b.stop(signal.SIGTERM) == 0
+    assert "stopped" in b.log_text()
+    assert not os.path.exists(b.socket_path)
+    b.start()
+    assert [(i["id"], i["version"]) for i in b.items()] == [("keep", 7)]
+    # The ended call is still remembered: a late snapshot of it is stale, not a new call.
+    assert status_of(b.soap(envelope(call_xml(id="gone", version=1)))[2]) == "stale"
+
+
+def test_a_damaged_journal_is_refused_at_start_and_left_untouched(make_broker):
+    b = make_broker()
+    with open(b.journal_path, "wb") as f:
+        f.write(b"SQLite format 3\x00" + b"\x5a" * 8192)
+    before = hashlib.sha256(open(b.journal_path, "rb").read()).hexdigest()
+    b.start(expect_ready=False)
+    assert b.proc.wait(timeout=10) == 1
+    assert "journal" in b.log_text() and "left untouched" in b.log_text()
+    assert hashlib.sha256(open(b.journal_path, "rb").read()).hexdigest() == before
+
+
+def test_a_foreign_file_is_refused(make_broker):
+    b = make_broker()
+    with open(b.journal_path, "w") as f:
+        f.write("not a database\n")
+    b.start(expect_ready=False)
+    assert b.proc.wait(timeout=10) == 1
+    assert "not a commbroker journal" in b.log_text()
+    assert open(b.journal_path).read() == "not a database\n"
+
+
+def test_check_config_reports_every_error_with_its_line(tmp_path):
+    bad = tmp_path / "bad.xml"
+    bad.write_text('<commbroker>\n  <listen service="ici" address="127.0.0.1" port="99999"/>\n'
+                   '  <journal path="/tmp/x.db" sync="often"/>\n  <limitz/>\n</commbroker>\n')
+    out = subprocess.run([DAEMON, "--config", str(bad), "--check-config"], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert f"{bad}:2: port=99999 is out of range" in out.stderr
+    assert f"{bad}:3: sync=\"often\"" in out.stderr
+    assert f"{bad}:4: unknown element <limitz>" in out.stderr
+    b = Broker()
+    try:
+        ctl = b.ctl("check-config", str(bad))
+        assert ctl.returncode == 1 and f"{bad}:4:" in ctl.stderr
+        good = b.ctl("check-config", b.config_path)
+        assert good.returncode == 0, good.stderr
+    finally:
+        b.cleanup()
+
+
+def test_reload_applies_new_settings_and_names_what_needs_a_restart(make_broker):
+    b = make_broker().start()
+    big = envelope(call_xml(extra="<queue>" + "q" * 1500 + "</queue>"))
+    assert b.soap(big)[0] == 200
+    text = open(b.config_path).read()
+    b.write_config(text.replace('maxBodyBytes="16384"', 'maxBodyBytes="1024"').replace('sync="normal"', 'sync="full"'))
+    out = b.ctl("reload")
+    assert out.returncode == 0, out.stderr
+    assert "journal.sync" in out.stdout
+    assert b.soap(big)[0] == 413  # the new body limit is live
+    b.write_config(text.replace("<journal", "<journl"))
+    out = b.ctl("reload")
+    assert out.returncode == 1 and "unknown element <journl>" in out.stderr
+    b.write_config(text)
+    b.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b.soap(big)[0] == 200, what="SIGHUP reload")
+
+
+def test_commbrokerctl_usage_and_failure_exit_statuses(broker):
+    assert broker.ctl("frobnicate").returncode == 2
+    assert broker.ctl("items", "--colour", "red").returncode == 2
+    bad = broker.ctl("items", "--channel", "fax")
+    assert bad.returncode == 1 and "channel" in bad.stderr
+    gone = subprocess.run([CTL, "--socket", "/nonexistent/admin.sock", "status"], capture_output=True, text=True)
+    assert gone.returncode == 1 and "cannot reach" in gone.stderr
+    out = broker.ctl("status")
+    assert out.returncode == 0 and "ready        yes" in out.stdout
