@@ -8,10 +8,11 @@ namespace cb::channels {
 namespace {
 
 constexpr std::array<std::string_view, 10> kStateNames = {
-    "initiated", "alerting", "connected", "held", "disconnected",
+    "initiated", "alerting", "connected", "held",  "disconnected",
     "failed",    "offered",  "active",    "ended", "closed"};
 constexpr std::array<std::string_view, 3> kChannelNames = {"phone", "chat", "email"};
-constexpr std::array<std::string_view, 4> kAgentStateNames = {"loggedOff", "ready", "notReady", "wrapUp"};
+constexpr std::array<std::string_view, 4> kAgentStateNames = {"loggedOff", "ready", "notReady",
+                                                              "wrapUp"};
 
 template <typename E, std::size_t N>
 std::optional<E> lookup(const std::array<std::string_view, N>& names, std::string_view s) {
@@ -20,7 +21,9 @@ std::optional<E> lookup(const std::array<std::string_view, N>& names, std::strin
     return std::nullopt;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 bool digits(std::string_view s, std::size_t pos, std::size_t n) {
     if (pos + n > s.size()) return false;
@@ -31,11 +34,21 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n) {
 
 }  // namespace
 
-std::string_view to_string(Channel c) { return kChannelNames[static_cast<std::size_t>(c)]; }
-std::string_view to_string(State s) { return kStateNames[static_cast<std::size_t>(s)]; }
-std::string_view to_string(AgentStateValue s) { return kAgentStateNames[static_cast<std::size_t>(s)]; }
-std::optional<Channel> channel_from_string(std::string_view s) { return lookup<Channel>(kChannelNames, s); }
-std::optional<State> state_from_string(std::string_view s) { return lookup<State>(kStateNames, s); }
+std::string_view to_string(Channel c) {
+    return kChannelNames[static_cast<std::size_t>(c)];
+}
+std::string_view to_string(State s) {
+    return kStateNames[static_cast<std::size_t>(s)];
+}
+std::string_view to_string(AgentStateValue s) {
+    return kAgentStateNames[static_cast<std::size_t>(s)];
+}
+std::optional<Channel> channel_from_string(std::string_view s) {
+    return lookup<Channel>(kChannelNames, s);
+}
+std::optional<State> state_from_string(std::string_view s) {
+    return lookup<State>(kStateNames, s);
+}
 std::optional<AgentStateValue> agent_state_from_string(std::string_view s) {
     return lookup<AgentStateValue>(kAgentStateNames, s);
 }
@@ -45,14 +58,17 @@ bool state_belongs(Channel c, State s) {
         case Channel::phone:
             return s == State::initiated || s == State::alerting || s == State::connected ||
                    s == State::held || s == State::disconnected || s == State::failed;
-        case Channel::chat: return s == State::offered || s == State::active || s == State::ended;
-        case Channel::email: return s == State::offered || s == State::active || s == State::closed;
+        case Channel::chat:
+            return s == State::offered || s == State::active || s == State::ended;
+        case Channel::email:
+            return s == State::offered || s == State::active || s == State::closed;
     }
     return false;
 }
 
 bool is_terminal(State s) {
-    return s == State::disconnected || s == State::failed || s == State::ended || s == State::closed;
+    return s == State::disconnected || s == State::failed || s == State::ended ||
+           s == State::closed;
 }
 
 bool move_allowed(Channel c, State from, State to) {
@@ -65,10 +81,14 @@ bool move_allowed(Channel c, State from, State to) {
                     return to == State::alerting || to == State::connected || to == State::failed ||
                            to == State::disconnected;
                 case State::alerting:
-                    return to == State::connected || to == State::disconnected || to == State::failed;
-                case State::connected: return to == State::held || to == State::disconnected;
-                case State::held: return to == State::connected || to == State::disconnected;
-                default: return false;
+                    return to == State::connected || to == State::disconnected ||
+                           to == State::failed;
+                case State::connected:
+                    return to == State::held || to == State::disconnected;
+                case State::held:
+                    return to == State::connected || to == State::disconnected;
+                default:
+                    return false;
             }
         case Channel::chat:
         case Channel::email: {
@@ -97,8 +117,8 @@ bool valid_e164(std::string_view n) {
 bool valid_date_time(std::string_view s) {
     // YYYY-MM-DDThh:mm:ss
     if (!digits(s, 0, 4) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2) || s[7] != '-' ||
-        !digits(s, 8, 2) || s[10] != 'T' || !digits(s, 11, 2) || s[13] != ':' || !digits(s, 14, 2) ||
-        s[16] != ':' || !digits(s, 17, 2))
+        !digits(s, 8, 2) || s[10] != 'T' || !digits(s, 11, 2) || s[13] != ':' ||
+        !digits(s, 14, 2) || s[16] != ':' || !digits(s, 17, 2))
         return false;
     auto num = [&](std::size_t pos) { return (s[pos] - '0') * 10 + (s[pos + 1] - '0'); };
     if (num(5) < 1 || num(5) > 12 || num(8) < 1 || num(8) > 31 || num(11) > 23 || num(14) > 59 ||
@@ -108,7 +128,8 @@ bool valid_date_time(std::string_view s) {
     if (pos < s.size() && s[pos] == '.') {
         ++pos;
         std::size_t start = pos;
-        while (pos < s.size() && is_digit(s[pos])) ++pos;
+        while (pos < s.size() && is_digit(s[pos]))
+            ++pos;
         if (pos == start || pos - start > 9) return false;
     }
     if (pos == s.size()) return false;  // a time zone is required
@@ -134,15 +155,21 @@ std::optional<FieldError> validate(const Item& item) {
     if (item.channel == Channel::phone) {
         for (auto& n : item.remote_numbers)
             if (!valid_e164(n))
-                return FieldError{"remoteNumbers", "\"" + n + "\" is not an E.164 number (+ and 2-15 digits)"};
+                return FieldError{"remoteNumbers",
+                                  "\"" + n + "\" is not an E.164 number (+ and 2-15 digits)"};
         if (!valid_e164(item.local_address))
-            return FieldError{"localAddress", "\"" + item.local_address + "\" is not an E.164 number"};
-        if (item.direction != "inbound" && item.direction != "outbound" && item.direction != "internal")
+            return FieldError{"localAddress",
+                              "\"" + item.local_address + "\" is not an E.164 number"};
+        if (item.direction != "inbound" && item.direction != "outbound" &&
+            item.direction != "internal")
             return FieldError{"direction", "must be inbound, outbound or internal"};
     }
     for (auto& p : item.participants)
-        if (p.role != "agent" && p.role != "customer" && p.role != "supervisor" && p.role != "system")
-            return FieldError{"participants", "role \"" + p.role + "\" is not agent, customer, supervisor or system"};
+        if (p.role != "agent" && p.role != "customer" && p.role != "supervisor" &&
+            p.role != "system")
+            return FieldError{
+                "participants",
+                "role \"" + p.role + "\" is not agent, customer, supervisor or system"};
     return std::nullopt;
 }
 
@@ -151,14 +178,17 @@ std::optional<FieldError> validate(const ChatPosting& p) {
         return FieldError{"chatSessionId", "must be 1-128 characters of [A-Za-z0-9._:@-]"};
     if (p.content_text.size() > kMaxPostingBytes)
         return FieldError{"contentText", "larger than 16 KiB"};
-    if (!valid_date_time(p.post_date)) return FieldError{"postDate", "not an xsd:dateTime with a time zone"};
+    if (!valid_date_time(p.post_date))
+        return FieldError{"postDate", "not an xsd:dateTime with a time zone"};
     return std::nullopt;
 }
 
 std::optional<FieldError> validate(const AgentState& a) {
-    if (!valid_item_id(a.user_id)) return FieldError{"userId", "must be 1-128 characters of [A-Za-z0-9._:@-]"};
+    if (!valid_item_id(a.user_id))
+        return FieldError{"userId", "must be 1-128 characters of [A-Za-z0-9._:@-]"};
     for (auto& c : a.channels)
-        if (!channel_from_string(c)) return FieldError{"channels", "\"" + c + "\" is not phone, chat or email"};
+        if (!channel_from_string(c))
+            return FieldError{"channels", "\"" + c + "\" is not phone, chat or email"};
     return std::nullopt;
 }
 

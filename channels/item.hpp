@@ -15,7 +15,18 @@ namespace cb::channels {
 enum class Channel { phone, chat, email };
 
 /// The states of all three channels; each channel uses its own subset.
-enum class State { initiated, alerting, connected, held, disconnected, failed, offered, active, ended, closed };
+enum class State {
+    initiated,
+    alerting,
+    connected,
+    held,
+    disconnected,
+    failed,
+    offered,
+    active,
+    ended,
+    closed
+};
 
 enum class AgentStateValue { logged_off, ready, not_ready, wrap_up };
 

@@ -10,7 +10,8 @@ namespace {
 json::array strings(const std::vector<std::string>& v) {
     json::array a;
     a.reserve(v.size());
-    for (auto& s : v) a.emplace_back(s);
+    for (auto& s : v)
+        a.emplace_back(s);
     return a;
 }
 
@@ -20,7 +21,7 @@ void put_optional(json::object& o, const char* name, const std::optional<std::st
 
 /// Reads fields with type checks; any missing or mistyped field makes the whole read fail.
 class Reader {
-public:
+  public:
     explicit Reader(const json::value& v) : obj_(v.if_object()) { ok_ = obj_ != nullptr; }
     bool ok() const { return ok_; }
 
@@ -47,7 +48,8 @@ public:
         if (!ok_) return 0;
         auto* v = obj_->if_contains(name);
         if (v && v->is_uint64()) return v->get_uint64();
-        if (v && v->is_int64() && v->get_int64() >= 0) return static_cast<std::uint64_t>(v->get_int64());
+        if (v && v->is_int64() && v->get_int64() >= 0)
+            return static_cast<std::uint64_t>(v->get_int64());
         ok_ = false;
         return 0;
     }
@@ -88,7 +90,7 @@ public:
     }
     void fail() { ok_ = false; }
 
-private:
+  private:
     const json::object* obj_;
     bool ok_;
 };
@@ -114,7 +116,8 @@ json::object to_json(const Item& i) {
     put_optional(o, "containerId", i.container_id);
     json::array parts;
     for (auto& p : i.participants)
-        parts.push_back(json::object{{"userId", p.user_id}, {"role", p.role}, {"address", p.address}});
+        parts.push_back(
+            json::object{{"userId", p.user_id}, {"role", p.role}, {"address", p.address}});
     o["participants"] = std::move(parts);
     o["capabilityList"] = strings(i.capabilities);
     put_optional(o, "attachedData", i.attached_data);
@@ -130,7 +133,8 @@ json::object to_json(const Item& i) {
             o["topic"] = i.topic;
             o["customerName"] = i.customer_name;
             json::array posts;
-            for (auto& p : i.postings) posts.push_back(to_json(p));
+            for (auto& p : i.postings)
+                posts.push_back(to_json(p));
             o["postings"] = std::move(posts);
             break;
         }

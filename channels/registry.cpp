@@ -6,9 +6,12 @@ namespace cb::channels {
 
 std::string_view to_string(Outcome o) {
     switch (o) {
-        case Outcome::accepted: return "accepted";
-        case Outcome::duplicate: return "duplicate";
-        case Outcome::stale: return "stale";
+        case Outcome::accepted:
+            return "accepted";
+        case Outcome::duplicate:
+            return "duplicate";
+        case Outcome::stale:
+            return "stale";
     }
     return "?";
 }
@@ -19,7 +22,9 @@ ApplyResult reject(Rejection::Code code, std::string field, std::string message)
     return ApplyResult{Rejection{code, FieldError{std::move(field), std::move(message)}}, {}};
 }
 
-ApplyResult outcome(Outcome o) { return ApplyResult{o, {}}; }
+ApplyResult outcome(Outcome o) {
+    return ApplyResult{o, {}};
+}
 
 }  // namespace
 
@@ -27,16 +32,21 @@ ApplyResult Registry::apply(const Event& event, TimePoint now) {
     return std::visit(
         [&](const auto& e) -> ApplyResult {
             using T = std::decay_t<decltype(e)>;
-            if constexpr (std::is_same_v<T, Item>) return apply_item(e, now);
-            else if constexpr (std::is_same_v<T, PostingEvent>) return apply_posting(e);
-            else if constexpr (std::is_same_v<T, AgentState>) return apply_agent(e);
-            else return apply_subscription(e, now);
+            if constexpr (std::is_same_v<T, Item>)
+                return apply_item(e, now);
+            else if constexpr (std::is_same_v<T, PostingEvent>)
+                return apply_posting(e);
+            else if constexpr (std::is_same_v<T, AgentState>)
+                return apply_agent(e);
+            else
+                return apply_subscription(e, now);
         },
         event);
 }
 
 ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
-    if (auto err = validate(item)) return reject(Rejection::Code::invalid_field, err->field, err->message);
+    if (auto err = validate(item))
+        return reject(Rejection::Code::invalid_field, err->field, err->message);
     auto k = key(item.system, item.id);
 
     if (auto it = live_.find(k); it != live_.end()) {
@@ -50,7 +60,8 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
         if (!move_allowed(item.channel, held.state, item.state))
             return reject(Rejection::Code::invalid_transition, "state",
                           "a " + std::string(to_string(item.channel)) + " item cannot move from " +
-                              std::string(to_string(held.state)) + " to " + std::string(to_string(item.state)));
+                              std::string(to_string(held.state)) + " to " +
+                              std::string(to_string(item.state)));
         Item next = item;
         if (next.channel == Channel::chat) next.postings = std::move(held.postings);
         ApplyResult r{Outcome::accepted, {}};
@@ -68,8 +79,9 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
     if (auto it = ended_.find(k); it != ended_.end()) {
         if (it->second.channel != item.channel)
             return reject(Rejection::Code::invalid_field, "id",
-                          "item " + item.id + " was a " + std::string(to_string(it->second.channel)) +
-                              " item, not " + std::string(to_string(item.channel)));
+                          "item " + item.id + " was a " +
+                              std::string(to_string(it->second.channel)) + " item, not " +
+                              std::string(to_string(item.channel)));
         if (item.version == it->second.version) return outcome(Outcome::duplicate);
         if (item.version < it->second.version) return outcome(Outcome::stale);
         return reject(Rejection::Code::invalid_transition, "state",
@@ -90,7 +102,8 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
 }
 
 ApplyResult Registry::apply_posting(const PostingEvent& p) {
-    if (auto err = validate(p.posting)) return reject(Rejection::Code::invalid_field, err->field, err->message);
+    if (auto err = validate(p.posting))
+        return reject(Rejection::Code::invalid_field, err->field, err->message);
     auto k = key(p.system, p.posting.chat_session_id);
     auto it = live_.find(k);
     if (it == live_.end()) {
@@ -102,22 +115,26 @@ ApplyResult Registry::apply_posting(const PostingEvent& p) {
     }
     Item& chat = it->second;
     if (chat.channel != Channel::chat)
-        return reject(Rejection::Code::invalid_field, "chatSessionId",
-                      p.posting.chat_session_id + " is a " + std::string(to_string(chat.channel)) + " item");
+        return reject(
+            Rejection::Code::invalid_field, "chatSessionId",
+            p.posting.chat_session_id + " is a " + std::string(to_string(chat.channel)) + " item");
     // A resent posting (same sender, time and text) is recognised as a duplicate.
     if (std::find(chat.postings.begin(), chat.postings.end(), p.posting) != chat.postings.end())
         return outcome(Outcome::duplicate);
     chat.postings.push_back(p.posting);
     if (chat.postings.size() > limits_.max_chat_postings)
-        chat.postings.erase(chat.postings.begin(),
-                            chat.postings.begin() + static_cast<std::ptrdiff_t>(chat.postings.size() - limits_.max_chat_postings));
+        chat.postings.erase(
+            chat.postings.begin(),
+            chat.postings.begin() +
+                static_cast<std::ptrdiff_t>(chat.postings.size() - limits_.max_chat_postings));
     ApplyResult r{Outcome::accepted, {}};
     r.changes.push_back(PostingStored{p.system, p.posting});
     return r;
 }
 
 ApplyResult Registry::apply_agent(const AgentState& a) {
-    if (auto err = validate(a)) return reject(Rejection::Code::invalid_field, err->field, err->message);
+    if (auto err = validate(a))
+        return reject(Rejection::Code::invalid_field, err->field, err->message);
     auto k = key(a.system, a.user_id);
     auto it = agents_.find(k);
     if (it != agents_.end() && it->second == a) return outcome(Outcome::duplicate);
@@ -136,22 +153,29 @@ ApplyResult Registry::apply_subscription(const SubscriptionEnded& s, TimePoint n
     return r;
 }
 
-void Registry::restore(std::vector<Item> live, std::vector<EndedItem> ended, std::vector<AgentState> agents) {
+void Registry::restore(std::vector<Item> live, std::vector<EndedItem> ended,
+                       std::vector<AgentState> agents) {
     for (auto& i : live) {
         auto k = key(i.system, i.id);
         if (i.postings.size() > limits_.max_chat_postings)
-            i.postings.erase(i.postings.begin(),
-                             i.postings.begin() + static_cast<std::ptrdiff_t>(i.postings.size() - limits_.max_chat_postings));
+            i.postings.erase(
+                i.postings.begin(),
+                i.postings.begin() +
+                    static_cast<std::ptrdiff_t>(i.postings.size() - limits_.max_chat_postings));
         live_[k] = std::move(i);
     }
-    for (auto& e : ended) ended_[key(e.system, e.id)] = Ended{e.channel, e.version, e.ended_at};
-    for (auto& a : agents) agents_[key(a.system, a.user_id)] = std::move(a);
+    for (auto& e : ended)
+        ended_[key(e.system, e.id)] = Ended{e.channel, e.version, e.ended_at};
+    for (auto& a : agents)
+        agents_[key(a.system, a.user_id)] = std::move(a);
 }
 
 void Registry::prune(TimePoint now) {
     for (auto it = ended_.begin(); it != ended_.end();) {
-        if (now - it->second.ended_at > limits_.ended_retention) it = ended_.erase(it);
-        else ++it;
+        if (now - it->second.ended_at > limits_.ended_retention)
+            it = ended_.erase(it);
+        else
+            ++it;
     }
 }
 
@@ -174,13 +198,15 @@ std::vector<Item> Registry::items(const ItemFilter& f) const {
     });
     std::vector<Item> out;
     out.reserve(hits.size());
-    for (auto* i : hits) out.push_back(*i);
+    for (auto* i : hits)
+        out.push_back(*i);
     return out;
 }
 
 std::vector<AgentState> Registry::agents() const {
     std::vector<AgentState> out;
-    for (auto& [k, a] : agents_) out.push_back(a);
+    for (auto& [k, a] : agents_)
+        out.push_back(a);
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
         return std::tie(a.system, a.user_id) < std::tie(b.system, b.user_id);
     });

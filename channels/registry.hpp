@@ -89,7 +89,7 @@ struct SystemSubscription {
 };
 
 class Registry {
-public:
+  public:
     struct Limits {
         std::chrono::milliseconds ended_retention = std::chrono::hours(1);
         std::size_t max_chat_postings = 1000;
@@ -103,7 +103,8 @@ public:
     ApplyResult apply(const Event& event, TimePoint now);
 
     /// Restores the state loaded from the journal (before any event is applied).
-    void restore(std::vector<Item> live, std::vector<EndedItem> ended, std::vector<AgentState> agents);
+    void restore(std::vector<Item> live, std::vector<EndedItem> ended,
+                 std::vector<AgentState> agents);
 
     /// Forgets ended items older than the retention.
     void prune(TimePoint now);
@@ -114,9 +115,11 @@ public:
     std::size_t item_count() const { return live_.size(); }
     std::size_t ended_count() const { return ended_.size(); }
     std::size_t agent_count() const { return agents_.size(); }
-    const std::unordered_map<std::string, SystemSubscription>& subscriptions() const { return subscriptions_; }
+    const std::unordered_map<std::string, SystemSubscription>& subscriptions() const {
+        return subscriptions_;
+    }
 
-private:
+  private:
     struct Ended {
         Channel channel;
         std::uint64_t version;

@@ -16,14 +16,19 @@ namespace cb::config {
 
 std::string_view to_string(Service s) {
     switch (s) {
-        case Service::ici: return "ici";
-        case Service::desktop: return "desktop";
-        case Service::admin: return "admin";
+        case Service::ici:
+            return "ici";
+        case Service::desktop:
+            return "desktop";
+        case Service::admin:
+            return "admin";
     }
     return "?";
 }
 
-std::string_view to_string(Sync s) { return s == Sync::full ? "full" : "normal"; }
+std::string_view to_string(Sync s) {
+    return s == Sync::full ? "full" : "normal";
+}
 
 const Cms* Config::find_cms(std::string_view id) const {
     for (auto& c : cms)
@@ -52,12 +57,18 @@ std::optional<Duration> parse_duration(std::string_view text) {
     if (ec != std::errc{} || ptr == text.data()) return std::nullopt;
     std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
     std::uint64_t ms_per = 0;
-    if (unit == "ms") ms_per = 1;
-    else if (unit == "s") ms_per = 1000;
-    else if (unit == "m") ms_per = 60'000;
-    else if (unit == "h") ms_per = 3'600'000;
-    else if (unit == "d") ms_per = 86'400'000;
-    else return std::nullopt;
+    if (unit == "ms")
+        ms_per = 1;
+    else if (unit == "s")
+        ms_per = 1000;
+    else if (unit == "m")
+        ms_per = 60'000;
+    else if (unit == "h")
+        ms_per = 3'600'000;
+    else if (unit == "d")
+        ms_per = 86'400'000;
+    else
+        return std::nullopt;
     if (n > (std::uint64_t{1} << 40)) return std::nullopt;
     return Duration(static_cast<Duration::rep>(n * ms_per));
 }
@@ -75,7 +86,7 @@ namespace {
 
 /// Maps byte offsets of the document to 1-based line numbers.
 class LineIndex {
-public:
+  public:
     explicit LineIndex(std::string_view text) {
         for (std::size_t i = 0; i < text.size(); ++i)
             if (text[i] == '\n') newlines_.push_back(i);
@@ -88,22 +99,23 @@ public:
                1;
     }
 
-private:
+  private:
     std::vector<std::size_t> newlines_;
 };
 
 class Errors {
-public:
+  public:
     Errors(std::string name, const LineIndex& lines) : name_(std::move(name)), lines_(lines) {}
     void at(pugi::xml_node n, const std::string& msg) {
-        list_.push_back(name_ + ":" + std::to_string(lines_.line_of(n.offset_debug())) + ": " + msg);
+        list_.push_back(name_ + ":" + std::to_string(lines_.line_of(n.offset_debug())) + ": " +
+                        msg);
     }
     void at_line(std::size_t line, const std::string& msg) {
         list_.push_back(name_ + ":" + std::to_string(line) + ": " + msg);
     }
     std::vector<std::string>& list() { return list_; }
 
-private:
+  private:
     std::string name_;
     const LineIndex& lines_;
     std::vector<std::string> list_;
@@ -112,7 +124,7 @@ private:
 /// Reads the attributes of one element against its table of settings. Every attribute not read
 /// by the time check_unknown() runs is reported as unknown: a typo is never silently ignored.
 class ElementReader {
-public:
+  public:
     ElementReader(pugi::xml_node n, Errors& e) : node_(n), errors_(e) {}
 
     void string(const char* name, std::string& out, bool required = false) {
@@ -149,7 +161,8 @@ public:
         if (!a) return;
         auto d = parse_duration(a.value());
         if (!d) {
-            error(std::string(name) + "=\"" + a.value() + "\" is not a duration (250ms, 5s, 2m, 1h, 7d)");
+            error(std::string(name) + "=\"" + a.value() +
+                  "\" is not a duration (250ms, 5s, 2m, 1h, 7d)");
             return;
         }
         if (*d < min || *d > max) {
@@ -187,7 +200,7 @@ public:
 
     void error(const std::string& msg) { errors_.at(node_, msg); }
 
-private:
+  private:
     pugi::xml_attribute take(const char* name) {
         taken_.insert(name);
         return node_.attribute(name);
@@ -224,7 +237,8 @@ void read_listen(pugi::xml_node n, Errors& e, Config& c) {
     if (l.tls_certificate.empty() != l.tls_key.empty())
         r.error("tlsCertificate and tlsKey go together");
     if (!l.tls_certificate.empty())
-        r.error("TLS on listeners is not supported by this build yet; terminate TLS in front of it");
+        r.error(
+            "TLS on listeners is not supported by this build yet; terminate TLS in front of it");
     r.check_unknown();
     for (auto& other : c.listens)
         if (other.service == l.service)
@@ -236,10 +250,10 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
     ElementReader r(n, e);
     Cms m;
     r.string("id", m.id, true);
-    if (!m.id.empty() && !valid_id(m.id)) r.error("id \"" + m.id + "\" must be 1-128 of [A-Za-z0-9._:@-]");
+    if (!m.id.empty() && !valid_id(m.id))
+        r.error("id \"" + m.id + "\" must be 1-128 of [A-Za-z0-9._:@-]");
     r.string("url", m.url, true);
-    if (!m.url.empty() && m.url.rfind("http://", 0) != 0)
-        r.error("url must start with http://");
+    if (!m.url.empty() && m.url.rfind("http://", 0) != 0) r.error("url must start with http://");
     r.string("user", m.user);
     r.string("password", m.password);
     std::string password_file;
@@ -248,7 +262,8 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
         if (!m.password.empty()) r.error("password and passwordFile exclude each other");
         std::string path = password_file[0] == '/' ? password_file : base_dir + "/" + password_file;
         std::ifstream in(path);
-        if (!in) r.error("passwordFile " + path + " cannot be read");
+        if (!in)
+            r.error("passwordFile " + path + " cannot be read");
         else {
             std::getline(in, m.password);
         }
@@ -267,7 +282,8 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
     for (auto& other : c.cms) {
         if (other.id == m.id) r.error("a second <cms id=\"" + m.id + "\">");
         if (!m.inbound_user.empty() && other.inbound_user == m.inbound_user)
-            r.error("inboundUser \"" + m.inbound_user + "\" is already used by <cms id=\"" + other.id + "\">");
+            r.error("inboundUser \"" + m.inbound_user + "\" is already used by <cms id=\"" +
+                    other.id + "\">");
     }
     c.cms.push_back(std::move(m));
 }
@@ -276,7 +292,8 @@ void read_agent(pugi::xml_node n, Errors& e, Config& c) {
     ElementReader r(n, e);
     Agent a;
     r.string("id", a.id, true);
-    if (!a.id.empty() && !valid_id(a.id)) r.error("id \"" + a.id + "\" must be 1-128 of [A-Za-z0-9._:@-]");
+    if (!a.id.empty() && !valid_id(a.id))
+        r.error("id \"" + a.id + "\" must be 1-128 of [A-Za-z0-9._:@-]");
     r.string("passwordHash", a.password_hash, true);
     if (!a.password_hash.empty())
         if (auto why = check_password_hash(a.password_hash)) r.error("passwordHash: " + *why);
@@ -299,7 +316,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
     pugi::xml_document doc;
     auto pr = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default | pugi::parse_doctype);
     if (!pr) {
-        errors.at_line(lines.line_of(pr.offset), std::string("not well-formed XML: ") + pr.description());
+        errors.at_line(lines.line_of(pr.offset),
+                       std::string("not well-formed XML: ") + pr.description());
         result.errors = std::move(errors.list());
         return result;
     }
@@ -323,7 +341,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
     std::vector<pugi::xml_node> profile_nodes;
 
     for (auto n : root.children()) {
-        if (n.type() == pugi::node_pcdata && std::string_view(n.value()).find_first_not_of(" \t\r\n") != std::string_view::npos) {
+        if (n.type() == pugi::node_pcdata &&
+            std::string_view(n.value()).find_first_not_of(" \t\r\n") != std::string_view::npos) {
             errors.at(n, "unexpected text inside <commbroker>");
             continue;
         }
@@ -331,8 +350,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         std::string tag = n.name();
         if (n.first_child() && n.first_child().type() == pugi::node_element)
             errors.at(n, "<" + tag + "> takes no child elements");
-        static const std::set<std::string> kSingle = {"node", "adminSocket", "journal", "limits",
-                                                      "trace", "statistics", "log"};
+        static const std::set<std::string> kSingle = {"node",  "adminSocket", "journal", "limits",
+                                                      "trace", "statistics",  "log"};
         if (kSingle.count(tag) && singles[tag]++) {
             errors.at(n, "a second <" + tag + ">");
             continue;
@@ -340,7 +359,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         ElementReader r(n, errors);
         if (tag == "node") {
             r.string("id", c->node.id, true);
-            if (!c->node.id.empty() && !valid_id(c->node.id)) r.error("id must be 1-128 of [A-Za-z0-9._:@-]");
+            if (!c->node.id.empty() && !valid_id(c->node.id))
+                r.error("id must be 1-128 of [A-Za-z0-9._:@-]");
             r.string("publicUrl", c->node.public_url);
             r.number("threads", c->node.threads, 0, 256);
             r.check_unknown();
@@ -372,11 +392,14 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         } else if (tag == "heartbeatProfile") {
             HeartbeatProfile p;
             r.string("id", p.id, true);
-            r.choice("mode", p.mode, {{"watchdog", HeartbeatMode::watchdog}, {"onContact", HeartbeatMode::on_contact}});
+            r.choice(
+                "mode", p.mode,
+                {{"watchdog", HeartbeatMode::watchdog}, {"onContact", HeartbeatMode::on_contact}});
             r.duration("interval", p.interval, 100 * kMs, kDay);
             r.duration("lag", p.lag, 100 * kMs, kDay);
             r.duration("grace", p.grace, Duration(0), kDay);
-            r.choice("suspectAction", p.suspect_action, {{"notReady", SuspectAction::not_ready}, {"none", SuspectAction::none}});
+            r.choice("suspectAction", p.suspect_action,
+                     {{"notReady", SuspectAction::not_ready}, {"none", SuspectAction::none}});
             r.check_unknown();
             if (p.lag < p.interval) r.error("lag must be at least interval");
             for (auto& other : c->heartbeat_profiles)
@@ -393,7 +416,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.string("id", o.id, true);
             r.string("passwordHash", o.password_hash, true);
             if (!o.password_hash.empty())
-                if (auto why = check_password_hash(o.password_hash)) r.error("passwordHash: " + *why);
+                if (auto why = check_password_hash(o.password_hash))
+                    r.error("passwordHash: " + *why);
             r.check_unknown();
             for (auto& other : c->operators)
                 if (other.id == o.id) r.error("a second <operator id=\"" + o.id + "\">");
@@ -408,16 +432,21 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.string("exportTime", c->statistics.export_time);
             auto& t = c->statistics.export_time;
             if (t.size() != 5 || t[2] != ':' || !std::isdigit(static_cast<unsigned char>(t[0])) ||
-                !std::isdigit(static_cast<unsigned char>(t[1])) || !std::isdigit(static_cast<unsigned char>(t[3])) ||
+                !std::isdigit(static_cast<unsigned char>(t[1])) ||
+                !std::isdigit(static_cast<unsigned char>(t[3])) ||
                 !std::isdigit(static_cast<unsigned char>(t[4])) || std::stoi(t.substr(0, 2)) > 23 ||
                 std::stoi(t.substr(3, 2)) > 59)
                 r.error("exportTime=\"" + t + "\" must be HH:MM");
             r.check_unknown();
         } else if (tag == "log") {
-            r.choice("level", c->log.level, {{"trace", std::string("trace")}, {"debug", std::string("debug")},
-                                             {"info", std::string("info")}, {"warn", std::string("warn")},
-                                             {"error", std::string("error")}});
-            r.choice("target", c->log.target, {{"stderr", LogTarget::stderr_}, {"journald", LogTarget::journald}});
+            r.choice("level", c->log.level,
+                     {{"trace", std::string("trace")},
+                      {"debug", std::string("debug")},
+                      {"info", std::string("info")},
+                      {"warn", std::string("warn")},
+                      {"error", std::string("error")}});
+            r.choice("target", c->log.target,
+                     {{"stderr", LogTarget::stderr_}, {"journald", LogTarget::journald}});
             r.check_unknown();
         } else {
             errors.at(n, "unknown element <" + tag + ">");
@@ -434,13 +463,15 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         c->heartbeat_profiles.push_back(p);
     }
     for (auto& [node, id] : agent_nodes) {
-        auto it = std::find_if(c->agents.begin(), c->agents.end(), [&](auto& a) { return a.id == id; });
+        auto it =
+            std::find_if(c->agents.begin(), c->agents.end(), [&](auto& a) { return a.id == id; });
         if (it == c->agents.end()) continue;
         if (!it->cms.empty() && !c->find_cms(it->cms))
             errors.at(node, "agent " + id + ": no <cms id=\"" + it->cms + "\">");
         if (std::none_of(c->heartbeat_profiles.begin(), c->heartbeat_profiles.end(),
                          [&](auto& p) { return p.id == it->heartbeat_profile; }))
-            errors.at(node, "agent " + id + ": no <heartbeatProfile id=\"" + it->heartbeat_profile + "\">");
+            errors.at(node, "agent " + id + ": no <heartbeatProfile id=\"" + it->heartbeat_profile +
+                                "\">");
     }
 
     result.errors = std::move(errors.list());
@@ -461,7 +492,8 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     auto listen_key = [](const Config& c) {
         std::vector<std::string> v;
         for (auto& l : c.listens)
-            v.push_back(std::string(to_string(l.service)) + "@" + l.address + ":" + std::to_string(l.port));
+            v.push_back(std::string(to_string(l.service)) + "@" + l.address + ":" +
+                        std::to_string(l.port));
         std::sort(v.begin(), v.end());
         return v;
     };
@@ -473,7 +505,8 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     if (a.journal.max_batch != b.journal.max_batch) kept.push_back("journal.maxBatch");
     if (a.node.id != b.node.id) kept.push_back("node.id");
     if (a.node.threads != b.node.threads) kept.push_back("node.threads");
-    if (a.limits.max_connections != b.limits.max_connections) kept.push_back("limits.maxConnections");
+    if (a.limits.max_connections != b.limits.max_connections)
+        kept.push_back("limits.maxConnections");
     if (a.log.target != b.log.target) kept.push_back("log.target");
     return kept;
 }

@@ -48,8 +48,8 @@ std::string derive(std::string_view password, std::string_view salt, unsigned it
     std::string key(kHashBytes, '\0');
     if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
                           reinterpret_cast<const unsigned char*>(salt.data()),
-                          static_cast<int>(salt.size()), static_cast<int>(iterations),
-                          EVP_sha256(), static_cast<int>(key.size()),
+                          static_cast<int>(salt.size()), static_cast<int>(iterations), EVP_sha256(),
+                          static_cast<int>(key.size()),
                           reinterpret_cast<unsigned char*>(key.data())) != 1)
         throw std::runtime_error("PBKDF2 failed");
     return key;
@@ -67,7 +67,8 @@ std::variant<Parsed, std::string> parse(std::string_view encoded) {
     if (parts.size() != 4 || parts[0] != kScheme)
         return std::string("expected pbkdf2-sha256$ITERATIONS$SALT$HASH");
     Parsed p;
-    auto [ptr, ec] = std::from_chars(parts[1].data(), parts[1].data() + parts[1].size(), p.iterations);
+    auto [ptr, ec] =
+        std::from_chars(parts[1].data(), parts[1].data() + parts[1].size(), p.iterations);
     if (ec != std::errc{} || ptr != parts[1].data() + parts[1].size())
         return std::string("iterations is not a number");
     if (p.iterations < kMinPbkdf2Iterations)
@@ -92,7 +93,8 @@ std::optional<std::string> check_password_hash(std::string_view encoded) {
 
 std::string hash_password(std::string_view password, unsigned iterations) {
     std::string salt(16, '\0');
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size())) != 1)
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(salt.data()), static_cast<int>(salt.size())) !=
+        1)
         throw std::runtime_error("no random bytes for a salt");
     return std::string(kScheme) + "$" + std::to_string(iterations) + "$" + base64_encode(salt) +
            "$" + base64_encode(derive(password, salt, iterations));

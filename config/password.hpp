@@ -15,7 +15,8 @@ inline constexpr unsigned kDefaultPbkdf2Iterations = 100000;
 std::optional<std::string> check_password_hash(std::string_view encoded);
 
 /// A new hash with a random 16-byte salt.
-std::string hash_password(std::string_view password, unsigned iterations = kDefaultPbkdf2Iterations);
+std::string hash_password(std::string_view password,
+                          unsigned iterations = kDefaultPbkdf2Iterations);
 
 /// Constant-time comparison of the derived key; false for a malformed hash.
 bool verify_password(std::string_view password, std::string_view encoded);

@@ -49,10 +49,12 @@ Commands:
   check-config FILE               check a config file, print every error
 
 Options:
-  --socket PATH      the admin Unix socket (default: <adminSocket> of the config, else )" + std::string(kDefaultSocket) + R"()
+  --socket PATH      the admin Unix socket (default: <adminSocket> of the config, else )" +
+                           std::string(kDefaultSocket) + R"()
   --url URL          the admin listener instead, e.g. http://127.0.0.1:8452
   --user NAME        operator for --url; the password comes from COMMBROKER_PASSWORD
-  --config FILE      the broker's config, to find its admin socket (default )" + std::string(kDefaultConfig) + R"()
+  --config FILE      the broker's config, to find its admin socket (default )" +
+                           std::string(kDefaultConfig) + R"()
   --json             print the API's JSON instead of tables
   --dry-run          show what a command that changes state would do, change nothing
   -h, --help         this text
@@ -83,7 +85,8 @@ struct HttpResult {
 
 std::string base64(std::string_view in) {
     std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()),
                             static_cast<int>(in.size()));
     out.resize(static_cast<std::size_t>(n));
     return out;
@@ -98,7 +101,8 @@ std::string resolve_socket(const Options& o) {
         if (!parsed.config) {
             std::ostringstream msg;
             msg << "cannot find the admin socket: the config has errors:";
-            for (auto& e : parsed.errors) msg << "\n  " << e;
+            for (auto& e : parsed.errors)
+                msg << "\n  " << e;
             throw Failure(msg.str());
         }
         if (parsed.config->admin_socket.path.empty())
@@ -120,7 +124,8 @@ HttpResult exchange(Stream& stream, http::request<http::string_body>& req) {
     return {res.result_int(), res.body()};
 }
 
-HttpResult call(const Options& o, http::verb method, const std::string& target, const std::string& body = {}) {
+HttpResult call(const Options& o, http::verb method, const std::string& target,
+                const std::string& body = {}) {
     net::io_context ioc;
     http::request<http::string_body> req{method, target, 11};
     req.set(http::field::user_agent, "commbrokerctl");
@@ -137,15 +142,18 @@ HttpResult call(const Options& o, http::verb method, const std::string& target, 
             auto slash = rest.find('/');
             auto hostport = rest.substr(0, slash);
             auto colon = hostport.rfind(':');
-            if (colon == std::string::npos) throw UsageError("--url needs a port, e.g. http://127.0.0.1:8452");
+            if (colon == std::string::npos)
+                throw UsageError("--url needs a port, e.g. http://127.0.0.1:8452");
             req.set(http::field::host, hostport);
             if (!o.user.empty()) {
                 const char* pw = std::getenv("COMMBROKER_PASSWORD");
-                req.set(http::field::authorization, "Basic " + base64(o.user + ":" + (pw ? pw : "")));
+                req.set(http::field::authorization,
+                        "Basic " + base64(o.user + ":" + (pw ? pw : "")));
             }
             net::ip::tcp::resolver resolver(ioc);
             net::ip::tcp::socket socket(ioc);
-            net::connect(socket, resolver.resolve(hostport.substr(0, colon), hostport.substr(colon + 1)));
+            net::connect(socket,
+                         resolver.resolve(hostport.substr(0, colon), hostport.substr(colon + 1)));
             return exchange(socket, req);
         }
         auto path = resolve_socket(o);
@@ -160,7 +168,8 @@ HttpResult call(const Options& o, http::verb method, const std::string& target, 
     }
 }
 
-json::value call_json(const Options& o, http::verb method, const std::string& target, const std::string& body = {}) {
+json::value call_json(const Options& o, http::verb method, const std::string& target,
+                      const std::string& body = {}) {
     auto r = call(o, method, target, body);
     json::error_code ec;
     auto v = json::parse(r.body, ec);
@@ -170,7 +179,8 @@ json::value call_json(const Options& o, http::verb method, const std::string& ta
             auto& e = v.as_object()["error"].as_object();
             msg += ": " + std::string(e["message"].as_string());
             if (auto* errs = e.if_contains("errors"))
-                for (auto& x : errs->as_array()) msg += "\n  " + std::string(x.as_string());
+                for (auto& x : errs->as_array())
+                    msg += "\n  " + std::string(x.as_string());
         }
         throw Failure(msg);
     }
@@ -184,11 +194,14 @@ std::string str(const json::value& v) {
     return json::serialize(v);
 }
 
-void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
     std::vector<std::size_t> width(header.size());
-    for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+    for (std::size_t i = 0; i < header.size(); ++i)
+        width[i] = header[i].size();
     for (auto& r : rows)
-        for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+        for (std::size_t i = 0; i < r.size(); ++i)
+            width[i] = std::max(width[i], r[i].size());
     auto line = [&](const std::vector<std::string>& cells) {
         for (std::size_t i = 0; i < cells.size(); ++i) {
             std::cout << cells[i];
@@ -197,14 +210,17 @@ void print_table(const std::vector<std::string>& header, const std::vector<std::
         std::cout << "\n";
     };
     line(header);
-    for (auto& r : rows) line(r);
+    for (auto& r : rows)
+        line(r);
 }
 
 std::string query_escape(const std::string& s) {
     std::ostringstream out;
     for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':' || c == '@') out << c;
-        else out << '%' << std::uppercase << std::hex << std::setw(2) << std::setfill('0') << int(c);
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':' || c == '@')
+            out << c;
+        else
+            out << '%' << std::uppercase << std::hex << std::setw(2) << std::setfill('0') << int(c);
     }
     return out.str();
 }
@@ -213,13 +229,15 @@ int cmd_status(const Options& o) {
     auto v = call_json(o, http::verb::get, "/admin/v1/status");
     if (o.json) return std::cout << json::serialize(v) << "\n", 0;
     auto& s = v.as_object();
-    std::cout << "node         " << str(s.at("node")) << " (commbrokerd " << str(s.at("version")) << ")\n";
+    std::cout << "node         " << str(s.at("node")) << " (commbrokerd " << str(s.at("version"))
+              << ")\n";
     std::cout << "uptime       " << str(s.at("uptimeSeconds")) << " s\n";
     std::cout << "ready        " << (s.at("ready").as_bool() ? "yes" : "no") << "\n";
     for (auto& l : s.at("listeners").as_array()) {
         auto& lo = l.as_object();
         std::cout << "listening    " << str(lo.at("service")) << " on "
-                  << (lo.contains("path") ? "unix:" + str(lo.at("path")) : str(lo.at("address")) + ":" + str(lo.at("port")))
+                  << (lo.contains("path") ? "unix:" + str(lo.at("path"))
+                                          : str(lo.at("address")) + ":" + str(lo.at("port")))
                   << "\n";
     }
     auto& c = s.at("counts").as_object();
@@ -227,10 +245,13 @@ int cmd_status(const Options& o) {
     std::cout << "agents       " << str(c.at("agents")) << "\n";
     auto& j = s.at("journal").as_object();
     std::cout << "journal      " << str(j.at("path")) << " (sync=" << str(j.at("sync")) << ", "
-              << (j.at("healthy").as_bool() ? "healthy" : "FAILED") << ", " << str(j.at("commits")) << " commits)\n";
+              << (j.at("healthy").as_bool() ? "healthy" : "FAILED") << ", " << str(j.at("commits"))
+              << " commits)\n";
     for (auto& sys : s.at("systems").as_array()) {
         auto& so = sys.as_object();
-        std::string avail = so.at("available").is_null() ? "availability not probed" : (so.at("available").as_bool() ? "available" : "unavailable");
+        std::string avail = so.at("available").is_null()
+                                ? "availability not probed"
+                                : (so.at("available").as_bool() ? "available" : "unavailable");
         std::cout << "system       " << str(so.at("id")) << " (" << avail << ")\n";
     }
     return 0;
@@ -239,12 +260,15 @@ int cmd_status(const Options& o) {
 int cmd_items(const Options& o) {
     std::string target = "/admin/v1/items";
     std::string sep = "?";
-    static const std::map<std::string, std::string> kFilters = {
-        {"--agent", "agent"}, {"--channel", "channel"}, {"--state", "state"}, {"--system", "system"}};
+    static const std::map<std::string, std::string> kFilters = {{"--agent", "agent"},
+                                                                {"--channel", "channel"},
+                                                                {"--state", "state"},
+                                                                {"--system", "system"}};
     for (std::size_t i = 1; i < o.args.size(); ++i) {
         auto it = kFilters.find(o.args[i]);
         if (it == kFilters.end() || i + 1 >= o.args.size())
-            throw UsageError("items takes --agent, --channel, --state and --system, each with a value");
+            throw UsageError(
+                "items takes --agent, --channel, --state and --system, each with a value");
         target += sep + it->second + "=" + query_escape(o.args[++i]);
         sep = "&";
     }
@@ -255,20 +279,26 @@ int cmd_items(const Options& o) {
         auto& it = i.as_object();
         std::string remote;
         if (auto* r = it.if_contains("remoteNumbers"))
-            for (auto& n : r->as_array()) remote += (remote.empty() ? "" : ",") + str(n);
-        rows.push_back({str(it.at("system")), str(it.at("id")), str(it.at("channel")), str(it.at("state")),
-                        str(it.at("version")), it.contains("agentId") ? str(it.at("agentId")) : "-",
+            for (auto& n : r->as_array())
+                remote += (remote.empty() ? "" : ",") + str(n);
+        rows.push_back({str(it.at("system")), str(it.at("id")), str(it.at("channel")),
+                        str(it.at("state")), str(it.at("version")),
+                        it.contains("agentId") ? str(it.at("agentId")) : "-",
                         remote.empty() ? "-" : remote, str(it.at("changedAt"))});
     }
-    print_table({"SYSTEM", "ID", "CHANNEL", "STATE", "VERSION", "AGENT", "REMOTE", "CHANGED"}, rows);
+    print_table({"SYSTEM", "ID", "CHANNEL", "STATE", "VERSION", "AGENT", "REMOTE", "CHANGED"},
+                rows);
     return 0;
 }
 
 int cmd_item(const Options& o) {
     if (o.args.size() != 3) throw UsageError("item takes SYSTEM and ID");
-    auto v = call_json(o, http::verb::get, "/admin/v1/items/" + query_escape(o.args[1]) + "/" + query_escape(o.args[2]));
+    auto v =
+        call_json(o, http::verb::get,
+                  "/admin/v1/items/" + query_escape(o.args[1]) + "/" + query_escape(o.args[2]));
     if (o.json) return std::cout << json::serialize(v) << "\n", 0;
-    for (auto& [k, val] : v.as_object()) std::cout << std::left << std::setw(16) << std::string(k) << str(val) << "\n";
+    for (auto& [k, val] : v.as_object())
+        std::cout << std::left << std::setw(16) << std::string(k) << str(val) << "\n";
     return 0;
 }
 
@@ -279,7 +309,8 @@ int cmd_agents(const Options& o) {
     std::vector<std::vector<std::string>> rows;
     for (auto& a : v.as_object().at("agents").as_array()) {
         auto& ao = a.as_object();
-        rows.push_back({str(ao.at("system")), str(ao.at("userId")), str(ao.at("state")), str(ao.at("reasonCode"))});
+        rows.push_back({str(ao.at("system")), str(ao.at("userId")), str(ao.at("state")),
+                        str(ao.at("reasonCode"))});
     }
     print_table({"SYSTEM", "AGENT", "STATE", "REASON"}, rows);
     return 0;
@@ -292,7 +323,8 @@ int cmd_systems(const Options& o) {
     std::vector<std::vector<std::string>> rows;
     for (auto& s : v.as_object().at("systems").as_array()) {
         auto& so = s.as_object();
-        rows.push_back({str(so.at("id")), str(so.at("url")), so.at("available").is_null() ? "not probed" : str(so.at("available")),
+        rows.push_back({str(so.at("id")), str(so.at("url")),
+                        so.at("available").is_null() ? "not probed" : str(so.at("available")),
                         str(so.at("subscription"))});
     }
     print_table({"SYSTEM", "URL", "AVAILABLE", "SUBSCRIPTION"}, rows);
@@ -301,7 +333,8 @@ int cmd_systems(const Options& o) {
 
 int cmd_reload(const Options& o) {
     if (o.args.size() != 1) throw UsageError("reload takes no arguments (but --dry-run)");
-    auto v = call_json(o, http::verb::post, o.dry_run ? "/admin/v1/reload?dryRun=true" : "/admin/v1/reload");
+    auto v = call_json(o, http::verb::post,
+                       o.dry_run ? "/admin/v1/reload?dryRun=true" : "/admin/v1/reload");
     if (o.json) return std::cout << json::serialize(v) << "\n", 0;
     auto& r = v.as_object();
     std::cout << (o.dry_run ? "the config is valid; a reload would apply it" : "reloaded") << "\n";
@@ -340,7 +373,8 @@ int cmd_hash_password(const Options& o) {
                 throw UsageError("--iterations takes a number");
             }
             if (iterations < cb::config::kMinPbkdf2Iterations)
-                throw UsageError("--iterations must be at least " + std::to_string(cb::config::kMinPbkdf2Iterations));
+                throw UsageError("--iterations must be at least " +
+                                 std::to_string(cb::config::kMinPbkdf2Iterations));
         } else {
             throw UsageError("hash-password takes only --iterations N");
         }
@@ -355,7 +389,8 @@ int cmd_check_config(const Options& o) {
     if (o.args.size() != 2) throw UsageError("check-config takes FILE");
     auto parsed = cb::config::load_file(o.args[1]);
     if (!parsed.config) {
-        for (auto& e : parsed.errors) std::cerr << e << "\n";
+        for (auto& e : parsed.errors)
+            std::cerr << e << "\n";
         std::cerr << o.args[1] << ": " << parsed.errors.size() << " error(s)\n";
         return 1;
     }
@@ -374,14 +409,22 @@ int main(int argc, char** argv) {
                 if (i + 1 >= argc) throw UsageError(std::string(name) + " takes a value");
                 return std::string(argv[++i]);
             };
-            if (a == "--socket") o.socket = value("--socket");
-            else if (a == "--url") o.url = value("--url");
-            else if (a == "--user") o.user = value("--user");
-            else if (a == "--config") o.config = value("--config"), o.config_given = true;
-            else if (a == "--json") o.json = true;
-            else if (a == "--dry-run") o.dry_run = true;
-            else if (a == "-h" || a == "--help") return std::cout << kUsage, 0;
-            else o.args.push_back(a);
+            if (a == "--socket")
+                o.socket = value("--socket");
+            else if (a == "--url")
+                o.url = value("--url");
+            else if (a == "--user")
+                o.user = value("--user");
+            else if (a == "--config")
+                o.config = value("--config"), o.config_given = true;
+            else if (a == "--json")
+                o.json = true;
+            else if (a == "--dry-run")
+                o.dry_run = true;
+            else if (a == "-h" || a == "--help")
+                return std::cout << kUsage, 0;
+            else
+                o.args.push_back(a);
         }
         if (o.args.empty()) throw UsageError("a command is required");
         const auto& cmd = o.args[0];

@@ -25,7 +25,8 @@ Response json_response(http::status status, const json::value& body) {
 }
 
 Response error_response(http::status status, std::string code, std::string message) {
-    return json_response(status, json::object{{"error", json::object{{"code", code}, {"message", message}}}});
+    return json_response(
+        status, json::object{{"error", json::object{{"code", code}, {"message", message}}}});
 }
 
 /// Decodes %XX escapes (and '+' in a query); nullopt if an escape is broken.
@@ -67,52 +68,76 @@ std::vector<std::string> split_path(std::string_view path) {
 std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
     auto& m = b.soap_metrics();
     std::string out;
-    out += "# HELP commbroker_soap_events_total Events of the IciBroker port by operation and status.\n"
-           "# TYPE commbroker_soap_events_total counter\n";
+    out +=
+        "# HELP commbroker_soap_events_total Events of the IciBroker port by operation and "
+        "status.\n"
+        "# TYPE commbroker_soap_events_total counter\n";
     static const char* kStatus[] = {"accepted", "duplicate", "stale"};
     for (std::size_t op = 0; op < m.events.size(); ++op)
         for (std::size_t s = 0; s < 3; ++s)
             out += "commbroker_soap_events_total{operation=\"" +
-                   std::string(protocol::to_string(static_cast<protocol::Operation>(op))) + "\",status=\"" + kStatus[s] +
-                   "\"} " + std::to_string(m.events[op][s].load()) + "\n";
-    out += "# HELP commbroker_soap_faults_total SOAP faults sent, by code.\n# TYPE commbroker_soap_faults_total counter\n";
+                   std::string(protocol::to_string(static_cast<protocol::Operation>(op))) +
+                   "\",status=\"" + kStatus[s] + "\"} " + std::to_string(m.events[op][s].load()) +
+                   "\n";
+    out +=
+        "# HELP commbroker_soap_faults_total SOAP faults sent, by code.\n# TYPE "
+        "commbroker_soap_faults_total counter\n";
     for (std::size_t c = 0; c < m.faults.size(); ++c)
         out += "commbroker_soap_faults_total{code=\"" +
                std::string(protocol::to_string(static_cast<protocol::FaultCode>(c))) + "\"} " +
                std::to_string(m.faults[c].load()) + "\n";
-    out += "# HELP commbroker_soap_unauthorized_total SOAP requests refused for their credentials.\n"
-           "# TYPE commbroker_soap_unauthorized_total counter\ncommbroker_soap_unauthorized_total " +
-           std::to_string(m.unauthorized.load()) + "\n";
-    out += m.ack_latency.render("commbroker_soap_ack_seconds", "From SOAP request read to durable response.");
+    out +=
+        "# HELP commbroker_soap_unauthorized_total SOAP requests refused for their credentials.\n"
+        "# TYPE commbroker_soap_unauthorized_total counter\ncommbroker_soap_unauthorized_total " +
+        std::to_string(m.unauthorized.load()) + "\n";
+    out += m.ack_latency.render("commbroker_soap_ack_seconds",
+                                "From SOAP request read to durable response.");
     auto js = b.journal().stats();
-    out += "# HELP commbroker_journal_commits_total Journal transactions committed.\n"
-           "# TYPE commbroker_journal_commits_total counter\ncommbroker_journal_commits_total " +
-           std::to_string(js.commits) + "\n";
-    out += "# HELP commbroker_journal_changes_total Changes committed to the journal.\n"
-           "# TYPE commbroker_journal_changes_total counter\ncommbroker_journal_changes_total " +
-           std::to_string(js.changes) + "\n";
-    out += "# HELP commbroker_journal_failures_total Journal transactions that failed.\n"
-           "# TYPE commbroker_journal_failures_total counter\ncommbroker_journal_failures_total " +
-           std::to_string(js.failures) + "\n";
-    out += "# HELP commbroker_journal_commit_seconds_max Longest journal commit.\n"
-           "# TYPE commbroker_journal_commit_seconds_max gauge\ncommbroker_journal_commit_seconds_max " +
-           std::to_string(static_cast<double>(js.commit_micros_max) / 1e6) + "\n";
+    out +=
+        "# HELP commbroker_journal_commits_total Journal transactions committed.\n"
+        "# TYPE commbroker_journal_commits_total counter\ncommbroker_journal_commits_total " +
+        std::to_string(js.commits) + "\n";
+    out +=
+        "# HELP commbroker_journal_changes_total Changes committed to the journal.\n"
+        "# TYPE commbroker_journal_changes_total counter\ncommbroker_journal_changes_total " +
+        std::to_string(js.changes) + "\n";
+    out +=
+        "# HELP commbroker_journal_failures_total Journal transactions that failed.\n"
+        "# TYPE commbroker_journal_failures_total counter\ncommbroker_journal_failures_total " +
+        std::to_string(js.failures) + "\n";
+    out +=
+        "# HELP commbroker_journal_commit_seconds_max Longest journal commit.\n"
+        "# TYPE commbroker_journal_commit_seconds_max "
+        "gauge\ncommbroker_journal_commit_seconds_max " +
+        std::to_string(static_cast<double>(js.commit_micros_max) / 1e6) + "\n";
     auto& h = b.http().counters();
-    out += "# HELP commbroker_http_connections Open HTTP connections (ici and admin).\n"
-           "# TYPE commbroker_http_connections gauge\ncommbroker_http_connections " +
-           std::to_string(b.http().connections()) + "\n";
-    out += "# HELP commbroker_http_closed_total HTTP connections ended or refused, by reason.\n"
-           "# TYPE commbroker_http_closed_total counter\n";
-    out += "commbroker_http_closed_total{reason=\"overLimit\"} " + std::to_string(h.refused_over_limit.load()) + "\n";
-    out += "commbroker_http_closed_total{reason=\"bodyTooLarge\"} " + std::to_string(h.body_too_large.load()) + "\n";
-    out += "commbroker_http_closed_total{reason=\"badRequest\"} " + std::to_string(h.bad_requests.load()) + "\n";
-    out += "commbroker_http_closed_total{reason=\"timeout\"} " + std::to_string(h.timeouts.load()) + "\n";
-    out += "# HELP commbroker_items Live items in the registry.\n# TYPE commbroker_items gauge\ncommbroker_items " +
-           std::to_string(items) + "\n";
-    out += "# HELP commbroker_agents Agent states reported by CMSs.\n# TYPE commbroker_agents gauge\ncommbroker_agents " +
-           std::to_string(agents) + "\n";
-    out += "# HELP commbroker_ready 1 when the broker takes events.\n# TYPE commbroker_ready gauge\ncommbroker_ready " +
-           std::string(b.ready() ? "1" : "0") + "\n";
+    out +=
+        "# HELP commbroker_http_connections Open HTTP connections (ici and admin).\n"
+        "# TYPE commbroker_http_connections gauge\ncommbroker_http_connections " +
+        std::to_string(b.http().connections()) + "\n";
+    out +=
+        "# HELP commbroker_http_closed_total HTTP connections ended or refused, by reason.\n"
+        "# TYPE commbroker_http_closed_total counter\n";
+    out += "commbroker_http_closed_total{reason=\"overLimit\"} " +
+           std::to_string(h.refused_over_limit.load()) + "\n";
+    out += "commbroker_http_closed_total{reason=\"bodyTooLarge\"} " +
+           std::to_string(h.body_too_large.load()) + "\n";
+    out += "commbroker_http_closed_total{reason=\"badRequest\"} " +
+           std::to_string(h.bad_requests.load()) + "\n";
+    out += "commbroker_http_closed_total{reason=\"timeout\"} " + std::to_string(h.timeouts.load()) +
+           "\n";
+    out +=
+        "# HELP commbroker_items Live items in the registry.\n# TYPE commbroker_items "
+        "gauge\ncommbroker_items " +
+        std::to_string(items) + "\n";
+    out +=
+        "# HELP commbroker_agents Agent states reported by CMSs.\n# TYPE commbroker_agents "
+        "gauge\ncommbroker_agents " +
+        std::to_string(agents) + "\n";
+    out +=
+        "# HELP commbroker_ready 1 when the broker takes events.\n# TYPE commbroker_ready "
+        "gauge\ncommbroker_ready " +
+        std::string(b.ready() ? "1" : "0") + "\n";
     return out;
 }
 
@@ -122,11 +147,14 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     std::string_view target = req.target();
     auto qmark = target.find('?');
     std::string_view path = target.substr(0, qmark);
-    std::string_view query = qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
+    std::string_view query =
+        qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
     bool get = req.method() == http::verb::get || req.method() == http::verb::head;
 
     if (path == "/healthz" || path == "/readyz" || path == "/metrics") {
-        if (!get) return respond(error_response(http::status::method_not_allowed, "methodNotAllowed", "use GET"));
+        if (!get)
+            return respond(
+                error_response(http::status::method_not_allowed, "methodNotAllowed", "use GET"));
         if (path == "/healthz") {
             Response res{http::status::ok, 11};
             res.set(http::field::content_type, "text/plain");
@@ -137,16 +165,18 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
             bool ready = broker_.ready();
             Response res{ready ? http::status::ok : http::status::service_unavailable, 11};
             res.set(http::field::content_type, "text/plain");
-            res.body() = ready ? "ready\n" : (broker_.stopping() ? "stopping\n" : "journal unavailable\n");
+            res.body() =
+                ready ? "ready\n" : (broker_.stopping() ? "stopping\n" : "journal unavailable\n");
             return respond(std::move(res));
         }
-        return broker_.on_core([this, respond = std::move(respond)](channels::Registry& reg) mutable {
-            auto items = reg.item_count(), agents = reg.agent_count();
-            Response res{http::status::ok, 11};
-            res.set(http::field::content_type, "text/plain; version=0.0.4");
-            res.body() = metrics_text(broker_, items, agents);
-            respond(std::move(res));
-        });
+        return broker_.on_core(
+            [this, respond = std::move(respond)](channels::Registry& reg) mutable {
+                auto items = reg.item_count(), agents = reg.agent_count();
+                Response res{http::status::ok, 11};
+                res.set(http::field::content_type, "text/plain; version=0.0.4");
+                res.body() = metrics_text(broker_, items, agents);
+                respond(std::move(res));
+            });
     }
 
     if (path.substr(0, 10) != "/admin/v1/")
@@ -157,10 +187,12 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         auto creds = parse_basic(req[http::field::authorization]);
         const auto* op = creds ? config->find_operator(creds->user) : nullptr;
         if (!op || !broker_.credentials().verify(creds->user, creds->password, op->password_hash)) {
-            spdlog::warn("admin: refused credentials{} from {}", creds ? " of user " + creds->user : std::string(),
-                         peer.address);
-            auto res = error_response(http::status::unauthorized, "unauthorized", "an operator's credentials are required");
-            res.set(http::field::www_authenticate, "Basic realm=\"commbroker admin\", charset=\"UTF-8\"");
+            spdlog::warn("admin: refused credentials{} from {}",
+                         creds ? " of user " + creds->user : std::string(), peer.address);
+            auto res = error_response(http::status::unauthorized, "unauthorized",
+                                      "an operator's credentials are required");
+            res.set(http::field::www_authenticate,
+                    "Basic realm=\"commbroker admin\", charset=\"UTF-8\"");
             return respond(std::move(res));
         }
     }
@@ -169,7 +201,9 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     std::vector<std::string> decoded;
     for (auto& p : parts) {
         auto d = percent_decode(p, false);
-        if (!d) return respond(error_response(http::status::bad_request, "badRequest", "a broken %-escape in the path"));
+        if (!d)
+            return respond(error_response(http::status::bad_request, "badRequest",
+                                          "a broken %-escape in the path"));
         decoded.push_back(std::move(*d));
     }
     std::map<std::string, std::string> params;
@@ -179,8 +213,11 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         auto pair = query.substr(start, end - start);
         auto eq = pair.find('=');
         auto k = percent_decode(pair.substr(0, eq), true);
-        auto v = percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
-        if (!k || !v) return respond(error_response(http::status::bad_request, "badRequest", "a broken %-escape in the query"));
+        auto v = percent_decode(
+            eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), true);
+        if (!k || !v)
+            return respond(error_response(http::status::bad_request, "badRequest",
+                                          "a broken %-escape in the query"));
         if (!k->empty()) params[*k] = *v;
         start = end + 1;
     }
@@ -194,46 +231,55 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     const std::string& head = decoded[0];
     if (head == "status" && decoded.size() == 1) {
         if (!get) return respond(method_not_allowed("GET"));
-        return broker_.on_core([this, config, respond = std::move(respond)](channels::Registry& reg) mutable {
-            json::object counts{{"items", reg.item_count()}, {"agents", reg.agent_count()}, {"desktops", 0},
-                                {"orphans", 0}, {"endedRemembered", reg.ended_count()}};
-            json::array systems;
-            for (auto& c : config->cms) {
-                json::object s{{"id", c.id}, {"available", nullptr}};
-                if (auto it = reg.subscriptions().find(c.id); it != reg.subscriptions().end() && it->second.ended)
-                    s["subscription"] = "ended";
-                systems.push_back(std::move(s));
-            }
-            json::array listeners;
-            for (auto& l : broker_.listeners())
-                listeners.push_back(json::object{{"service", config::to_string(l.service)}, {"address", l.address}, {"port", l.port}});
-            if (!config->admin_socket.path.empty())
-                listeners.push_back(json::object{{"service", "admin"}, {"path", config->admin_socket.path}});
-            auto js = broker_.journal().stats();
-            json::object status{
-                {"version", COMMBROKER_VERSION},
-                {"node", config->node.id},
-                {"uptimeSeconds", broker_.uptime().count()},
-                {"ready", broker_.ready()},
-                {"listeners", std::move(listeners)},
-                {"counts", std::move(counts)},
-                {"systems", std::move(systems)},
-                {"journal", json::object{{"path", broker_.journal().path()},
-                                         {"sync", broker_.journal().sync_full() ? "full" : "normal"},
-                                         {"healthy", broker_.journal().healthy()},
-                                         {"commits", js.commits},
-                                         {"changes", js.changes}}},
-                {"reconciliation", json::object{{"state", "none"}}},
-            };
-            respond(json_response(http::status::ok, status));
-        });
+        return broker_.on_core(
+            [this, config, respond = std::move(respond)](channels::Registry& reg) mutable {
+                json::object counts{{"items", reg.item_count()},
+                                    {"agents", reg.agent_count()},
+                                    {"desktops", 0},
+                                    {"orphans", 0},
+                                    {"endedRemembered", reg.ended_count()}};
+                json::array systems;
+                for (auto& c : config->cms) {
+                    json::object s{{"id", c.id}, {"available", nullptr}};
+                    if (auto it = reg.subscriptions().find(c.id);
+                        it != reg.subscriptions().end() && it->second.ended)
+                        s["subscription"] = "ended";
+                    systems.push_back(std::move(s));
+                }
+                json::array listeners;
+                for (auto& l : broker_.listeners())
+                    listeners.push_back(json::object{{"service", config::to_string(l.service)},
+                                                     {"address", l.address},
+                                                     {"port", l.port}});
+                if (!config->admin_socket.path.empty())
+                    listeners.push_back(
+                        json::object{{"service", "admin"}, {"path", config->admin_socket.path}});
+                auto js = broker_.journal().stats();
+                json::object status{
+                    {"version", COMMBROKER_VERSION},
+                    {"node", config->node.id},
+                    {"uptimeSeconds", broker_.uptime().count()},
+                    {"ready", broker_.ready()},
+                    {"listeners", std::move(listeners)},
+                    {"counts", std::move(counts)},
+                    {"systems", std::move(systems)},
+                    {"journal",
+                     json::object{{"path", broker_.journal().path()},
+                                  {"sync", broker_.journal().sync_full() ? "full" : "normal"},
+                                  {"healthy", broker_.journal().healthy()},
+                                  {"commits", js.commits},
+                                  {"changes", js.changes}}},
+                    {"reconciliation", json::object{{"state", "none"}}},
+                };
+                respond(json_response(http::status::ok, status));
+            });
     }
 
     if (head == "items" && (decoded.size() == 1 || decoded.size() == 3)) {
         if (!get) return respond(method_not_allowed("GET"));
         if (decoded.size() == 3) {
-            return broker_.on_core([system = decoded[1], id = decoded[2], respond = std::move(respond)](
-                                       channels::Registry& reg) mutable {
+            return broker_.on_core([system = decoded[1], id = decoded[2],
+                                    respond = std::move(respond)](channels::Registry& reg) mutable {
                 const auto* item = reg.find(system, id);
                 if (!item)
                     return respond(error_response(http::status::not_found, "notFound",
@@ -243,54 +289,66 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         }
         channels::ItemFilter filter;
         for (auto& [k, v] : params) {
-            if (k == "agent") filter.agent = v;
-            else if (k == "system") filter.system = v;
+            if (k == "agent")
+                filter.agent = v;
+            else if (k == "system")
+                filter.system = v;
             else if (k == "channel") {
                 filter.channel = channels::channel_from_string(v);
                 if (!filter.channel)
-                    return respond(error_response(http::status::bad_request, "badRequest",
-                                                  "channel must be phone, chat or email, not \"" + v + "\""));
+                    return respond(
+                        error_response(http::status::bad_request, "badRequest",
+                                       "channel must be phone, chat or email, not \"" + v + "\""));
             } else if (k == "state") {
                 filter.state = channels::state_from_string(v);
                 if (!filter.state)
-                    return respond(error_response(http::status::bad_request, "badRequest", "no item state \"" + v + "\""));
+                    return respond(error_response(http::status::bad_request, "badRequest",
+                                                  "no item state \"" + v + "\""));
             } else {
-                return respond(error_response(http::status::bad_request, "badRequest",
-                                              "unknown filter \"" + k + "\" (agent, channel, state, system)"));
+                return respond(
+                    error_response(http::status::bad_request, "badRequest",
+                                   "unknown filter \"" + k + "\" (agent, channel, state, system)"));
             }
         }
-        return broker_.on_core([filter, respond = std::move(respond)](channels::Registry& reg) mutable {
-            auto items = reg.items(filter);
-            json::array out;
-            out.reserve(items.size());
-            for (auto& i : items) out.push_back(channels::to_json(i));
-            respond(json_response(http::status::ok, json::object{{"items", std::move(out)}}));
-        });
+        return broker_.on_core(
+            [filter, respond = std::move(respond)](channels::Registry& reg) mutable {
+                auto items = reg.items(filter);
+                json::array out;
+                out.reserve(items.size());
+                for (auto& i : items)
+                    out.push_back(channels::to_json(i));
+                respond(json_response(http::status::ok, json::object{{"items", std::move(out)}}));
+            });
     }
 
     if (head == "agents" && decoded.size() <= 2) {
         if (!get) return respond(method_not_allowed("GET"));
-        return broker_.on_core([id = decoded.size() == 2 ? decoded[1] : std::string(), respond = std::move(respond)](
-                                   channels::Registry& reg) mutable {
+        return broker_.on_core([id = decoded.size() == 2 ? decoded[1] : std::string(),
+                                respond = std::move(respond)](channels::Registry& reg) mutable {
             json::array out;
             for (auto& a : reg.agents())
                 if (id.empty() || a.user_id == id) out.push_back(channels::to_json(a));
             if (!id.empty() && out.empty())
-                return respond(error_response(http::status::not_found, "notFound", "no agent " + id));
-            if (!id.empty()) return respond(json_response(http::status::ok, json::object{{"agents", std::move(out)}}));
+                return respond(
+                    error_response(http::status::not_found, "notFound", "no agent " + id));
+            // One agent ID may be known at several systems: /agents/{id} lists each.
             respond(json_response(http::status::ok, json::object{{"agents", std::move(out)}}));
         });
     }
 
     if (head == "systems" && decoded.size() == 1) {
         if (!get) return respond(method_not_allowed("GET"));
-        return broker_.on_core([config, respond = std::move(respond)](channels::Registry& reg) mutable {
+        return broker_.on_core([config,
+                                respond = std::move(respond)](channels::Registry& reg) mutable {
             json::array out;
             for (auto& c : config->cms) {
-                json::object s{{"id", c.id}, {"url", c.url}, {"available", nullptr}, {"lastProbe", nullptr}};
+                json::object s{
+                    {"id", c.id}, {"url", c.url}, {"available", nullptr}, {"lastProbe", nullptr}};
                 auto it = reg.subscriptions().find(c.id);
-                s["subscription"] = it != reg.subscriptions().end() && it->second.ended ? "ended" : "unknown";
-                if (it != reg.subscriptions().end() && it->second.ended) s["subscriptionEndReason"] = it->second.reason;
+                s["subscription"] =
+                    it != reg.subscriptions().end() && it->second.ended ? "ended" : "unknown";
+                if (it != reg.subscriptions().end() && it->second.ended)
+                    s["subscriptionEndReason"] = it->second.reason;
                 out.push_back(std::move(s));
             }
             respond(json_response(http::status::ok, json::object{{"systems", std::move(out)}}));
@@ -304,31 +362,43 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
             auto parsed = config::load_file(config->source);
             if (!parsed.config) {
                 json::array errs;
-                for (auto& e : parsed.errors) errs.emplace_back(e);
-                return respond(json_response(http::status::bad_request,
-                                             json::object{{"error", json::object{{"code", "invalidConfig"},
-                                                                                 {"message", "the config has errors"},
-                                                                                 {"errors", std::move(errs)}}}}));
+                for (auto& e : parsed.errors)
+                    errs.emplace_back(e);
+                return respond(json_response(
+                    http::status::bad_request,
+                    json::object{{"error", json::object{{"code", "invalidConfig"},
+                                                        {"message", "the config has errors"},
+                                                        {"errors", std::move(errs)}}}}));
             }
             json::array kept;
-            for (auto& k : config::reload_diff(*config, *parsed.config)) kept.emplace_back(k);
-            return respond(json_response(http::status::ok, json::object{{"reloaded", false}, {"dryRun", true}, {"kept", std::move(kept)}}));
+            for (auto& k : config::reload_diff(*config, *parsed.config))
+                kept.emplace_back(k);
+            return respond(json_response(
+                http::status::ok,
+                json::object{{"reloaded", false}, {"dryRun", true}, {"kept", std::move(kept)}}));
         }
         auto r = broker_.reload();
         if (!r.ok) {
             json::array errs;
-            for (auto& e : r.errors) errs.emplace_back(e);
-            return respond(json_response(http::status::bad_request,
-                                         json::object{{"error", json::object{{"code", "invalidConfig"},
-                                                                             {"message", "the config has errors; the running config stays"},
-                                                                             {"errors", std::move(errs)}}}}));
+            for (auto& e : r.errors)
+                errs.emplace_back(e);
+            return respond(json_response(
+                http::status::bad_request,
+                json::object{
+                    {"error",
+                     json::object{{"code", "invalidConfig"},
+                                  {"message", "the config has errors; the running config stays"},
+                                  {"errors", std::move(errs)}}}}));
         }
         json::array kept;
-        for (auto& k : r.kept) kept.emplace_back(k);
-        return respond(json_response(http::status::ok, json::object{{"reloaded", true}, {"kept", std::move(kept)}}));
+        for (auto& k : r.kept)
+            kept.emplace_back(k);
+        return respond(json_response(http::status::ok,
+                                     json::object{{"reloaded", true}, {"kept", std::move(kept)}}));
     }
 
-    respond(error_response(http::status::not_found, "notFound", "no such resource: " + std::string(path)));
+    respond(error_response(http::status::not_found, "notFound",
+                           "no such resource: " + std::string(path)));
 }
 
 }  // namespace cb::daemon

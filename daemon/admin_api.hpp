@@ -11,11 +11,11 @@ namespace cb::daemon {
 class Broker;
 
 class AdminApi : public HttpHandler {
-public:
+  public:
     explicit AdminApi(Broker& broker) : broker_(broker) {}
     void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
 
-private:
+  private:
     Broker& broker_;
 };
 

@@ -14,15 +14,19 @@ std::optional<BasicCredentials> parse_basic(std::string_view header) {
     constexpr std::string_view kScheme = "Basic ";
     if (header.size() <= kScheme.size()) return std::nullopt;
     for (std::size_t i = 0; i < kScheme.size() - 1; ++i)
-        if (std::tolower(static_cast<unsigned char>(header[i])) != std::tolower(static_cast<unsigned char>(kScheme[i])))
+        if (std::tolower(static_cast<unsigned char>(header[i])) !=
+            std::tolower(static_cast<unsigned char>(kScheme[i])))
             return std::nullopt;
     auto b64 = header.substr(kScheme.size());
-    while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
-    while (!b64.empty() && b64.back() == ' ') b64.remove_suffix(1);
+    while (!b64.empty() && b64.front() == ' ')
+        b64.remove_prefix(1);
+    while (!b64.empty() && b64.back() == ' ')
+        b64.remove_suffix(1);
     if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) return std::nullopt;
     std::string raw(b64.size() / 4 * 3, '\0');
     int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(raw.data()),
-                            reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
+                            reinterpret_cast<const unsigned char*>(b64.data()),
+                            static_cast<int>(b64.size()));
     if (n < 0) return std::nullopt;
     std::size_t pad = (b64.back() == '=') + (b64[b64.size() - 2] == '=');
     raw.resize(static_cast<std::size_t>(n) - pad);
@@ -31,12 +35,15 @@ std::optional<BasicCredentials> parse_basic(std::string_view header) {
     return BasicCredentials{raw.substr(0, colon), raw.substr(colon + 1)};
 }
 
-CredentialCache::CredentialCache(std::size_t max_entries) : key_(32, '\0'), max_entries_(max_entries) {
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(key_.data()), static_cast<int>(key_.size())) != 1)
+CredentialCache::CredentialCache(std::size_t max_entries)
+    : key_(32, '\0'), max_entries_(max_entries) {
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key_.data()), static_cast<int>(key_.size())) !=
+        1)
         throw std::runtime_error("no random bytes for the credential cache key");
 }
 
-bool CredentialCache::verify(std::string_view user, std::string_view password, std::string_view hash) {
+bool CredentialCache::verify(std::string_view user, std::string_view password,
+                             std::string_view hash) {
     std::string message;
     message.reserve(user.size() + password.size() + 1);
     message.append(user).push_back('\0');

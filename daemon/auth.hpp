@@ -22,17 +22,18 @@ struct BasicCredentials {
 std::optional<BasicCredentials> parse_basic(std::string_view header);
 
 class CredentialCache {
-public:
+  public:
     explicit CredentialCache(std::size_t max_entries = 4096);
 
     /// True if `password` matches `hash` (PBKDF2 at most once per distinct credential).
     bool verify(std::string_view user, std::string_view password, std::string_view hash);
 
-private:
+  private:
     std::string key_;
     std::size_t max_entries_;
     std::mutex mutex_;
-    std::unordered_map<std::string, std::string> verified_;  // tag -> the hash it was verified against
+    std::unordered_map<std::string, std::string>
+        verified_;  // tag -> the hash it was verified against
 };
 
 }  // namespace cb::daemon

@@ -32,7 +32,9 @@ channels::Registry::Limits registry_limits(const config::Config& c) {
 }  // namespace
 
 Broker::Broker(std::shared_ptr<const config::Config> config)
-    : ioc_(static_cast<int>(config->node.threads ? config->node.threads : std::max(1u, std::thread::hardware_concurrency()))),
+    : ioc_(static_cast<int>(config->node.threads
+                                ? config->node.threads
+                                : std::max(1u, std::thread::hardware_concurrency()))),
       core_(net::make_strand(ioc_)),
       config_(std::move(config)),
       registry_(registry_limits(*config_)),
@@ -51,7 +53,8 @@ std::shared_ptr<const config::Config> Broker::config() const {
 }
 
 std::chrono::seconds Broker::uptime() const {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                            started_);
 }
 
 std::string Broker::public_url() const {
@@ -59,7 +62,8 @@ std::string Broker::public_url() const {
     if (!c->node.public_url.empty()) return c->node.public_url;
     for (auto& l : listeners_)
         if (l.service == config::Service::ici) {
-            std::string host = l.address == "0.0.0.0" || l.address == "::" ? "127.0.0.1" : l.address;
+            std::string host =
+                l.address == "0.0.0.0" || l.address == "::" ? "127.0.0.1" : l.address;
             if (host.find(':') != std::string::npos) host = "[" + host + "]";
             return "http://" + host + ":" + std::to_string(l.port) + "/ici";
         }
@@ -75,8 +79,8 @@ void Broker::start() {
     journal_ = recovery::Journal::open(jo);
     auto loaded = journal_->load(now() - c->limits.ended_item_retention);
     spdlog::info("journal {} (sync={}): {} live items, {} ended items remembered, {} agent states",
-                 c->journal.path, config::to_string(c->journal.sync), loaded.live.size(), loaded.ended.size(),
-                 loaded.agents.size());
+                 c->journal.path, config::to_string(c->journal.sync), loaded.live.size(),
+                 loaded.ended.size(), loaded.agents.size());
     registry_.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents));
     journal_->start();
 
@@ -93,17 +97,22 @@ void Broker::start() {
     auto admin = std::make_shared<AdminApi>(*this);
     for (auto& l : c->listens) {
         if (l.service == config::Service::desktop) {
-            spdlog::warn("listen service=desktop: the desktop protocol is not part of this build; {}:{} is not opened",
-                         l.address, l.port);
+            spdlog::warn(
+                "listen service=desktop: the desktop protocol is not part of this build; {}:{} is "
+                "not opened",
+                l.address, l.port);
             continue;
         }
-        std::shared_ptr<HttpHandler> handler = l.service == config::Service::ici ? std::shared_ptr<HttpHandler>(ici) : admin;
+        std::shared_ptr<HttpHandler> handler =
+            l.service == config::Service::ici ? std::shared_ptr<HttpHandler>(ici) : admin;
         try {
             auto ep = http_->listen_tcp(l.address, l.port, handler);
             listeners_.push_back({l.service, ep.address().to_string(), ep.port()});
-            spdlog::info("listening: {} on {}:{}", config::to_string(l.service), ep.address().to_string(), ep.port());
+            spdlog::info("listening: {} on {}:{}", config::to_string(l.service),
+                         ep.address().to_string(), ep.port());
         } catch (const std::exception& e) {
-            throw std::runtime_error("cannot listen for " + std::string(config::to_string(l.service)) + " on " +
+            throw std::runtime_error("cannot listen for " +
+                                     std::string(config::to_string(l.service)) + " on " +
                                      l.address + ":" + std::to_string(l.port) + ": " + e.what());
         }
     }
@@ -111,7 +120,8 @@ void Broker::start() {
         try {
             http_->listen_unix(c->admin_socket.path, c->admin_socket.mode, admin);
         } catch (const std::exception& e) {
-            throw std::runtime_error("cannot listen on the admin socket " + c->admin_socket.path + ": " + e.what());
+            throw std::runtime_error("cannot listen on the admin socket " + c->admin_socket.path +
+                                     ": " + e.what());
         }
         spdlog::info("listening: admin on unix:{}", c->admin_socket.path);
     }
@@ -127,11 +137,14 @@ void Broker::start() {
 
 int Broker::run() {
     auto c = config();
-    unsigned threads = c->node.threads ? c->node.threads : std::max(1u, std::thread::hardware_concurrency());
+    unsigned threads =
+        c->node.threads ? c->node.threads : std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { ioc_.run(); });
+    for (unsigned i = 1; i < threads; ++i)
+        pool.emplace_back([this] { ioc_.run(); });
     ioc_.run();
-    for (auto& t : pool) t.join();
+    for (auto& t : pool)
+        t.join();
     return 0;
 }
 
@@ -141,8 +154,10 @@ void Broker::handle_signals() {
         if (sig == SIGHUP) {
             auto r = reload();
             if (!r.ok) {
-                spdlog::error("reload refused, the running config stays: {} error(s)", r.errors.size());
-                for (auto& e : r.errors) spdlog::error("  {}", e);
+                spdlog::error("reload refused, the running config stays: {} error(s)",
+                              r.errors.size());
+                for (auto& e : r.errors)
+                    spdlog::error("  {}", e);
             }
             return handle_signals();
         }
@@ -153,15 +168,19 @@ void Broker::handle_signals() {
 
 void Broker::submit(channels::Event event, std::function<void(SubmitResult)> done) {
     net::post(core_, [this, event = std::move(event), done = std::move(done)]() mutable {
-        if (!accepting_ || !journal_->healthy()) return done(SubmitResult{channels::Outcome::accepted, true});
+        if (!accepting_ || !journal_->healthy())
+            return done(SubmitResult{channels::Outcome::accepted, true});
         auto r = registry_.apply(event, now());
-        if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) return done(SubmitResult{*rejection});
+        if (auto* rejection = std::get_if<channels::Rejection>(&r.result))
+            return done(SubmitResult{*rejection});
         auto outcome = std::get<channels::Outcome>(r.result);
         inflight_.fetch_add(1);
         // A duplicate or stale event submits nothing: it waits as a barrier until what it
         // matched is durable, so no answer ever claims more than the journal holds.
         journal_->submit(std::move(r.changes), [this, outcome, done = std::move(done)](bool ok) {
-            if (!ok) spdlog::error("journal commit failed ({}): the broker stops accepting events", journal_->last_error());
+            if (!ok)
+                spdlog::error("journal commit failed ({}): the broker stops accepting events",
+                              journal_->last_error());
             done(ok ? SubmitResult{outcome} : SubmitResult{outcome, true});
             inflight_.fetch_sub(1);
         });
@@ -193,7 +212,8 @@ ReloadResult Broker::reload() {
         config_ = std::move(next);
     }
     spdlog::info("config reloaded from {}", running->source);
-    for (auto& k : r.kept) spdlog::warn("reload: {} changed but needs a restart; the running value stays", k);
+    for (auto& k : r.kept)
+        spdlog::warn("reload: {} changed but needs a restart; the running value stays", k);
     return r;
 }
 
@@ -242,8 +262,8 @@ void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
     bool idle = (!http_ || http_->connections() == 0) && inflight_.load() == 0;
     if (idle || std::chrono::steady_clock::now() >= deadline) {
         if (!idle)
-            spdlog::warn("stopping with {} connection(s) and {} event(s) still in flight", http_->connections(),
-                         inflight_.load());
+            spdlog::warn("stopping with {} connection(s) and {} event(s) still in flight",
+                         http_->connections(), inflight_.load());
         journal_->stop();
         signals_->set.cancel();
         spdlog::info("stopped");
@@ -251,7 +271,8 @@ void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
         return;
     }
     drain_timer_.expires_after(std::chrono::milliseconds(20));
-    drain_timer_.async_wait([this, deadline](const boost::system::error_code&) { wait_for_drain(deadline); });
+    drain_timer_.async_wait(
+        [this, deadline](const boost::system::error_code&) { wait_for_drain(deadline); });
 }
 
 }  // namespace cb::daemon

@@ -50,7 +50,7 @@ struct ReloadResult {
 };
 
 class Broker {
-public:
+  public:
     explicit Broker(std::shared_ptr<const config::Config> config);
     ~Broker();
 
@@ -86,7 +86,7 @@ public:
     std::string public_url() const;
     std::chrono::system_clock::time_point now() const { return std::chrono::system_clock::now(); }
 
-private:
+  private:
     void apply_config(const config::Config& c);
     void schedule_prune();
     void schedule_watchdog(std::chrono::microseconds interval);

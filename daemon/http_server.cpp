@@ -20,7 +20,7 @@ using tcp = net::ip::tcp;
 using unix_socket = net::local::stream_protocol;
 
 class SessionBase {
-public:
+  public:
     virtual ~SessionBase() = default;
     /// Closes the connection if it is waiting for a request; otherwise it closes after the
     /// response in progress. Thread-safe (posts to the session's strand).
@@ -45,7 +45,9 @@ std::string peer_name(const tcp::socket& s) {
     if (ec) return "?";
     return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
-std::string peer_name(const unix_socket::socket&) { return "unix"; }
+std::string peer_name(const unix_socket::socket&) {
+    return "unix";
+}
 
 Response plain_error(http::status status, unsigned version, std::string text) {
     Response res{status, version};
@@ -59,9 +61,10 @@ Response plain_error(http::status status, unsigned version, std::string text) {
 /// One HTTP connection: read a request, hand it to the handler, write the response, repeat.
 template <typename Protocol>
 class Session : public SessionBase, public std::enable_shared_from_this<Session<Protocol>> {
-    using Stream = beast::basic_stream<Protocol, net::any_io_executor, beast::unlimited_rate_policy>;
+    using Stream =
+        beast::basic_stream<Protocol, net::any_io_executor, beast::unlimited_rate_policy>;
 
-public:
+  public:
     Session(typename Protocol::socket socket, std::shared_ptr<HttpServer::Shared> shared,
             std::shared_ptr<HttpHandler> handler, bool local)
         : stream_(std::move(socket)), shared_(std::move(shared)), handler_(std::move(handler)) {
@@ -78,7 +81,8 @@ public:
     }
 
     void start() {
-        net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->do_read(); });
+        net::dispatch(stream_.get_executor(),
+                      [self = this->shared_from_this()] { self->do_read(); });
     }
 
     void drain() override {
@@ -91,7 +95,7 @@ public:
         });
     }
 
-private:
+  private:
     void do_read() {
         if (closing_ || shared_->draining.load()) return do_close();
         auto limits = shared_->limits();
@@ -115,15 +119,18 @@ private:
         }
         if (ec == http::error::body_limit) {
             shared_->counters.body_too_large.fetch_add(1);
-            return write(plain_error(http::status::payload_too_large, 11, "request body over the limit"));
+            return write(
+                plain_error(http::status::payload_too_large, 11, "request body over the limit"));
         }
         if (ec == http::error::header_limit) {
             shared_->counters.bad_requests.fetch_add(1);
-            return write(plain_error(http::status::request_header_fields_too_large, 11, "request header over the limit"));
+            return write(plain_error(http::status::request_header_fields_too_large, 11,
+                                     "request header over the limit"));
         }
         if (ec) {
             shared_->counters.bad_requests.fetch_add(1);
-            return write(plain_error(http::status::bad_request, 11, "malformed HTTP request: " + ec.message()));
+            return write(plain_error(http::status::bad_request, 11,
+                                     "malformed HTTP request: " + ec.message()));
         }
         shared_->counters.requests.fetch_add(1);
         // No deadline while the handler works (it may wait for the journal); writes get one.
@@ -131,16 +138,17 @@ private:
         auto req = parser_->release();
         keep_alive_ = req.keep_alive();
         unsigned version = req.version();
-        handler_->handle(std::move(req), peer_,
-                         [self = this->shared_from_this(), version](Response res) mutable {
-                             net::post(self->stream_.get_executor(),
-                                       [self, version, res = std::move(res)]() mutable {
-                                           res.version(version);
-                                           if (!self->keep_alive_ || self->closing_ || self->shared_->draining.load())
-                                               res.keep_alive(false);
-                                           self->write(std::move(res));
-                                       });
-                         });
+        handler_->handle(
+            std::move(req), peer_,
+            [self = this->shared_from_this(), version](Response res) mutable {
+                net::post(
+                    self->stream_.get_executor(), [self, version, res = std::move(res)]() mutable {
+                        res.version(version);
+                        if (!self->keep_alive_ || self->closing_ || self->shared_->draining.load())
+                            res.keep_alive(false);
+                        self->write(std::move(res));
+                    });
+            });
     }
 
     void write(Response res) {
@@ -148,11 +156,12 @@ private:
         out->prepare_payload();
         bool close = !out->keep_alive();
         stream_.expires_after(shared_->limits().idle_timeout);
-        http::async_write(stream_, *out,
-                          [self = this->shared_from_this(), out, close](beast::error_code ec, std::size_t) {
-                              if (ec || close) return self->do_close();
-                              self->do_read();
-                          });
+        http::async_write(
+            stream_, *out,
+            [self = this->shared_from_this(), out, close](beast::error_code ec, std::size_t) {
+                if (ec || close) return self->do_close();
+                self->do_read();
+            });
     }
 
     void do_close() {
@@ -174,10 +183,14 @@ private:
 
 template <typename Protocol>
 class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
-public:
-    Listener(net::io_context& ioc, typename Protocol::acceptor acceptor, std::shared_ptr<HttpServer::Shared> shared,
-             std::shared_ptr<HttpHandler> handler, bool local)
-        : ioc_(ioc), acceptor_(std::move(acceptor)), shared_(std::move(shared)), handler_(std::move(handler)),
+  public:
+    Listener(net::io_context& ioc, typename Protocol::acceptor acceptor,
+             std::shared_ptr<HttpServer::Shared> shared, std::shared_ptr<HttpHandler> handler,
+             bool local)
+        : ioc_(ioc),
+          acceptor_(std::move(acceptor)),
+          shared_(std::move(shared)),
+          handler_(std::move(handler)),
           local_(local) {}
 
     void start() { do_accept(); }
@@ -188,10 +201,11 @@ public:
         });
     }
 
-private:
+  private:
     void do_accept() {
-        acceptor_.async_accept(net::make_strand(ioc_),
-                               beast::bind_front_handler(&Listener::on_accept, this->shared_from_this()));
+        acceptor_.async_accept(
+            net::make_strand(ioc_),
+            beast::bind_front_handler(&Listener::on_accept, this->shared_from_this()));
     }
 
     void on_accept(beast::error_code ec, typename Protocol::socket socket) {
@@ -208,7 +222,8 @@ private:
             socket.close(ignored);
         } else {
             shared_->counters.accepted.fetch_add(1);
-            std::make_shared<Session<Protocol>>(std::move(socket), shared_, handler_, local_)->start();
+            std::make_shared<Session<Protocol>>(std::move(socket), shared_, handler_, local_)
+                ->start();
         }
         do_accept();
     }
@@ -223,7 +238,10 @@ private:
 }  // namespace
 
 HttpServer::HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits)
-    : ioc_(ioc), shared_(std::make_shared<Shared>()), connections_(shared_->connections), counters_(shared_->counters) {
+    : ioc_(ioc),
+      shared_(std::make_shared<Shared>()),
+      connections_(shared_->connections),
+      counters_(shared_->counters) {
     shared_->limits = std::move(limits);
 }
 
@@ -238,14 +256,16 @@ tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t p
     acceptor.bind(ep);
     acceptor.listen(net::socket_base::max_listen_connections);
     auto bound = acceptor.local_endpoint();
-    auto l = std::make_shared<Listener<tcp>>(ioc_, std::move(acceptor), shared_, std::move(handler), false);
+    auto l = std::make_shared<Listener<tcp>>(ioc_, std::move(acceptor), shared_, std::move(handler),
+                                             false);
     l->start();
     std::lock_guard lock(shared_->mutex);
     shared_->closers.push_back([l] { l->close(); });
     return bound;
 }
 
-void HttpServer::listen_unix(const std::string& path, unsigned mode, std::shared_ptr<HttpHandler> handler) {
+void HttpServer::listen_unix(const std::string& path, unsigned mode,
+                             std::shared_ptr<HttpHandler> handler) {
     ::unlink(path.c_str());
     unix_socket::acceptor acceptor(net::make_strand(ioc_));
     unix_socket::endpoint ep(path);
@@ -254,7 +274,8 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode, std::shared
     acceptor.listen(net::socket_base::max_listen_connections);
     if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0)
         throw std::runtime_error("cannot set the mode of " + path);
-    auto l = std::make_shared<Listener<unix_socket>>(ioc_, std::move(acceptor), shared_, std::move(handler), true);
+    auto l = std::make_shared<Listener<unix_socket>>(ioc_, std::move(acceptor), shared_,
+                                                     std::move(handler), true);
     l->start();
     std::lock_guard lock(shared_->mutex);
     shared_->closers.push_back([l, path] {
@@ -266,9 +287,11 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode, std::shared
 void HttpServer::drain() {
     shared_->draining.store(true);
     std::lock_guard lock(shared_->mutex);
-    for (auto& close : shared_->closers) close();
+    for (auto& close : shared_->closers)
+        close();
     shared_->closers.clear();
-    for (auto* s : shared_->sessions) s->drain();
+    for (auto* s : shared_->sessions)
+        s->drain();
 }
 
 }  // namespace cb::daemon

@@ -35,7 +35,7 @@ struct PeerInfo {
 using Respond = std::function<void(Response)>;
 
 class HttpHandler {
-public:
+  public:
     virtual ~HttpHandler() = default;
     virtual void handle(Request&& request, const PeerInfo& peer, Respond respond) = 0;
 };
@@ -58,7 +58,7 @@ struct HttpCounters {
 };
 
 class HttpServer {
-public:
+  public:
     HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits);
     ~HttpServer();
 
@@ -75,7 +75,7 @@ public:
 
     struct Shared;  // what sessions share with the server
 
-private:
+  private:
     net::io_context& ioc_;
     std::shared_ptr<Shared> shared_;
     std::atomic<std::size_t>& connections_;

@@ -27,10 +27,13 @@ Response text_response(http::status status, std::string body) {
 std::string media_type(std::string_view value) {
     auto semi = value.find(';');
     auto type = value.substr(0, semi);
-    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-    while (!type.empty() && type.front() == ' ') type.remove_prefix(1);
+    while (!type.empty() && type.back() == ' ')
+        type.remove_suffix(1);
+    while (!type.empty() && type.front() == ' ')
+        type.remove_prefix(1);
     std::string out(type);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     return out;
 }
 
@@ -41,7 +44,9 @@ Response soap_response(proto::SoapVersion version, int status, std::string body)
     return res;
 }
 
-std::size_t outcome_index(channels::Outcome o) { return static_cast<std::size_t>(o); }
+std::size_t outcome_index(channels::Outcome o) {
+    return static_cast<std::size_t>(o);
+}
 
 }  // namespace
 
@@ -51,7 +56,9 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     auto qmark = target.find('?');
     auto path = target.substr(0, qmark);
     auto query = qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
-    if (path != "/ici") return respond(text_response(http::status::not_found, "no such resource; the SOAP endpoint is /ici"));
+    if (path != "/ici")
+        return respond(
+            text_response(http::status::not_found, "no such resource; the SOAP endpoint is /ici"));
 
     if (req.method() == http::verb::get || req.method() == http::verb::head) {
         if (query == "wsdl" || query == "WSDL") {
@@ -66,12 +73,14 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
             res.body() = std::string(proto::kCmsWsdl);
             return respond(std::move(res));
         }
-        auto res = text_response(http::status::method_not_allowed, "POST a SOAP request, or GET /ici?wsdl");
+        auto res = text_response(http::status::method_not_allowed,
+                                 "POST a SOAP request, or GET /ici?wsdl");
         res.set(http::field::allow, "POST, GET");
         return respond(std::move(res));
     }
     if (req.method() != http::verb::post) {
-        auto res = text_response(http::status::method_not_allowed, "POST a SOAP request, or GET /ici?wsdl");
+        auto res = text_response(http::status::method_not_allowed,
+                                 "POST a SOAP request, or GET /ici?wsdl");
         res.set(http::field::allow, "POST, GET");
         return respond(std::move(res));
     }
@@ -79,27 +88,34 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     auto config = broker_.config();
     auto creds = parse_basic(req[http::field::authorization]);
     const config::Cms* cms = creds ? config->find_cms_by_inbound_user(creds->user) : nullptr;
-    if (!cms || !broker_.credentials().verify(creds->user, creds->password, cms->inbound_password_hash)) {
+    if (!cms ||
+        !broker_.credentials().verify(creds->user, creds->password, cms->inbound_password_hash)) {
         broker_.soap_metrics().unauthorized.fetch_add(1);
-        spdlog::warn("ici: refused credentials{} from {}", creds ? " of user " + creds->user : std::string(), peer.address);
-        auto res = text_response(http::status::unauthorized, "credentials of a configured CMS are required");
+        spdlog::warn("ici: refused credentials{} from {}",
+                     creds ? " of user " + creds->user : std::string(), peer.address);
+        auto res = text_response(http::status::unauthorized,
+                                 "credentials of a configured CMS are required");
         res.set(http::field::www_authenticate, "Basic realm=\"commbroker ici\", charset=\"UTF-8\"");
         return respond(std::move(res));
     }
 
     auto type = media_type(req[http::field::content_type]);
     proto::SoapVersion assumed;
-    if (type == "text/xml") assumed = proto::SoapVersion::v11;
-    else if (type == "application/soap+xml") assumed = proto::SoapVersion::v12;
+    if (type == "text/xml")
+        assumed = proto::SoapVersion::v11;
+    else if (type == "application/soap+xml")
+        assumed = proto::SoapVersion::v12;
     else
-        return respond(text_response(http::status::unsupported_media_type,
-                                     "Content-Type must be text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2)"));
+        return respond(text_response(
+            http::status::unsupported_media_type,
+            "Content-Type must be text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2)"));
 
     auto& metrics = broker_.soap_metrics();
     auto fault_response = [&metrics](proto::IciServerCodec& codec, const proto::ReplyContext& reply,
                                      const proto::Fault& fault) {
         metrics.faults[static_cast<std::size_t>(fault.code)].fetch_add(1);
-        auto res = soap_response(reply.version, proto::http_status(reply.version, fault), codec.encode_fault(reply, fault));
+        auto res = soap_response(reply.version, proto::http_status(reply.version, fault),
+                                 codec.encode_fault(reply, fault));
         if (fault.code == proto::FaultCode::unavailable) res.set(http::field::retry_after, "5");
         return res;
     };
@@ -111,42 +127,54 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     auto& codec = proto::IciServerCodec::for_this_thread();
     auto decoded = codec.decode(req.body(), cms->id, limits, assumed);
     if (auto* failed = std::get_if<proto::DecodeFailed>(&decoded)) {
-        spdlog::info("ici: {} fault {} for {}{}: {}", cms->id, proto::to_string(failed->fault.code),
-                     failed->reply.operation ? proto::to_string(*failed->reply.operation) : "request",
-                     failed->fault.field.empty() ? "" : " field " + failed->fault.field, failed->fault.message);
+        spdlog::info(
+            "ici: {} fault {} for {}{}: {}", cms->id, proto::to_string(failed->fault.code),
+            failed->reply.operation ? proto::to_string(*failed->reply.operation) : "request",
+            failed->fault.field.empty() ? "" : " field " + failed->fault.field,
+            failed->fault.message);
         return respond(fault_response(codec, failed->reply, failed->fault));
     }
     if (broker_.stopping()) {
         auto& ok = std::get<proto::DecodedEvent>(decoded);
-        return respond(fault_response(codec, ok.reply,
-                                      proto::Fault{proto::FaultCode::unavailable, "the broker is shutting down", {}}));
+        return respond(fault_response(
+            codec, ok.reply,
+            proto::Fault{proto::FaultCode::unavailable, "the broker is shutting down", {}}));
     }
 
     auto& event = std::get<proto::DecodedEvent>(decoded);
     auto reply = event.reply;
     auto op_index = static_cast<std::size_t>(*reply.operation);
-    broker_.submit(std::move(event.event), [this, reply, op_index, started, respond = std::move(respond),
-                                            fault_response, system = cms->id](SubmitResult r) mutable {
+    broker_.submit(std::move(event.event), [this, reply, op_index, started,
+                                            respond = std::move(respond), fault_response,
+                                            system = cms->id](SubmitResult r) mutable {
         // Encode on an I/O thread, never on the core or the journal thread.
-        boost::asio::post(broker_.io(), [this, reply, op_index, started, respond = std::move(respond), fault_response,
+        boost::asio::post(broker_.io(), [this, reply, op_index, started,
+                                         respond = std::move(respond), fault_response,
                                          system = std::move(system), r = std::move(r)]() mutable {
             auto& codec = proto::IciServerCodec::for_this_thread();
             auto& metrics = broker_.soap_metrics();
             if (r.unavailable)
                 return respond(fault_response(
-                    codec, reply, proto::Fault{proto::FaultCode::unavailable, "the journal cannot take changes now", {}}));
+                    codec, reply,
+                    proto::Fault{
+                        proto::FaultCode::unavailable, "the journal cannot take changes now", {}}));
             if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
                 auto code = rejection->code == channels::Rejection::Code::invalid_transition
                                 ? proto::FaultCode::invalid_transition
                                 : proto::FaultCode::invalid_field;
                 spdlog::info("ici: {} fault {} for {}: {}: {}", system, proto::to_string(code),
-                             proto::to_string(*reply.operation), rejection->error.field, rejection->error.message);
-                return respond(fault_response(codec, reply, proto::Fault{code, rejection->error.message, rejection->error.field}));
+                             proto::to_string(*reply.operation), rejection->error.field,
+                             rejection->error.message);
+                return respond(fault_response(
+                    codec, reply,
+                    proto::Fault{code, rejection->error.message, rejection->error.field}));
             }
             auto outcome = std::get<channels::Outcome>(r.result);
             metrics.events[op_index][outcome_index(outcome)].fetch_add(1);
-            metrics.ack_latency.observe(static_cast<std::uint64_t>(
-                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()));
+            metrics.ack_latency.observe(
+                static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::steady_clock::now() - started)
+                                               .count()));
             respond(soap_response(reply.version, 200, codec.encode_status(reply, outcome)));
         });
     });

@@ -11,11 +11,11 @@ namespace cb::daemon {
 class Broker;
 
 class IciService : public HttpHandler {
-public:
+  public:
     explicit IciService(Broker& broker) : broker_(broker) {}
     void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
 
-private:
+  private:
     Broker& broker_;
 };
 

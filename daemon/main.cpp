@@ -16,7 +16,9 @@ constexpr const char* kDefaultConfig = "/etc/commbroker/commbroker.xml";
 
 void usage(std::ostream& out) {
     out << "usage: commbrokerd [--config FILE] [--check-config] [--version]\n"
-           "  --config FILE    the configuration file (default " << kDefaultConfig << ")\n"
+           "  --config FILE    the configuration file (default "
+        << kDefaultConfig
+        << ")\n"
            "  --check-config   check the configuration, print every error, and exit\n"
            "  --version        print the version and exit\n";
 }
@@ -28,9 +30,12 @@ int main(int argc, char** argv) {
     bool check_only = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--config" && i + 1 < argc) config_path = argv[++i];
-        else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
-        else if (a == "--check-config" || a == "-t") check_only = true;
+        if (a == "--config" && i + 1 < argc)
+            config_path = argv[++i];
+        else if (a.rfind("--config=", 0) == 0)
+            config_path = a.substr(9);
+        else if (a == "--check-config" || a == "-t")
+            check_only = true;
         else if (a == "--version") {
             std::cout << "commbrokerd " << COMMBROKER_VERSION << "\n";
             return 0;
@@ -46,8 +51,10 @@ int main(int argc, char** argv) {
 
     auto parsed = cb::config::load_file(config_path);
     if (!parsed.config) {
-        for (auto& e : parsed.errors) std::cerr << e << "\n";
-        std::cerr << "commbrokerd: " << parsed.errors.size() << " error(s) in " << config_path << "\n";
+        for (auto& e : parsed.errors)
+            std::cerr << e << "\n";
+        std::cerr << "commbrokerd: " << parsed.errors.size() << " error(s) in " << config_path
+                  << "\n";
         return 1;
     }
     if (check_only) {

@@ -10,12 +10,12 @@ enum class SoapVersion { v11 = 1, v12 = 2 };
 
 /// detail/iciFault/code of a fault.
 enum class FaultCode {
-    malformed,          ///< not well-formed XML, not a SOAP envelope, a DTD, invalid UTF-8
-    unknown_operation,  ///< the Body child is not an operation of the port
-    invalid_field,      ///< a field is missing, of the wrong type, or breaks a rule
-    invalid_transition, ///< the state move is not allowed
-    too_large,          ///< a structural limit (depth, attributes, list length, string length)
-    unavailable,        ///< the journal cannot take changes, or the broker is shutting down
+    malformed,           ///< not well-formed XML, not a SOAP envelope, a DTD, invalid UTF-8
+    unknown_operation,   ///< the Body child is not an operation of the port
+    invalid_field,       ///< a field is missing, of the wrong type, or breaks a rule
+    invalid_transition,  ///< the state move is not allowed
+    too_large,           ///< a structural limit (depth, attributes, list length, string length)
+    unavailable,         ///< the journal cannot take changes, or the broker is shutting down
 };
 std::string_view to_string(FaultCode c);
 
@@ -29,7 +29,8 @@ struct Fault {
 int http_status(SoapVersion v, const Fault& f);
 
 inline std::string_view content_type(SoapVersion v) {
-    return v == SoapVersion::v12 ? "application/soap+xml; charset=utf-8" : "text/xml; charset=utf-8";
+    return v == SoapVersion::v12 ? "application/soap+xml; charset=utf-8"
+                                 : "text/xml; charset=utf-8";
 }
 
 }  // namespace cb::protocol

@@ -15,12 +15,18 @@ namespace ch = cb::channels;
 
 std::string_view to_string(FaultCode c) {
     switch (c) {
-        case FaultCode::malformed: return "malformed";
-        case FaultCode::unknown_operation: return "unknownOperation";
-        case FaultCode::invalid_field: return "invalidField";
-        case FaultCode::invalid_transition: return "invalidTransition";
-        case FaultCode::too_large: return "tooLarge";
-        case FaultCode::unavailable: return "unavailable";
+        case FaultCode::malformed:
+            return "malformed";
+        case FaultCode::unknown_operation:
+            return "unknownOperation";
+        case FaultCode::invalid_field:
+            return "invalidField";
+        case FaultCode::invalid_transition:
+            return "invalidTransition";
+        case FaultCode::too_large:
+            return "tooLarge";
+        case FaultCode::unavailable:
+            return "unavailable";
     }
     return "?";
 }
@@ -32,19 +38,29 @@ int http_status(SoapVersion v, const Fault& f) {
 
 namespace {
 
-constexpr std::string_view kOperationNames[] = {"phoneCallChanged", "chatChanged",  "chatNewPosting",
-                                                "messageChanged",   "userChanged", "subscriptionEnded"};
+constexpr std::string_view kOperationNames[] = {"phoneCallChanged", "chatChanged",
+                                                "chatNewPosting",   "messageChanged",
+                                                "userChanged",      "subscriptionEnded"};
 
 std::string xml_escape(std::string_view in) {
     std::string out;
     out.reserve(in.size());
     for (char c : in) {
         switch (c) {
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '&': out += "&amp;"; break;
-            case '"': out += "&quot;"; break;
-            default: out += c;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '&':
+                out += "&amp;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            default:
+                out += c;
         }
     }
     return out;
@@ -57,7 +73,8 @@ std::vector<std::string> strings(const ici__StringList* l) {
 std::vector<ch::Participant> participants(struct soap* s, const ici__ParticipantList* l) {
     std::vector<ch::Participant> out;
     if (!l) return out;
-    for (auto& p : l->item) out.push_back({p.userId, soap_ici__Role2s(s, p.role), p.address});
+    for (auto& p : l->item)
+        out.push_back({p.userId, soap_ici__Role2s(s, p.role), p.address});
     return out;
 }
 
@@ -73,14 +90,17 @@ std::optional<Fault> check_attached_data(const std::optional<std::string>& data)
         return Fault{FaultCode::invalid_field, "larger than 64 KiB", "attachedData"};
     pugi::xml_document doc;
     auto r = doc.load_buffer(data->data(), data->size(), pugi::parse_default | pugi::parse_doctype);
-    if (!r) return Fault{FaultCode::invalid_field, std::string("not well-formed XML: ") + r.description(), "attachedData"};
+    if (!r)
+        return Fault{FaultCode::invalid_field,
+                     std::string("not well-formed XML: ") + r.description(), "attachedData"};
     for (auto n : doc.children())
         if (n.type() == pugi::node_doctype)
             return Fault{FaultCode::invalid_field, "a DOCTYPE is not allowed", "attachedData"};
     const char* name = doc.document_element().name();
     const char* colon = std::strchr(name, ':');
     if (std::strcmp(colon ? colon + 1 : name, "ItemAttachedData") != 0)
-        return Fault{FaultCode::invalid_field, "the root element must be ItemAttachedData", "attachedData"};
+        return Fault{FaultCode::invalid_field, "the root element must be ItemAttachedData",
+                     "attachedData"};
     return std::nullopt;
 }
 
@@ -104,7 +124,9 @@ ch::Item common(struct soap*, const T& in, const std::string& system, ch::Channe
 const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kRequiredFields = {
     {"call", {"id", "version", "state", "changedAt", "direction", "remoteNumbers", "localAddress"}},
     {"chat", {"id", "version", "state", "changedAt", "topic", "customerName"}},
-    {"message", {"id", "version", "state", "changedAt", "folder", "originator", "subject", "read", "answered"}},
+    {"message",
+     {"id", "version", "state", "changedAt", "folder", "originator", "subject", "read",
+      "answered"}},
     {"posting", {"chatSessionId", "chatParticipant", "contentText", "systemMessage", "postDate"}},
     {"user", {"userId", "state", "reasonCode"}},
     {"item", {"userId", "role", "address"}},
@@ -134,7 +156,8 @@ std::string find_missing_field(std::string_view body, std::string_view tag) {
             for (auto field : *required) {
                 bool present = false;
                 for (auto c : n.children())
-                    if (c.type() == pugi::node_element && local_part(c.name()) == field) present = true;
+                    if (c.type() == pugi::node_element && local_part(c.name()) == field)
+                        present = true;
                 if (!present) {
                     *found = std::string(field);
                     return false;
@@ -152,7 +175,9 @@ std::string find_missing_field(std::string_view body, std::string_view tag) {
 
 }  // namespace
 
-std::string_view to_string(Operation op) { return kOperationNames[static_cast<int>(op)]; }
+std::string_view to_string(Operation op) {
+    return kOperationNames[static_cast<int>(op)];
+}
 
 std::optional<Operation> operation_from_name(std::string_view name) {
     for (std::size_t i = 0; i < std::size(kOperationNames); ++i)
@@ -167,7 +192,8 @@ struct IciServerCodec::Impl {
     std::string* out = nullptr;
 
     Impl() {
-        soap = soap_new2(SOAP_ENC_PLAIN | SOAP_XML_STRICT | SOAP_C_UTFSTRING, SOAP_ENC_PLAIN | SOAP_C_UTFSTRING);
+        soap = soap_new2(SOAP_ENC_PLAIN | SOAP_XML_STRICT | SOAP_C_UTFSTRING,
+                         SOAP_ENC_PLAIN | SOAP_C_UTFSTRING);
         soap_set_namespaces(soap, namespaces);
         soap->user = this;
         soap->frecv = [](struct soap* s, char* buf, std::size_t len) -> std::size_t {
@@ -227,8 +253,10 @@ IciServerCodec& IciServerCodec::for_this_thread() {
     return codec;
 }
 
-std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view body, const std::string& system,
-                                                                const CodecLimits& limits, SoapVersion assumed) {
+std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view body,
+                                                                const std::string& system,
+                                                                const CodecLimits& limits,
+                                                                SoapVersion assumed) {
     ReplyContext reply;
     reply.version = assumed;
     auto gate = check_envelope(body, limits.gate, assumed);
@@ -238,10 +266,13 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
     }
     auto& passed = std::get<GatePassed>(gate);
     reply.version = passed.version;
-    auto op = passed.operation_namespace == kIciNamespace ? operation_from_name(passed.operation) : std::nullopt;
+    auto op = passed.operation_namespace == kIciNamespace ? operation_from_name(passed.operation)
+                                                          : std::nullopt;
     if (!op)
-        return DecodeFailed{reply, Fault{FaultCode::unknown_operation,
-                                         "no operation {" + passed.operation_namespace + "}" + passed.operation, {}}};
+        return DecodeFailed{
+            reply, Fault{FaultCode::unknown_operation,
+                         "no operation {" + passed.operation_namespace + "}" + passed.operation,
+                         {}}};
     reply.operation = op;
 
     Impl& m = *impl_;
@@ -270,7 +301,8 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
         return DecodeFailed{reply, fault};
     };
 
-    if (soap_begin_recv(s) || soap_envelope_begin_in(s) || soap_recv_header(s) || soap_body_begin_in(s))
+    if (soap_begin_recv(s) || soap_envelope_begin_in(s) || soap_recv_header(s) ||
+        soap_body_begin_in(s))
         return failed();
     if (s->header && s->header->ici__context && s->header->ici__context->messageId)
         reply.message_id = *s->header->ici__context->messageId;
@@ -284,7 +316,8 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
         case Operation::phone_call_changed: {
             ici__phoneCallChanged req;
             soap_default_ici__phoneCallChanged(s, &req);
-            if (!soap_get_ici__phoneCallChanged(s, &req, "ici:phoneCallChanged", nullptr)) return failed();
+            if (!soap_get_ici__phoneCallChanged(s, &req, "ici:phoneCallChanged", nullptr))
+                return failed();
             if (!req.call) {
                 missing("call");
                 break;
@@ -320,7 +353,8 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
         case Operation::message_changed: {
             ici__messageChanged req;
             soap_default_ici__messageChanged(s, &req);
-            if (!soap_get_ici__messageChanged(s, &req, "ici:messageChanged", nullptr)) return failed();
+            if (!soap_get_ici__messageChanged(s, &req, "ici:messageChanged", nullptr))
+                return failed();
             if (!req.message) {
                 missing("message");
                 break;
@@ -340,14 +374,16 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
         case Operation::chat_new_posting: {
             ici__chatNewPosting req;
             soap_default_ici__chatNewPosting(s, &req);
-            if (!soap_get_ici__chatNewPosting(s, &req, "ici:chatNewPosting", nullptr)) return failed();
+            if (!soap_get_ici__chatNewPosting(s, &req, "ici:chatNewPosting", nullptr))
+                return failed();
             if (!req.posting) {
                 missing("posting");
                 break;
             }
             auto& p = *req.posting;
-            event = ch::PostingEvent{system, ch::ChatPosting{p.chatSessionId, p.chatParticipant, p.contentText,
-                                                             p.systemMessage, p.postDate}};
+            event = ch::PostingEvent{
+                system, ch::ChatPosting{p.chatSessionId, p.chatParticipant, p.contentText,
+                                        p.systemMessage, p.postDate}};
             break;
         }
         case Operation::user_changed: {
@@ -366,14 +402,16 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
             a.reason_code = u.reasonCode;
             a.addresses = strings(u.addresses);
             if (u.channels)
-                for (auto c : u.channels->item) a.channels.emplace_back(soap_ici__ChannelName2s(s, c));
+                for (auto c : u.channels->item)
+                    a.channels.emplace_back(soap_ici__ChannelName2s(s, c));
             event = std::move(a);
             break;
         }
         case Operation::subscription_ended: {
             ici__subscriptionEnded req;
             soap_default_ici__subscriptionEnded(s, &req);
-            if (!soap_get_ici__subscriptionEnded(s, &req, "ici:subscriptionEnded", nullptr)) return failed();
+            if (!soap_get_ici__subscriptionEnded(s, &req, "ici:subscriptionEnded", nullptr))
+                return failed();
             event = ch::SubscriptionEnded{system, req.reason};
             break;
         }
@@ -389,7 +427,8 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
 namespace {
 
 /// Begins a message: version, the context header echoing messageId, and the envelope.
-int begin_message(struct soap* s, const ReplyContext& reply, ici__Context& context, SOAP_ENV__Header& header) {
+int begin_message(struct soap* s, const ReplyContext& reply, ici__Context& context,
+                  SOAP_ENV__Header& header) {
     soap_set_version(s, static_cast<short>(reply.version));
     s->encodingStyle = nullptr;
     s->header = nullptr;
@@ -419,15 +458,16 @@ std::string IciServerCodec::encode_status(const ReplyContext& reply, channels::O
     auto status = outcome == channels::Outcome::accepted    ? ici__EventStatus__accepted
                   : outcome == channels::Outcome::duplicate ? ici__EventStatus__duplicate
                                                             : ici__EventStatus__stale;
-    int rc = soap_response(s, SOAP_OK) || soap_envelope_begin_out(s) || soap_putheader(s) || soap_body_begin_out(s);
+    int rc = soap_response(s, SOAP_OK) || soap_envelope_begin_out(s) || soap_putheader(s) ||
+             soap_body_begin_out(s);
     if (!rc) {
         switch (reply.operation.value_or(Operation::phone_call_changed)) {
-#define CB_PUT_RESPONSE(OP, NAME)                                          \
-    case Operation::OP: {                                                  \
-        ici__##NAME##Response r;                                           \
-        r.status = status;                                                 \
+#define CB_PUT_RESPONSE(OP, NAME)                                                     \
+    case Operation::OP: {                                                             \
+        ici__##NAME##Response r;                                                      \
+        r.status = status;                                                            \
         rc = soap_put_ici__##NAME##Response(s, &r, "ici:" #NAME "Response", nullptr); \
-        break;                                                             \
+        break;                                                                        \
     }
             CB_PUT_RESPONSE(phone_call_changed, phoneCallChanged)
             CB_PUT_RESPONSE(chat_changed, chatChanged)
@@ -457,8 +497,10 @@ std::string IciServerCodec::encode_fault(const ReplyContext& reply, const Fault&
     std::string detail = "<ici:iciFault><code>" + std::string(to_string(fault.code)) + "</code>";
     if (!fault.field.empty()) detail += "<field>" + xml_escape(fault.field) + "</field>";
     detail += "</ici:iciFault>";
-    if (fault.code == FaultCode::unavailable) soap_receiver_fault(s, fault.message.c_str(), nullptr);
-    else soap_sender_fault(s, fault.message.c_str(), nullptr);
+    if (fault.code == FaultCode::unavailable)
+        soap_receiver_fault(s, fault.message.c_str(), nullptr);
+    else
+        soap_sender_fault(s, fault.message.c_str(), nullptr);
     *soap_faultdetail(s) = soap_strdup(s, detail.c_str());
     soap_send_fault(s);
     s->header = nullptr;

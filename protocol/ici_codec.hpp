@@ -54,7 +54,7 @@ struct CodecLimits {
 };
 
 class IciServerCodec {
-public:
+  public:
     IciServerCodec();
     ~IciServerCodec();
     IciServerCodec(const IciServerCodec&) = delete;
@@ -65,13 +65,14 @@ public:
 
     /// Gate, decode and convert one request body. `system` is the CMS the request comes from
     /// (from its credentials); `assumed` is the version to answer in if the body does not say.
-    std::variant<DecodedEvent, DecodeFailed> decode(std::string_view body, const std::string& system,
+    std::variant<DecodedEvent, DecodeFailed> decode(std::string_view body,
+                                                    const std::string& system,
                                                     const CodecLimits& limits, SoapVersion assumed);
 
     std::string encode_status(const ReplyContext& reply, channels::Outcome outcome);
     std::string encode_fault(const ReplyContext& reply, const Fault& fault);
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -10,8 +10,8 @@ namespace cb::protocol {
 namespace {
 
 bool allowed_char(std::uint32_t c) {
-    return c == 0x9 || c == 0xA || c == 0xD || (c >= 0x20 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD) ||
-           (c >= 0x10000 && c <= 0x10FFFF);
+    return c == 0x9 || c == 0xA || c == 0xD || (c >= 0x20 && c <= 0xD7FF) ||
+           (c >= 0xE000 && c <= 0xFFFD) || (c >= 0x10000 && c <= 0x10FFFF);
 }
 
 /// Checks a numeric character reference starting at `s[i] == '&'`, `s[i+1] == '#'`.
@@ -27,10 +27,14 @@ bool valid_char_ref(std::string_view s, std::size_t i) {
     for (; j < s.size() && s[j] != ';'; ++j, ++digits) {
         char c = s[j];
         int d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (base == 16 && c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (base == 16 && c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return false;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (base == 16 && c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (base == 16 && c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return false;
         v = v * static_cast<std::uint64_t>(base) + static_cast<std::uint64_t>(d);
         if (v > 0x10FFFF) return false;
     }
@@ -45,7 +49,8 @@ const char* local_name(const char* qname) {
 /// The namespace URI bound to the prefix of `qname` at element `n`, or nullptr if unbound.
 const char* namespace_of(pugi::xml_node n, const char* qname) {
     const char* colon = std::strchr(qname, ':');
-    std::string attr = colon ? "xmlns:" + std::string(qname, static_cast<std::size_t>(colon - qname)) : "xmlns";
+    std::string attr =
+        colon ? "xmlns:" + std::string(qname, static_cast<std::size_t>(colon - qname)) : "xmlns";
     for (auto e = n; e && e.type() == pugi::node_element; e = e.parent())
         if (auto a = e.attribute(attr.c_str())) return a.value();
     return colon ? nullptr : "";
@@ -70,38 +75,46 @@ std::size_t find_invalid_xml_text(std::string_view s) {
         }
         std::size_t len;
         std::uint32_t cp;
-        if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
-        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
-        else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
-        else return i;
+        if ((c & 0xE0) == 0xC0)
+            len = 2, cp = c & 0x1F;
+        else if ((c & 0xF0) == 0xE0)
+            len = 3, cp = c & 0x0F;
+        else if ((c & 0xF8) == 0xF0)
+            len = 4, cp = c & 0x07;
+        else
+            return i;
         if (i + len > n) return i;
         for (std::size_t k = 1; k < len; ++k) {
             if ((p[i + k] & 0xC0) != 0x80) return i;
             cp = (cp << 6) | (p[i + k] & 0x3F);
         }
         // Overlong forms, surrogates and code points beyond Unicode are refused.
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || !allowed_char(cp))
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            !allowed_char(cp))
             return i;
         i += len;
     }
     return std::string_view::npos;
 }
 
-std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, const GateLimits& limits,
+std::variant<GatePassed, GateRefused> check_envelope(std::string_view body,
+                                                     const GateLimits& limits,
                                                      SoapVersion assumed) {
     SoapVersion version = assumed;
     if (auto bad = find_invalid_xml_text(body); bad != std::string_view::npos)
-        return refuse(version, FaultCode::malformed,
-                      "invalid UTF-8 or a character XML does not allow at byte " + std::to_string(bad));
+        return refuse(
+            version, FaultCode::malformed,
+            "invalid UTF-8 or a character XML does not allow at byte " + std::to_string(bad));
 
     pugi::xml_document doc;
-    auto parsed = doc.load_buffer(body.data(), body.size(),
-                                  pugi::parse_default | pugi::parse_doctype | pugi::parse_pi | pugi::parse_fragment,
-                                  pugi::encoding_utf8);
+    auto parsed = doc.load_buffer(
+        body.data(), body.size(),
+        pugi::parse_default | pugi::parse_doctype | pugi::parse_pi | pugi::parse_fragment,
+        pugi::encoding_utf8);
     if (!parsed)
         return refuse(version, FaultCode::malformed,
-                      std::string("not well-formed XML at byte ") + std::to_string(parsed.offset) + ": " +
-                          parsed.description());
+                      std::string("not well-formed XML at byte ") + std::to_string(parsed.offset) +
+                          ": " + parsed.description());
 
     pugi::xml_node envelope;
     for (auto n : doc.children()) {
@@ -109,13 +122,15 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, cons
             case pugi::node_doctype:
                 return refuse(version, FaultCode::malformed, "a DOCTYPE is not allowed");
             case pugi::node_element:
-                if (envelope) return refuse(version, FaultCode::malformed, "content after the envelope");
+                if (envelope)
+                    return refuse(version, FaultCode::malformed, "content after the envelope");
                 envelope = n;
                 break;
             case pugi::node_pcdata:
             case pugi::node_cdata:
                 return refuse(version, FaultCode::malformed, "text outside the envelope");
-            default: break;  // comments and processing instructions
+            default:
+                break;  // comments and processing instructions
         }
     }
     if (!envelope) return refuse(version, FaultCode::malformed, "no document element");
@@ -136,8 +151,8 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, cons
         for (auto a = node.first_attribute(); a; a = a.next_attribute())
             if (++attributes > limits.max_attributes)
                 return refuse(version, FaultCode::too_large,
-                              "more than " + std::to_string(limits.max_attributes) + " attributes on <" +
-                                  node.name() + ">");
+                              "more than " + std::to_string(limits.max_attributes) +
+                                  " attributes on <" + node.name() + ">");
         for (auto c = node.first_child(); c; c = c.next_sibling())
             if (c.type() == pugi::node_element) stack.push_back({c, depth + 1});
     }
@@ -145,9 +160,13 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, cons
     const char* env_ns = namespace_of(envelope, envelope.name());
     if (std::strcmp(local_name(envelope.name()), "Envelope") != 0 || !env_ns)
         return refuse(version, FaultCode::malformed, "not a SOAP envelope");
-    if (kSoap11Namespace == env_ns) version = SoapVersion::v11;
-    else if (kSoap12Namespace == env_ns) version = SoapVersion::v12;
-    else return refuse(version, FaultCode::malformed, std::string("unknown SOAP envelope namespace ") + env_ns);
+    if (kSoap11Namespace == env_ns)
+        version = SoapVersion::v11;
+    else if (kSoap12Namespace == env_ns)
+        version = SoapVersion::v12;
+    else
+        return refuse(version, FaultCode::malformed,
+                      std::string("unknown SOAP envelope namespace ") + env_ns);
 
     auto same_ns = [&](pugi::xml_node n) {
         const char* ns = namespace_of(n, n.name());
@@ -165,7 +184,8 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, cons
         } else if (!body_el && std::strcmp(ln, "Body") == 0 && same_ns(c)) {
             body_el = c;
         } else {
-            return refuse(version, FaultCode::malformed, std::string("unexpected <") + c.name() + "> in the envelope");
+            return refuse(version, FaultCode::malformed,
+                          std::string("unexpected <") + c.name() + "> in the envelope");
         }
     }
     if (!body_el) return refuse(version, FaultCode::malformed, "the envelope has no Body");
@@ -180,7 +200,9 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, cons
     }
     if (!op) return refuse(version, FaultCode::malformed, "the Body is empty");
     const char* op_ns = namespace_of(op, op.name());
-    if (!op_ns) return refuse(version, FaultCode::malformed, std::string("undeclared prefix on <") + op.name() + ">");
+    if (!op_ns)
+        return refuse(version, FaultCode::malformed,
+                      std::string("undeclared prefix on <") + op.name() + ">");
     return GatePassed{version, op_ns, local_name(op.name())};
 }
 
@@ -201,7 +223,10 @@ std::string wsdl_with_location(std::string_view wsdl, std::string_view url) {
     auto end = out.find('"', start);
     if (end == std::string::npos) return out;
     std::string escaped;
-    for (char c : url) escaped += c == '&' ? std::string("&amp;") : c == '"' ? std::string("&quot;") : std::string(1, c);
+    for (char c : url)
+        escaped += c == '&'   ? std::string("&amp;")
+                   : c == '"' ? std::string("&quot;")
+                              : std::string(1, c);
     out.replace(start, end - start, escaped);
     return out;
 }

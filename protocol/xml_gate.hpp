@@ -34,8 +34,8 @@ struct GateRefused {
     Fault fault;
 };
 
-std::variant<GatePassed, GateRefused> check_envelope(std::string_view body, const GateLimits& limits,
-                                                     SoapVersion assumed);
+std::variant<GatePassed, GateRefused> check_envelope(std::string_view body,
+                                                     const GateLimits& limits, SoapVersion assumed);
 
 /// The first byte offset of invalid UTF-8, or of a character XML 1.0 forbids, or npos.
 std::size_t find_invalid_xml_text(std::string_view text);

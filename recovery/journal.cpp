@@ -2,8 +2,8 @@
 
 #include "channels/item_json.hpp"
 
-#include <boost/json.hpp>
 #include <sqlite3.h>
+#include <boost/json.hpp>
 
 #include <cerrno>
 #include <cstring>
@@ -17,6 +17,9 @@ using channels::Change;
 
 namespace {
 
+constexpr auto kCheckpointInterval = std::chrono::milliseconds(200);
+constexpr std::size_t kSmallBatch = 8;
+
 std::int64_t to_ms(channels::TimePoint t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -26,14 +29,15 @@ channels::TimePoint from_ms(std::int64_t ms) {
 
 const char* kSchema = R"sql(
 CREATE TABLE items(
+  seq      INTEGER PRIMARY KEY,
   system   TEXT NOT NULL,
   id       TEXT NOT NULL,
   channel  TEXT NOT NULL,
   version  INTEGER NOT NULL,       -- the unsigned version, stored as its 64-bit pattern
   state    TEXT NOT NULL,
   ended_at INTEGER,                -- ms since the epoch; NULL while the item is live
-  snapshot TEXT NOT NULL,          -- the item as JSON, without its postings
-  PRIMARY KEY(system, id)) WITHOUT ROWID;
+  snapshot TEXT NOT NULL);         -- the item as JSON, without its postings
+CREATE UNIQUE INDEX items_by_key ON items(system, id);
 CREATE TABLE postings(
   seq     INTEGER PRIMARY KEY AUTOINCREMENT,
   system  TEXT NOT NULL,
@@ -52,13 +56,13 @@ CREATE TABLE subscriptions(
 )sql";
 
 class Stmt {
-public:
+  public:
     explicit Stmt(sqlite3_stmt* s) : s_(s) {}
     ~Stmt() { sqlite3_finalize(s_); }
     Stmt(const Stmt&) = delete;
     sqlite3_stmt* get() const { return s_; }
 
-private:
+  private:
     sqlite3_stmt* s_;
 };
 
@@ -68,13 +72,17 @@ void check_bind(sqlite3_stmt* s, int i, int rc) {
                            sqlite3_errmsg(sqlite3_db_handle(s)));
 }
 void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
-    check_bind(s, i, sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    check_bind(s, i,
+               sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
 }
-void bind_int(sqlite3_stmt* s, int i, std::int64_t v) { check_bind(s, i, sqlite3_bind_int64(s, i, v)); }
+void bind_int(sqlite3_stmt* s, int i, std::int64_t v) {
+    check_bind(s, i, sqlite3_bind_int64(s, i, v));
+}
 
 std::string column_text(sqlite3_stmt* s, int i) {
     auto* p = sqlite3_column_text(s, i);
-    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, i)))
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<std::size_t>(sqlite3_column_bytes(s, i)))
              : std::string();
 }
 
@@ -121,8 +129,10 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
         char header[16] = {};
         in.read(header, sizeof header);
         if (!in || std::memcmp(header, "SQLite format 3", 16) != 0)
-            throw JournalError(path + ": not a commbroker journal (not an SQLite 3 database); "
-                               "the file was left untouched. Move it away or point <journal path> elsewhere.");
+            throw JournalError(
+                path +
+                ": not a commbroker journal (not an SQLite 3 database); "
+                "the file was left untouched. Move it away or point <journal path> elsewhere.");
     } else {
         auto dir = fs::path(path).parent_path();
         if (!dir.empty()) fs::create_directories(dir, ec);
@@ -139,10 +149,12 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
         Stmt s(nullptr);
         sqlite3_stmt* raw = nullptr;
         if (sqlite3_prepare_v2(j->db_, sql, -1, &raw, nullptr) != SQLITE_OK)
-            throw JournalError(path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
+            throw JournalError(
+                path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
         Stmt guard(raw);
         if (sqlite3_step(raw) != SQLITE_ROW)
-            throw JournalError(path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
+            throw JournalError(
+                path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
         return sqlite3_column_int64(raw, 0);
     };
 
@@ -150,26 +162,32 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
         auto app = pragma_int("PRAGMA application_id");
         auto version = pragma_int("PRAGMA user_version");
         if (app != kApplicationId)
-            throw JournalError(path + ": an SQLite database, but not a commbroker journal (application_id " +
-                               std::to_string(app) + "); the file was left untouched.");
+            throw JournalError(
+                path + ": an SQLite database, but not a commbroker journal (application_id " +
+                std::to_string(app) + "); the file was left untouched.");
         if (version > kSchemaVersion)
-            throw JournalError(path + ": written by a newer commbroker (schema " + std::to_string(version) +
-                               ", this build knows " + std::to_string(kSchemaVersion) +
-                               "); the file was left untouched.");
+            throw JournalError(path + ": written by a newer commbroker (schema " +
+                               std::to_string(version) + ", this build knows " +
+                               std::to_string(kSchemaVersion) + "); the file was left untouched.");
         if (version < 1)
-            throw JournalError(path + ": a commbroker journal without a schema; the file was left untouched.");
+            throw JournalError(
+                path + ": a commbroker journal without a schema; the file was left untouched.");
         sqlite3_stmt* raw = nullptr;
         if (sqlite3_prepare_v2(j->db_, "PRAGMA quick_check", -1, &raw, nullptr) != SQLITE_OK)
-            throw JournalError(path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
+            throw JournalError(
+                path + ": damaged journal, the file was left untouched: " + sqlite3_errmsg(j->db_));
         Stmt guard(raw);
         int rc = sqlite3_step(raw);
         std::string verdict = rc == SQLITE_ROW ? column_text(raw, 0) : sqlite3_errmsg(j->db_);
         if (verdict != "ok")
-            throw JournalError(path + ": damaged journal (" + verdict + "); the file was left untouched. "
+            throw JournalError(path + ": damaged journal (" + verdict +
+                               "); the file was left untouched. "
                                "Restore it from a backup or move it away to start empty.");
     }
 
     j->exec("PRAGMA journal_mode=WAL");
+    // Checkpoints run on their own connection and thread (start()), never inside a commit.
+    j->exec("PRAGMA wal_autocheckpoint=0");
     j->exec(options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     if (!exists) {
         j->exec("BEGIN");
@@ -181,20 +199,24 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
 
     auto st = std::make_unique<Statements>();
     auto mk = [&](const char* sql) { return std::make_unique<Stmt>(j->prepare(sql)); };
-    st->upsert_item = mk(
-        "INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) VALUES(?1,?2,?3,?4,?5,NULL,?6) "
-        "ON CONFLICT(system,id) DO UPDATE SET channel=?3,version=?4,state=?5,ended_at=NULL,snapshot=?6");
-    st->end_item = mk(
-        "INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) VALUES(?1,?2,?3,?4,?5,?6,?7) "
-        "ON CONFLICT(system,id) DO UPDATE SET channel=?3,version=?4,state=?5,ended_at=?6,snapshot=?7");
+    st->upsert_item =
+        mk("INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) "
+           "VALUES(?1,?2,?3,?4,?5,NULL,?6) "
+           "ON CONFLICT(system,id) DO UPDATE SET "
+           "channel=?3,version=?4,state=?5,ended_at=NULL,snapshot=?6");
+    st->end_item =
+        mk("INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) "
+           "VALUES(?1,?2,?3,?4,?5,?6,?7) "
+           "ON CONFLICT(system,id) DO UPDATE SET "
+           "channel=?3,version=?4,state=?5,ended_at=?6,snapshot=?7");
     st->delete_postings = mk("DELETE FROM postings WHERE system=?1 AND chat_id=?2");
     st->insert_posting = mk("INSERT INTO postings(system,chat_id,posting) VALUES(?1,?2,?3)");
-    st->upsert_agent = mk(
-        "INSERT INTO agents(system,user_id,state) VALUES(?1,?2,?3) "
-        "ON CONFLICT(system,user_id) DO UPDATE SET state=?3");
-    st->upsert_subscription = mk(
-        "INSERT INTO subscriptions(system,reason,ended_at) VALUES(?1,?2,?3) "
-        "ON CONFLICT(system) DO UPDATE SET reason=?2,ended_at=?3");
+    st->upsert_agent =
+        mk("INSERT INTO agents(system,user_id,state) VALUES(?1,?2,?3) "
+           "ON CONFLICT(system,user_id) DO UPDATE SET state=?3");
+    st->upsert_subscription =
+        mk("INSERT INTO subscriptions(system,reason,ended_at) VALUES(?1,?2,?3) "
+           "ON CONFLICT(system) DO UPDATE SET reason=?2,ended_at=?3");
     st->prune_items = mk("DELETE FROM items WHERE ended_at IS NOT NULL AND ended_at < ?1");
     st->begin = mk("BEGIN");
     st->commit = mk("COMMIT");
@@ -206,7 +228,8 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
 LoadedState Journal::load(channels::TimePoint cutoff) {
     LoadedState out;
     auto damaged = [&](const std::string& what) {
-        return JournalError(options_.path + ": damaged journal: " + what + "; the file was left untouched.");
+        return JournalError(options_.path + ": damaged journal: " + what +
+                            "; the file was left untouched.");
     };
     {
         Stmt prune(prepare("DELETE FROM items WHERE ended_at IS NOT NULL AND ended_at < ?1"));
@@ -222,13 +245,16 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
             json::error_code ec;
             auto v = json::parse(text, ec);
             auto item = ec ? std::nullopt : channels::item_from_json(v);
-            if (!item) throw damaged("item " + column_text(s.get(), 2) + "/" + column_text(s.get(), 3) + " cannot be read");
+            if (!item)
+                throw damaged("item " + column_text(s.get(), 2) + "/" + column_text(s.get(), 3) +
+                              " cannot be read");
             if (sqlite3_column_type(s.get(), 1) == SQLITE_NULL) {
                 if (item->channel == channels::Channel::chat)
                     chats[item->system + '\x1f' + item->id] = out.live.size();
                 out.live.push_back(std::move(*item));
             } else {
-                out.ended.push_back(channels::EndedItem{item->system, item->id, item->channel, item->version,
+                out.ended.push_back(channels::EndedItem{item->system, item->id, item->channel,
+                                                        item->version,
                                                         from_ms(sqlite3_column_int64(s.get(), 1))});
             }
         }
@@ -242,7 +268,8 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
             json::error_code ec;
             auto v = json::parse(column_text(s.get(), 2), ec);
             auto p = ec ? std::nullopt : channels::posting_from_json(v);
-            if (!p) throw damaged("a posting of chat " + column_text(s.get(), 1) + " cannot be read");
+            if (!p)
+                throw damaged("a posting of chat " + column_text(s.get(), 1) + " cannot be read");
             out.live[it->second].postings.push_back(std::move(*p));
         }
     }
@@ -260,7 +287,28 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
 }
 
 void Journal::start() {
+    if (sqlite3_open_v2(options_.path.c_str(), &checkpoint_db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+        throw JournalError(options_.path + ": cannot open the checkpoint connection: " +
+                           sqlite3_errmsg(checkpoint_db_));
+    sqlite3_busy_timeout(checkpoint_db_, 1000);
     thread_ = std::thread([this] { run(); });
+    checkpointer_ = std::thread([this] { run_checkpoints(); });
+}
+
+void Journal::run_checkpoints() {
+    // PASSIVE checkpoints copy what they can without waiting for the writer, so a commit never
+    // waits for a checkpoint; the WAL is kept short all the same.
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        wake_checkpoint_.wait_for(lock, kCheckpointInterval);
+        if (stopping_) break;
+        lock.unlock();
+        int wal_frames = 0, copied = 0;
+        sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
+                                  &copied);
+        lock.lock();
+    }
 }
 
 void Journal::stop() {
@@ -269,7 +317,13 @@ void Journal::stop() {
         stopping_ = true;
     }
     wake_.notify_all();
+    wake_checkpoint_.notify_all();
     if (thread_.joinable()) thread_.join();
+    if (checkpointer_.joinable()) checkpointer_.join();
+    if (checkpoint_db_) {
+        sqlite3_close(checkpoint_db_);
+        checkpoint_db_ = nullptr;
+    }
     // Anything submitted after the thread ended cannot be committed.
     std::deque<Entry> left;
     {
@@ -378,8 +432,16 @@ void Journal::run() {
             std::unique_lock lock(mutex_);
             wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
             if (queue_.empty() && stopping_) return;
+            if (queue_.size() < kSmallBatch && !stopping_) {
+                // Every commit writes whole pages to the WAL: give threads that are about to
+                // submit one chance to join this transaction before it starts.
+                lock.unlock();
+                std::this_thread::yield();
+                lock.lock();
+            }
             std::size_t changes = 0;
-            while (!queue_.empty() && (batch.empty() || changes + queue_.front().changes.size() <= options_.max_batch)) {
+            while (!queue_.empty() && (batch.empty() || changes + queue_.front().changes.size() <=
+                                                            options_.max_batch)) {
                 changes += queue_.front().changes.size();
                 batch.push_back(std::move(queue_.front()));
                 queue_.pop_front();
@@ -395,16 +457,19 @@ void Journal::run() {
                 return rc == SQLITE_DONE;
             };
             try {
-                if (!simple(*stmts_->begin)) throw JournalError(std::string("BEGIN: ") + sqlite3_errmsg(db_));
+                if (!simple(*stmts_->begin))
+                    throw JournalError(std::string("BEGIN: ") + sqlite3_errmsg(db_));
                 for (auto& e : batch) {
-                    for (auto& c : e.changes) write(c);
+                    for (auto& c : e.changes)
+                        write(c);
                     count += e.changes.size();
                     if (e.prune_cutoff_ms >= 0) {
                         bind_int(stmts_->prune_items->get(), 1, e.prune_cutoff_ms);
                         if (!simple(*stmts_->prune_items)) throw JournalError(sqlite3_errmsg(db_));
                     }
                 }
-                if (!simple(*stmts_->commit)) throw JournalError(std::string("COMMIT: ") + sqlite3_errmsg(db_));
+                if (!simple(*stmts_->commit))
+                    throw JournalError(std::string("COMMIT: ") + sqlite3_errmsg(db_));
             } catch (const std::exception& e) {
                 {
                     std::lock_guard lock(stats_mutex_);
@@ -415,9 +480,10 @@ void Journal::run() {
                 healthy_.store(false);
             }
         }
-        auto micros = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                     std::chrono::steady_clock::now() - started)
-                                                     .count());
+        auto micros =
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                           std::chrono::steady_clock::now() - started)
+                                           .count());
         {
             std::lock_guard lock(stats_mutex_);
             if (ok) {

@@ -58,7 +58,7 @@ struct JournalStats {
 };
 
 class Journal {
-public:
+  public:
     struct Options {
         std::string path;
         bool sync_full = true;
@@ -89,7 +89,7 @@ public:
     /// Why the last commit failed (empty if none did).
     std::string last_error() const;
 
-private:
+  private:
     explicit Journal(Options options);
     struct Entry {
         std::vector<channels::Change> changes;
@@ -97,6 +97,7 @@ private:
         std::int64_t prune_cutoff_ms = -1;
     };
     void run();
+    void run_checkpoints();
     void write(const channels::Change& c);
     void exec(const char* sql);
     sqlite3_stmt* prepare(const char* sql);
@@ -112,6 +113,9 @@ private:
     bool stopping_ = false;
     bool closed_ = false;  // stopped: submits fail at once
     std::thread thread_;
+    sqlite3* checkpoint_db_ = nullptr;
+    std::thread checkpointer_;
+    std::condition_variable wake_checkpoint_;
     std::atomic<bool> healthy_{true};
 
     mutable std::mutex stats_mutex_;

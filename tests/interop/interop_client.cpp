@@ -3,12 +3,12 @@
 // the status the broker answers, or the fault.
 //
 // usage: interop_client URL USER PASSWORD CALL_ID VERSION STATE
-#include "soapIciBrokerProxy.h"
 #include "IciBroker.nsmap"
+#include "soapIciBrokerProxy.h"
 
 #include <cstdio>
-#include <iostream>
 #include <cstdlib>
+#include <iostream>
 #include <string>
 
 int main(int argc, char** argv) {

@@ -7,10 +7,11 @@ namespace ch = cb::channels;
 
 namespace {
 
-std::string envelope(const std::string& ns, const std::string& body, const std::string& header = "") {
+std::string envelope(const std::string& ns, const std::string& body,
+                     const std::string& header = "") {
     return "<soap:Envelope xmlns:soap=\"" + ns + "\" xmlns:ici=\"urn:commbroker:ici:1\">" +
-           (header.empty() ? "" : "<soap:Header>" + header + "</soap:Header>") + "<soap:Body>" + body +
-           "</soap:Body></soap:Envelope>";
+           (header.empty() ? "" : "<soap:Header>" + header + "</soap:Header>") + "<soap:Body>" +
+           body + "</soap:Body></soap:Envelope>";
 }
 
 std::string call_body(const std::string& fields) {
@@ -19,11 +20,14 @@ std::string call_body(const std::string& fields) {
 
 const std::string kCallFields =
     "<id>c-1</id><version>3</version><state>connected</state><agentId>alice</agentId>"
-    "<participants><item><userId>alice</userId><role>agent</role><address>+49301111</address></item></participants>"
+    "<participants><item><userId>alice</userId><role>agent</role><address>+49301111</address></"
+    "item></participants>"
     "<capabilityList><item>hangup</item><item>hold</item></capabilityList>"
-    "<attachedData>&lt;ItemAttachedData&gt;&lt;Application id=\"SAP-IC\"&gt;€&lt;/Application&gt;&lt;/ItemAttachedData&gt;</attachedData>"
+    "<attachedData>&lt;ItemAttachedData&gt;&lt;Application "
+    "id=\"SAP-IC\"&gt;€&lt;/Application&gt;&lt;/ItemAttachedData&gt;</attachedData>"
     "<changedAt>2026-11-22T10:00:00Z</changedAt><direction>inbound</direction>"
-    "<remoteNumbers><item>+493012345678</item></remoteNumbers><localAddress>+49301111</localAddress>";
+    "<remoteNumbers><item>+493012345678</item></remoteNumbers><localAddress>+49301111</"
+    "localAddress>";
 
 const std::string kSoap11 = std::string(kSoap11Namespace);
 const std::string kSoap12 = std::string(kSoap12Namespace);
@@ -32,7 +36,8 @@ const std::string kSoap12 = std::string(kSoap12Namespace);
 
 TEST_CASE("a phone call snapshot decodes into the domain item, UTF-8 intact") {
     auto& codec = IciServerCodec::for_this_thread();
-    auto r = codec.decode(envelope(kSoap11, call_body(kCallFields), "<ici:context><messageId>m-7</messageId></ici:context>"),
+    auto r = codec.decode(envelope(kSoap11, call_body(kCallFields),
+                                   "<ici:context><messageId>m-7</messageId></ici:context>"),
                           "CMS-A", {}, SoapVersion::v11);
     REQUIRE(std::holds_alternative<DecodedEvent>(r));
     auto& d = std::get<DecodedEvent>(r);
@@ -54,8 +59,10 @@ TEST_CASE("a phone call snapshot decodes into the domain item, UTF-8 intact") {
 TEST_CASE("a missing field is a Client fault naming the field") {
     auto& codec = IciServerCodec::for_this_thread();
     std::string without_state = kCallFields;
-    without_state.erase(without_state.find("<state>"), std::string("<state>connected</state>").size());
-    auto r = codec.decode(envelope(kSoap11, call_body(without_state)), "CMS-A", {}, SoapVersion::v11);
+    without_state.erase(without_state.find("<state>"),
+                        std::string("<state>connected</state>").size());
+    auto r =
+        codec.decode(envelope(kSoap11, call_body(without_state)), "CMS-A", {}, SoapVersion::v11);
     REQUIRE(std::holds_alternative<DecodeFailed>(r));
     auto& f = std::get<DecodeFailed>(r);
     CHECK(f.fault.code == FaultCode::invalid_field);
@@ -79,7 +86,8 @@ TEST_CASE("an unknown operation and an unknown element are refused") {
     auto r = codec.decode(envelope(kSoap11, "<ici:nope/>"), "CMS-A", {}, SoapVersion::v11);
     REQUIRE(std::holds_alternative<DecodeFailed>(r));
     CHECK(std::get<DecodeFailed>(r).fault.code == FaultCode::unknown_operation);
-    auto extra = codec.decode(envelope(kSoap11, call_body(kCallFields + "<colour>blue</colour>")), "CMS-A", {}, SoapVersion::v11);
+    auto extra = codec.decode(envelope(kSoap11, call_body(kCallFields + "<colour>blue</colour>")),
+                              "CMS-A", {}, SoapVersion::v11);
     REQUIRE(std::holds_alternative<DecodeFailed>(extra));
     CHECK(std::get<DecodeFailed>(extra).fault.code == FaultCode::invalid_field);
 }
@@ -89,7 +97,8 @@ TEST_CASE("attached data must be well-formed with root ItemAttachedData") {
     std::string fields = kCallFields;
     auto start = fields.find("<attachedData>");
     auto end = fields.find("</attachedData>") + 15;
-    fields.replace(start, end - start, "<attachedData>&lt;ItemAttachedData&gt;&lt;open&gt;</attachedData>");
+    fields.replace(start, end - start,
+                   "<attachedData>&lt;ItemAttachedData&gt;&lt;open&gt;</attachedData>");
     auto r = codec.decode(envelope(kSoap11, call_body(fields)), "CMS-A", {}, SoapVersion::v11);
     REQUIRE(std::holds_alternative<DecodeFailed>(r));
     CHECK(std::get<DecodeFailed>(r).fault.field == "attachedData");
@@ -97,7 +106,8 @@ TEST_CASE("attached data must be well-formed with root ItemAttachedData") {
 
 TEST_CASE("SOAP 1.2 requests get SOAP 1.2 responses and Sender faults with status 400") {
     auto& codec = IciServerCodec::for_this_thread();
-    auto ok = codec.decode(envelope(kSoap12, call_body(kCallFields)), "CMS-A", {}, SoapVersion::v12);
+    auto ok =
+        codec.decode(envelope(kSoap12, call_body(kCallFields)), "CMS-A", {}, SoapVersion::v12);
     REQUIRE(std::holds_alternative<DecodedEvent>(ok));
     auto reply = std::get<DecodedEvent>(ok).reply;
     CHECK(reply.version == SoapVersion::v12);
@@ -121,7 +131,8 @@ TEST_CASE("SOAP 1.2 requests get SOAP 1.2 responses and Sender faults with statu
 TEST_CASE("the codec keeps working after many requests and faults") {
     auto& codec = IciServerCodec::for_this_thread();
     for (int i = 0; i < 200; ++i) {
-        auto body = i % 2 ? envelope(kSoap11, call_body(kCallFields)) : envelope(kSoap11, "<ici:nope/>");
+        auto body =
+            i % 2 ? envelope(kSoap11, call_body(kCallFields)) : envelope(kSoap11, "<ici:nope/>");
         auto r = codec.decode(body, "CMS-A", {}, SoapVersion::v11);
         CHECK(std::holds_alternative<DecodedEvent>(r) == (i % 2 == 1));
     }

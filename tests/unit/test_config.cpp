@@ -9,7 +9,8 @@ namespace {
 
 std::string all_errors(const ParseResult& r) {
     std::string s;
-    for (auto& e : r.errors) s += e + "\n";
+    for (auto& e : r.errors)
+        s += e + "\n";
     return s;
 }
 
@@ -43,7 +44,8 @@ TEST_CASE("every error is reported at once, each with its line") {
     CHECK_FALSE(r.config);
     auto text = all_errors(r);
     CHECK(text.find("c.xml:2: port=70000 is out of range") != std::string::npos);
-    CHECK(text.find("c.xml:3: sync=\"sometimes\" must be one of full | normal") != std::string::npos);
+    CHECK(text.find("c.xml:3: sync=\"sometimes\" must be one of full | normal") !=
+          std::string::npos);
     CHECK(text.find("c.xml:4: maxBodyBytes=12 is out of range") != std::string::npos);
     CHECK(text.find("c.xml:4: unknown attribute maxXmlDept") != std::string::npos);
     CHECK(text.find("c.xml:5: inboundPasswordHash:") != std::string::npos);
@@ -81,9 +83,13 @@ TEST_CASE("password hashes verify the right password only") {
 }
 
 TEST_CASE("reload names the settings that need a restart") {
-    auto a = parse(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/><journal path="/a"/></commbroker>)", "a");
-    auto b = parse(R"(<commbroker><listen service="ici" address="127.0.0.1" port="2"/><journal path="/a"/>
-                      <limits maxBodyBytes="2048"/></commbroker>)", "b");
+    auto a = parse(
+        R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/><journal path="/a"/></commbroker>)",
+        "a");
+    auto b = parse(
+        R"(<commbroker><listen service="ici" address="127.0.0.1" port="2"/><journal path="/a"/>
+                      <limits maxBodyBytes="2048"/></commbroker>)",
+        "b");
     REQUIRE(a.config);
     REQUIRE(b.config);
     auto kept = reload_diff(*a.config, *b.config);

@@ -63,12 +63,16 @@ TEST_CASE("a committed item, posting and agent state are loaded again after reop
         chat.channel = channels::Channel::chat;
         chat.topic = "billing";
         chat.customer_name = "Müller €";
-        channels::AgentState agent{"CMS-A", "alice", channels::AgentStateValue::ready, 0, {"+49301111"}, {"phone"}};
-        CHECK(commit(*j, {channels::ItemStored{call("c-1", 2, channels::State::connected), now},
-                          channels::ItemStored{chat, now},
-                          channels::PostingStored{"CMS-A", {"chat-1", "cust", "hello €", false, "2026-11-22T10:00:01Z"}},
-                          channels::AgentStored{agent}}));
-        CHECK(commit(*j, {channels::ItemStored{call("c-2", 5, channels::State::disconnected), now}}));
+        channels::AgentState agent{"CMS-A", "alice",       channels::AgentStateValue::ready,
+                                   0,       {"+49301111"}, {"phone"}};
+        CHECK(
+            commit(*j, {channels::ItemStored{call("c-1", 2, channels::State::connected), now},
+                        channels::ItemStored{chat, now},
+                        channels::PostingStored{
+                            "CMS-A", {"chat-1", "cust", "hello €", false, "2026-11-22T10:00:01Z"}},
+                        channels::AgentStored{agent}}));
+        CHECK(
+            commit(*j, {channels::ItemStored{call("c-2", 5, channels::State::disconnected), now}}));
         j->stop();
     }
     auto j = recovery::Journal::open({path, true, 64});
@@ -117,7 +121,8 @@ TEST_CASE("an empty batch is a barrier that completes after earlier batches") {
     std::mutex m;
     std::promise<void> last;
     for (int k = 0; k < 10; ++k)
-        j->submit({channels::ItemStored{call("c-" + std::to_string(k), 1, channels::State::alerting), {}}},
+        j->submit({channels::ItemStored{
+                      call("c-" + std::to_string(k), 1, channels::State::alerting), {}}},
                   [&, k](bool ok) {
                       CHECK(ok);
                       std::lock_guard lock(m);
@@ -131,7 +136,8 @@ TEST_CASE("an empty batch is a barrier that completes after earlier batches") {
     });
     last.get_future().get();
     REQUIRE(order.size() == 11);
-    for (int k = 0; k < 10; ++k) CHECK(order[static_cast<std::size_t>(k)] == k);
+    for (int k = 0; k < 10; ++k)
+        CHECK(order[static_cast<std::size_t>(k)] == k);
     CHECK(order.back() == 99);
     CHECK(j->stats().commits >= 5);  // max_batch 2 splits ten changes into several transactions
 }
@@ -155,8 +161,8 @@ TEST_CASE("another application's SQLite database is refused and left untouched")
     sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);", nullptr, nullptr, nullptr);
     sqlite3_close(db);
     auto before = file_bytes(path);
-    CHECK_THROWS_WITH_AS(recovery::Journal::open({path.string(), true, 64}), doctest::Contains("not a commbroker journal"),
-                         recovery::JournalError);
+    CHECK_THROWS_WITH_AS(recovery::Journal::open({path.string(), true, 64}),
+                         doctest::Contains("not a commbroker journal"), recovery::JournalError);
     CHECK(file_bytes(path) == before);
 }
 
@@ -168,8 +174,8 @@ TEST_CASE("a journal from a newer schema is refused") {
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
     sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
     sqlite3_close(db);
-    CHECK_THROWS_WITH_AS(recovery::Journal::open({path, true, 64}), doctest::Contains("newer commbroker"),
-                         recovery::JournalError);
+    CHECK_THROWS_WITH_AS(recovery::Journal::open({path, true, 64}),
+                         doctest::Contains("newer commbroker"), recovery::JournalError);
 }
 
 TEST_CASE("a journal with damaged pages is refused and left untouched") {
@@ -181,7 +187,8 @@ TEST_CASE("a journal with damaged pages is refused and left untouched") {
         j->start();
         std::vector<channels::Change> many;
         for (int k = 0; k < 300; ++k)
-            many.push_back(channels::ItemStored{call("c-" + std::to_string(k), 1, channels::State::alerting), {}});
+            many.push_back(channels::ItemStored{
+                call("c-" + std::to_string(k), 1, channels::State::alerting), {}});
         CHECK(commit(*j, std::move(many)));
         j->stop();
     }

@@ -99,13 +99,16 @@ TEST_CASE("the first snapshot may carry any state") {
     CHECK(reg.find("CMS-A", "c-1")->state == State::held);
 }
 
-TEST_CASE("an ended item is remembered: older or equal versions are stale or duplicate, newer ones refused") {
+TEST_CASE(
+    "an ended item is remembered: older or equal versions are stale or duplicate, newer ones "
+    "refused") {
     Registry reg({std::chrono::hours(1), 1000});
     reg.apply(call(1, State::connected), t0);
     reg.apply(call(2, State::disconnected), t0);
     CHECK(outcome_of(reg.apply(call(2, State::disconnected), t0)) == Outcome::duplicate);
     CHECK(outcome_of(reg.apply(call(1, State::connected), t0)) == Outcome::stale);
-    CHECK(rejection_of(reg.apply(call(3, State::connected), t0)).code == Rejection::Code::invalid_transition);
+    CHECK(rejection_of(reg.apply(call(3, State::connected), t0)).code ==
+          Rejection::Code::invalid_transition);
     reg.prune(t0 + std::chrono::minutes(59));
     CHECK(reg.ended_count() == 1);
     reg.prune(t0 + std::chrono::minutes(61));
@@ -140,9 +143,11 @@ TEST_CASE("postings are kept with their active chat; a resent posting is a dupli
     CHECK(reg.find("CMS-A", "chat-1")->postings.size() == 1);
     auto unknown = p;
     unknown.chat_session_id = "chat-9";
-    CHECK(rejection_of(reg.apply(PostingEvent{"CMS-A", unknown}, t0)).error.field == "chatSessionId");
+    CHECK(rejection_of(reg.apply(PostingEvent{"CMS-A", unknown}, t0)).error.field ==
+          "chatSessionId");
     reg.apply(chat(3, State::ended), t0);
-    CHECK(rejection_of(reg.apply(PostingEvent{"CMS-A", p}, t0)).code == Rejection::Code::invalid_transition);
+    CHECK(rejection_of(reg.apply(PostingEvent{"CMS-A", p}, t0)).code ==
+          Rejection::Code::invalid_transition);
 }
 
 TEST_CASE("systems are separate ID spaces") {
