@@ -21,6 +21,8 @@ struct Parsed {
     std::string hash;
 };
 
+}  // namespace
+
 std::optional<std::string> base64_decode(std::string_view in) {
     if (in.empty() || in.size() % 4 != 0) return std::nullopt;
     std::string out(in.size() / 4 * 3, '\0');
@@ -43,6 +45,8 @@ std::string base64_encode(std::string_view in) {
     out.resize(static_cast<std::size_t>(n));
     return out;
 }
+
+namespace {
 
 std::string derive(std::string_view password, std::string_view salt, unsigned iterations) {
     std::string key(kHashBytes, '\0');

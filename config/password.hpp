@@ -11,6 +11,11 @@ namespace cb::config {
 inline constexpr unsigned kMinPbkdf2Iterations = 10000;
 inline constexpr unsigned kDefaultPbkdf2Iterations = 100000;
 
+/// Standard base64 with padding (RFC 4648 section 4).
+std::string base64_encode(std::string_view bytes);
+/// nullopt unless `text` is padded standard base64.
+std::optional<std::string> base64_decode(std::string_view text);
+
 /// Why a hash string is not usable, or nullopt if it is.
 std::optional<std::string> check_password_hash(std::string_view encoded);
 

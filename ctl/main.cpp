@@ -11,7 +11,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
-#include <openssl/evp.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -83,15 +82,6 @@ struct HttpResult {
     std::string body;
 };
 
-std::string base64(std::string_view in) {
-    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                            reinterpret_cast<const unsigned char*>(in.data()),
-                            static_cast<int>(in.size()));
-    out.resize(static_cast<std::size_t>(n));
-    return out;
-}
-
 std::string resolve_socket(const Options& o) {
     if (!o.socket.empty()) return o.socket;
     if (const char* env = std::getenv("COMMBROKER_SOCKET")) return env;
@@ -148,7 +138,7 @@ HttpResult call(const Options& o, http::verb method, const std::string& target,
             if (!o.user.empty()) {
                 const char* pw = std::getenv("COMMBROKER_PASSWORD");
                 req.set(http::field::authorization,
-                        "Basic " + base64(o.user + ":" + (pw ? pw : "")));
+                        "Basic " + cb::config::base64_encode(o.user + ":" + (pw ? pw : "")));
             }
             net::ip::tcp::resolver resolver(ioc);
             net::ip::tcp::socket socket(ioc);

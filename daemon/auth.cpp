@@ -22,14 +22,10 @@ std::optional<BasicCredentials> parse_basic(std::string_view header) {
         b64.remove_prefix(1);
     while (!b64.empty() && b64.back() == ' ')
         b64.remove_suffix(1);
-    if (b64.empty() || b64.size() % 4 != 0 || b64.size() > 4096) return std::nullopt;
-    std::string raw(b64.size() / 4 * 3, '\0');
-    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(raw.data()),
-                            reinterpret_cast<const unsigned char*>(b64.data()),
-                            static_cast<int>(b64.size()));
-    if (n < 0) return std::nullopt;
-    std::size_t pad = (b64.back() == '=') + (b64[b64.size() - 2] == '=');
-    raw.resize(static_cast<std::size_t>(n) - pad);
+    if (b64.size() > 4096) return std::nullopt;
+    auto decoded = config::base64_decode(b64);
+    if (!decoded) return std::nullopt;
+    const std::string& raw = *decoded;
     auto colon = raw.find(':');
     if (colon == std::string::npos) return std::nullopt;
     return BasicCredentials{raw.substr(0, colon), raw.substr(colon + 1)};
