@@ -1,5 +1,7 @@
 #include "recovery/journal.hpp"
 
+#include "tests/unit/sample_items.hpp"
+
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
@@ -22,18 +24,7 @@ struct TempDir {
 };
 
 channels::Item call(const std::string& id, std::uint64_t version, channels::State state) {
-    channels::Item i;
-    i.system = "CMS-A";
-    i.channel = channels::Channel::phone;
-    i.id = id;
-    i.version = version;
-    i.state = state;
-    i.agent_id = "alice";
-    i.changed_at = "2026-11-22T10:00:00Z";
-    i.direction = "inbound";
-    i.remote_numbers = {"+493012345678"};
-    i.local_address = "+49301111";
-    return i;
+    return testing::sample_call(id, version, state);
 }
 
 bool commit(recovery::Journal& j, std::vector<channels::Change> changes) {

@@ -1,5 +1,7 @@
 #include "channels/registry.hpp"
 
+#include "tests/unit/sample_items.hpp"
+
 #include <doctest/doctest.h>
 
 using namespace cb::channels;
@@ -9,18 +11,7 @@ namespace {
 const TimePoint t0 = TimePoint(std::chrono::hours(500000));
 
 Item call(std::uint64_t version, State state, const std::string& id = "c-1") {
-    Item i;
-    i.system = "CMS-A";
-    i.channel = Channel::phone;
-    i.id = id;
-    i.version = version;
-    i.state = state;
-    i.agent_id = "alice";
-    i.changed_at = "2026-11-22T10:00:00Z";
-    i.direction = "inbound";
-    i.remote_numbers = {"+493012345678"};
-    i.local_address = "+49301111";
-    return i;
+    return cb::testing::sample_call(id, version, state);
 }
 
 Item chat(std::uint64_t version, State state, const std::string& id = "chat-1") {
