@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include "channels/item.hpp"
 #include "config/password.hpp"
 
 #include <pugixml.hpp>
@@ -211,14 +212,6 @@ class ElementReader {
     std::set<std::string> taken_;
 };
 
-bool valid_id(std::string_view s) {
-    if (s.empty() || s.size() > 128) return false;
-    return std::all_of(s.begin(), s.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
-               c == '@' || c == '-';
-    });
-}
-
 constexpr Duration kMs{1};
 constexpr Duration kDay = std::chrono::hours(24);
 
@@ -250,7 +243,7 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
     ElementReader r(n, e);
     Cms m;
     r.string("id", m.id, true);
-    if (!m.id.empty() && !valid_id(m.id))
+    if (!m.id.empty() && !channels::valid_item_id(m.id))
         r.error("id \"" + m.id + "\" must be 1-128 of [A-Za-z0-9._:@-]");
     r.string("url", m.url, true);
     if (!m.url.empty() && m.url.rfind("http://", 0) != 0) r.error("url must start with http://");
@@ -292,7 +285,7 @@ void read_agent(pugi::xml_node n, Errors& e, Config& c) {
     ElementReader r(n, e);
     Agent a;
     r.string("id", a.id, true);
-    if (!a.id.empty() && !valid_id(a.id))
+    if (!a.id.empty() && !channels::valid_item_id(a.id))
         r.error("id \"" + a.id + "\" must be 1-128 of [A-Za-z0-9._:@-]");
     r.string("passwordHash", a.password_hash, true);
     if (!a.password_hash.empty())
@@ -359,7 +352,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         ElementReader r(n, errors);
         if (tag == "node") {
             r.string("id", c->node.id, true);
-            if (!c->node.id.empty() && !valid_id(c->node.id))
+            if (!c->node.id.empty() && !channels::valid_item_id(c->node.id))
                 r.error("id must be 1-128 of [A-Za-z0-9._:@-]");
             r.string("publicUrl", c->node.public_url);
             r.number("threads", c->node.threads, 0, 256);

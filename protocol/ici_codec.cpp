@@ -105,7 +105,7 @@ std::optional<Fault> check_attached_data(const std::optional<std::string>& data)
 }
 
 template <typename T>
-ch::Item common(struct soap*, const T& in, const std::string& system, ch::Channel channel) {
+ch::Item common(const T& in, const std::string& system, ch::Channel channel) {
     ch::Item i;
     i.system = system;
     i.channel = channel;
@@ -323,7 +323,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 break;
             }
             auto& c = *req.call;
-            auto i = common(s, c, system, ch::Channel::phone);
+            auto i = common(c, system, ch::Channel::phone);
             i.state = *ch::state_from_string(soap_ici__CallState2s(s, c.state));
             i.participants = participants(s, c.participants);
             i.direction = soap_ici__Direction2s(s, c.direction);
@@ -342,7 +342,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 break;
             }
             auto& c = *req.chat;
-            auto i = common(s, c, system, ch::Channel::chat);
+            auto i = common(c, system, ch::Channel::chat);
             i.state = *ch::state_from_string(soap_ici__ChatState2s(s, c.state));
             i.participants = participants(s, c.participants);
             i.topic = c.topic;
@@ -360,7 +360,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 break;
             }
             auto& c = *req.message;
-            auto i = common(s, c, system, ch::Channel::email);
+            auto i = common(c, system, ch::Channel::email);
             i.state = *ch::state_from_string(soap_ici__MailState2s(s, c.state));
             i.participants = participants(s, c.participants);
             i.folder = c.folder;
