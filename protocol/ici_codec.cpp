@@ -1,6 +1,6 @@
 #include "protocol/ici_codec.hpp"
 
-#include "soapH.h"
+#include "protocol/soap_convert.hpp"
 
 #include <pugixml.hpp>
 
@@ -42,46 +42,6 @@ constexpr std::string_view kOperationNames[] = {"phoneCallChanged", "chatChanged
                                                 "chatNewPosting",   "messageChanged",
                                                 "userChanged",      "subscriptionEnded"};
 
-std::string xml_escape(std::string_view in) {
-    std::string out;
-    out.reserve(in.size());
-    for (char c : in) {
-        switch (c) {
-            case '<':
-                out += "&lt;";
-                break;
-            case '>':
-                out += "&gt;";
-                break;
-            case '&':
-                out += "&amp;";
-                break;
-            case '"':
-                out += "&quot;";
-                break;
-            default:
-                out += c;
-        }
-    }
-    return out;
-}
-
-std::vector<std::string> strings(const ici__StringList* l) {
-    return l ? l->item : std::vector<std::string>{};
-}
-
-std::vector<ch::Participant> participants(struct soap* s, const ici__ParticipantList* l) {
-    std::vector<ch::Participant> out;
-    if (!l) return out;
-    for (auto& p : l->item)
-        out.push_back({p.userId, soap_ici__Role2s(s, p.role), p.address});
-    return out;
-}
-
-std::optional<std::string> opt(const std::string* p) {
-    return p ? std::optional<std::string>(*p) : std::nullopt;
-}
-
 /// Attached data is stored and forwarded untouched, but must be a well-formed XML document whose
 /// root is ItemAttachedData.
 std::optional<Fault> check_attached_data(const std::optional<std::string>& data) {
@@ -102,21 +62,6 @@ std::optional<Fault> check_attached_data(const std::optional<std::string>& data)
         return Fault{FaultCode::invalid_field, "the root element must be ItemAttachedData",
                      "attachedData"};
     return std::nullopt;
-}
-
-template <typename T>
-ch::Item common(const T& in, const std::string& system, ch::Channel channel) {
-    ch::Item i;
-    i.system = system;
-    i.channel = channel;
-    i.id = in.id;
-    i.version = in.version;
-    i.agent_id = opt(in.agentId);
-    i.container_id = opt(in.containerId);
-    i.capabilities = strings(in.capabilityList);
-    i.attached_data = opt(in.attachedData);
-    i.changed_at = in.changedAt;
-    return i;
 }
 
 /// The required fields of each element that holds some, as ici.h declares them: gSOAP reports a
@@ -185,40 +130,7 @@ std::optional<Operation> operation_from_name(std::string_view name) {
     return std::nullopt;
 }
 
-struct IciServerCodec::Impl {
-    struct soap* soap;
-    std::string_view in;
-    std::size_t pos = 0;
-    std::string* out = nullptr;
-
-    Impl() {
-        soap = soap_new2(SOAP_ENC_PLAIN | SOAP_XML_STRICT | SOAP_C_UTFSTRING,
-                         SOAP_ENC_PLAIN | SOAP_C_UTFSTRING);
-        soap_set_namespaces(soap, namespaces);
-        soap->user = this;
-        soap->frecv = [](struct soap* s, char* buf, std::size_t len) -> std::size_t {
-            auto* self = static_cast<Impl*>(s->user);
-            std::size_t n = std::min(len, self->in.size() - self->pos);
-            std::memcpy(buf, self->in.data() + self->pos, n);
-            self->pos += n;
-            return n;
-        };
-        soap->fsend = [](struct soap* s, const char* p, std::size_t n) -> int {
-            static_cast<Impl*>(s->user)->out->append(p, n);
-            return SOAP_OK;
-        };
-    }
-    ~Impl() {
-        soap_destroy(soap);
-        soap_end(soap);
-        soap_free(soap);
-    }
-
-    void reset() {
-        soap_destroy(soap);
-        soap_end(soap);
-    }
-
+struct IciServerCodec::Impl : MemorySoap {
     /// Turns a gSOAP decoding error into the fault of the contract.
     Fault fault_from_error() {
         int err = soap->error;
@@ -322,15 +234,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 missing("call");
                 break;
             }
-            auto& c = *req.call;
-            auto i = common(c, system, ch::Channel::phone);
-            i.state = *ch::state_from_string(soap_ici__CallState2s(s, c.state));
-            i.participants = participants(s, c.participants);
-            i.direction = soap_ici__Direction2s(s, c.direction);
-            i.remote_numbers = strings(c.remoteNumbers);
-            i.local_address = c.localAddress;
-            i.queue = opt(c.queue);
-            event = std::move(i);
+            event = soapconv::from_soap(s, *req.call, system);
             break;
         }
         case Operation::chat_changed: {
@@ -341,13 +245,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 missing("chat");
                 break;
             }
-            auto& c = *req.chat;
-            auto i = common(c, system, ch::Channel::chat);
-            i.state = *ch::state_from_string(soap_ici__ChatState2s(s, c.state));
-            i.participants = participants(s, c.participants);
-            i.topic = c.topic;
-            i.customer_name = c.customerName;
-            event = std::move(i);
+            event = soapconv::from_soap(s, *req.chat, system);
             break;
         }
         case Operation::message_changed: {
@@ -359,16 +257,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 missing("message");
                 break;
             }
-            auto& c = *req.message;
-            auto i = common(c, system, ch::Channel::email);
-            i.state = *ch::state_from_string(soap_ici__MailState2s(s, c.state));
-            i.participants = participants(s, c.participants);
-            i.folder = c.folder;
-            i.originator = c.originator;
-            i.subject = c.subject;
-            i.read = c.read;
-            i.answered = c.answered;
-            event = std::move(i);
+            event = soapconv::from_soap(s, *req.message, system);
             break;
         }
         case Operation::chat_new_posting: {
@@ -380,10 +269,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 missing("posting");
                 break;
             }
-            auto& p = *req.posting;
-            event = ch::PostingEvent{
-                system, ch::ChatPosting{p.chatSessionId, p.chatParticipant, p.contentText,
-                                        p.systemMessage, p.postDate}};
+            event = ch::PostingEvent{system, soapconv::from_soap(*req.posting)};
             break;
         }
         case Operation::user_changed: {
@@ -394,17 +280,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
                 missing("user");
                 break;
             }
-            auto& u = *req.user;
-            ch::AgentState a;
-            a.system = system;
-            a.user_id = u.userId;
-            a.state = *ch::agent_state_from_string(soap_ici__AgentStateValue2s(s, u.state));
-            a.reason_code = u.reasonCode;
-            a.addresses = strings(u.addresses);
-            if (u.channels)
-                for (auto c : u.channels->item)
-                    a.channels.emplace_back(soap_ici__ChannelName2s(s, c));
-            event = std::move(a);
+            event = soapconv::from_soap(s, *req.user, system);
             break;
         }
         case Operation::subscription_ended: {
@@ -495,7 +371,7 @@ std::string IciServerCodec::encode_fault(const ReplyContext& reply, const Fault&
     SOAP_ENV__Header header;
     begin_message(s, reply, context, header);
     std::string detail = "<ici:iciFault><code>" + std::string(to_string(fault.code)) + "</code>";
-    if (!fault.field.empty()) detail += "<field>" + xml_escape(fault.field) + "</field>";
+    if (!fault.field.empty()) detail += "<field>" + soapconv::xml_escape(fault.field) + "</field>";
     detail += "</ici:iciFault>";
     if (fault.code == FaultCode::unavailable)
         soap_receiver_fault(s, fault.message.c_str(), nullptr);

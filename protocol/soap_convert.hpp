@@ -1,0 +1,65 @@
+// Conversions between the gSOAP types generated from ici.h and the domain types of channels/.
+// Internal to protocol/: only the codecs include it, since it pulls in the generated soapH.h.
+//
+// to_soap() allocates what it points to in the given context: it lives until that context's
+// soap_destroy()/soap_end(). from_soap() copies everything out, so the result outlives it.
+#pragma once
+
+#include "channels/item.hpp"
+
+#include "soapH.h"
+
+#include <string>
+#include <vector>
+
+namespace cb::protocol {
+
+/// A gSOAP context that reads from and writes to memory, never a socket. Not thread-safe: one per
+/// thread. reset() frees everything decoded or built since the last reset.
+struct MemorySoap {
+    struct soap* soap;
+    std::string_view in;
+    std::size_t pos = 0;
+    std::string* out = nullptr;
+
+    MemorySoap();
+    ~MemorySoap();
+    MemorySoap(const MemorySoap&) = delete;
+    MemorySoap& operator=(const MemorySoap&) = delete;
+
+    void reset() {
+        soap_destroy(soap);
+        soap_end(soap);
+    }
+    /// Starts reading `body` (after a reset).
+    void read_from(std::string_view body) {
+        reset();
+        in = body;
+        pos = 0;
+    }
+};
+
+}  // namespace cb::protocol
+
+namespace cb::protocol::soapconv {
+
+channels::Item from_soap(struct soap* s, const ici__PhoneCall& in, const std::string& system);
+channels::Item from_soap(struct soap* s, const ici__ChatSession& in, const std::string& system);
+channels::Item from_soap(struct soap* s, const ici__MailItem& in, const std::string& system);
+channels::ChatPosting from_soap(const ici__ChatPosting& in);
+channels::AgentState from_soap(struct soap* s, const ici__AgentState& in,
+                               const std::string& system);
+std::vector<std::string> channels_from_soap(struct soap* s, const ici__ChannelList* in);
+
+void to_soap(struct soap* s, const channels::Item& in, ici__PhoneCall& out);
+void to_soap(struct soap* s, const channels::Item& in, ici__ChatSession& out);
+void to_soap(struct soap* s, const channels::Item& in, ici__MailItem& out);
+void to_soap(const channels::ChatPosting& in, ici__ChatPosting& out);
+void to_soap(struct soap* s, const channels::AgentState& in, ici__AgentState& out);
+/// Escapes text for an element's content or an attribute value.
+std::string xml_escape(std::string_view in);
+
+/// Names that are not a channel are left out.
+ici__ChannelList* channels_to_soap(struct soap* s, const std::vector<std::string>& names);
+
+}  // namespace cb::protocol::soapconv
