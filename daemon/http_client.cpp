@@ -1,0 +1,241 @@
+#include "daemon/http_client.hpp"
+
+#include "config/password.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <deque>
+#include <regex>
+#include <vector>
+
+namespace cb::daemon {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+std::optional<HttpUrl> HttpUrl::parse(const std::string& url) {
+    static const std::regex re(R"(^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?(/[^\s#]*)?$)");
+    std::smatch m;
+    if (!std::regex_match(url, m, re)) return std::nullopt;
+    HttpUrl u;
+    u.host = m[1].str();
+    if (u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
+    u.port = m[2].matched ? m[2].str() : "80";
+    u.target = m[3].matched ? m[3].str() : "/";
+    return u;
+}
+
+namespace {
+
+struct Job {
+    std::string body;
+    std::string action;
+    Clock::time_point deadline;
+    HttpClient::Done done;
+    bool retried = false;
+};
+
+}  // namespace
+
+struct HttpClient::Impl {
+    struct Conn {
+        explicit Conn(net::strand<net::io_context::executor_type>& strand) : stream(strand) {}
+        beast::tcp_stream stream;
+        beast::flat_buffer buffer;
+        http::request<http::string_body> request;
+        std::optional<http::response_parser<http::string_body>> parser;
+        bool used = false;  // has carried a request before: it may have been closed by the peer
+    };
+
+    Impl(net::io_context& ioc, HttpClientOptions o)
+        : strand(net::make_strand(ioc)), resolver(strand), options(std::move(o)) {
+        if (!options.user.empty())
+            authorization =
+                "Basic " + config::base64_encode(options.user + ":" + options.password);
+        if (options.max_connections == 0) options.max_connections = 1;
+    }
+
+    net::strand<net::io_context::executor_type> strand;
+    tcp::resolver resolver;
+    HttpClientOptions options;
+    std::string authorization;
+    std::vector<std::shared_ptr<Conn>> idle;
+    std::deque<Job> waiting;
+    unsigned busy = 0;
+    bool closed = false;
+    std::atomic<std::size_t> pending{0};
+    std::weak_ptr<HttpClient> self;
+
+    void finish(Job& job, HttpReply reply) {
+        pending.fetch_sub(1);
+        auto done = std::move(job.done);
+        done(std::move(reply));
+    }
+
+    static HttpReply failure(std::string why, bool timed_out = false) {
+        HttpReply r;
+        r.error = std::move(why);
+        r.timed_out = timed_out;
+        return r;
+    }
+
+    /// Starts waiting jobs while connections are free.
+    void pump() {
+        while (!waiting.empty() && (busy < options.max_connections)) {
+            Job job = std::move(waiting.front());
+            waiting.pop_front();
+            if (Clock::now() >= job.deadline) {
+                finish(job, failure("timeout", true));
+                continue;
+            }
+            ++busy;
+            if (!idle.empty()) {
+                auto c = std::move(idle.back());
+                idle.pop_back();
+                send(std::move(c), std::move(job));
+            } else {
+                connect(std::move(job));
+            }
+        }
+    }
+
+    void connect(Job job) {
+        auto c = std::make_shared<Conn>(strand);
+        auto owner = self.lock();
+        resolver.async_resolve(
+            options.url.host, options.url.port,
+            [this, owner, c, job = std::move(job)](beast::error_code ec,
+                                                   tcp::resolver::results_type results) mutable {
+                if (ec) return done_with(nullptr, std::move(job), failure("resolve: " + ec.message()));
+                c->stream.expires_at(job.deadline);
+                c->stream.async_connect(
+                    results, [this, owner, c, job = std::move(job)](
+                                 beast::error_code ec, const tcp::endpoint&) mutable {
+                        if (ec)
+                            return done_with(nullptr, std::move(job),
+                                             failure(ec == beast::error::timeout
+                                                         ? "timeout"
+                                                         : "connect: " + ec.message(),
+                                                     ec == beast::error::timeout));
+                        send(c, std::move(job));
+                    });
+            });
+    }
+
+    void send(std::shared_ptr<Conn> c, Job job) {
+        auto owner = self.lock();
+        auto& req = c->request;
+        req = {};
+        req.method(http::verb::post);
+        req.target(options.url.target);
+        req.version(11);
+        req.set(http::field::host, options.url.host + ":" + options.url.port);
+        req.set(http::field::content_type, "text/xml; charset=utf-8");
+        req.set("SOAPAction", "\"" + job.action + "\"");
+        if (!authorization.empty()) req.set(http::field::authorization, authorization);
+        req.keep_alive(true);
+        req.body() = job.body;
+        req.prepare_payload();
+        c->stream.expires_at(job.deadline);
+        http::async_write(
+            c->stream, req,
+            [this, owner, c, job = std::move(job)](beast::error_code ec, std::size_t) mutable {
+                if (ec) return failed_io(c, std::move(job), ec);
+                c->parser.emplace();
+                c->parser->body_limit(options.max_response_bytes);
+                c->buffer.clear();
+                http::async_read(
+                    c->stream, c->buffer, *c->parser,
+                    [this, owner, c, job = std::move(job)](beast::error_code ec,
+                                                           std::size_t) mutable {
+                        if (ec) return failed_io(c, std::move(job), ec);
+                        auto res = c->parser->release();
+                        HttpReply reply;
+                        reply.ok = true;
+                        reply.status = res.result_int();
+                        reply.body = std::move(res.body());
+                        c->used = true;
+                        done_with(res.keep_alive() ? c : nullptr, std::move(job), std::move(reply));
+                    });
+            });
+    }
+
+    /// A reused connection the peer had closed fails before any byte of a reply: the request
+    /// was not taken, so it goes once more on a fresh connection.
+    void failed_io(std::shared_ptr<Conn> c, Job job, beast::error_code ec) {
+        bool stale = c->used && !job.retried &&
+                     (ec == http::error::end_of_stream || ec == net::error::eof ||
+                      ec == net::error::connection_reset || ec == net::error::broken_pipe) &&
+                     Clock::now() < job.deadline;
+        if (stale) {
+            job.retried = true;
+            return connect(std::move(job));
+        }
+        bool timeout = ec == beast::error::timeout;
+        done_with(nullptr, std::move(job), failure(timeout ? "timeout" : ec.message(), timeout));
+    }
+
+    void done_with(std::shared_ptr<Conn> keep, Job job, HttpReply reply) {
+        --busy;
+        if (keep && !closed) {
+            keep->stream.expires_never();
+            idle.push_back(std::move(keep));
+        }
+        finish(job, std::move(reply));
+        pump();
+    }
+};
+
+std::shared_ptr<HttpClient> HttpClient::create(net::io_context& ioc, HttpClientOptions options) {
+    auto c = std::shared_ptr<HttpClient>(
+        new HttpClient(std::make_unique<Impl>(ioc, std::move(options))));
+    c->impl_->self = c;
+    return c;
+}
+
+HttpClient::HttpClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpClient::~HttpClient() = default;
+
+void HttpClient::post(std::string body, std::string action, std::chrono::milliseconds timeout,
+                      Done done) {
+    impl_->pending.fetch_add(1);
+    net::post(impl_->strand, [self = shared_from_this(), job = Job{std::move(body), std::move(action),
+                                                                   Clock::now() + timeout,
+                                                                   std::move(done)}]() mutable {
+        auto& m = *self->impl_;
+        if (m.closed) return m.finish(job, Impl::failure("closed"));
+        m.waiting.push_back(std::move(job));
+        m.pump();
+    });
+}
+
+void HttpClient::close() {
+    net::post(impl_->strand, [self = shared_from_this()] {
+        auto& m = *self->impl_;
+        m.closed = true;
+        for (auto& c : m.idle) {
+            beast::error_code ec;
+            c->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+            c->stream.close();
+        }
+        m.idle.clear();
+        while (!m.waiting.empty()) {
+            auto job = std::move(m.waiting.front());
+            m.waiting.pop_front();
+            m.finish(job, Impl::failure("closed"));
+        }
+    });
+}
+
+std::size_t HttpClient::pending() const {
+    return impl_->pending.load();
+}
+
+}  // namespace cb::daemon

@@ -1,0 +1,67 @@
+// An HTTP/1.1 client for SOAP requests to one peer (a CMS, or the broker for the simulator):
+// POSTs over a small pool of keep-alive connections, each request alone on its connection (no
+// pipelining, so a slow answer never holds up another request), with a deadline per request that
+// covers waiting for a connection, connecting, writing and reading.
+//
+// Ownership: the pool's state lives on its own strand; post() may be called from any thread and
+// its completion runs on that strand. Completions never run inside post().
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace cb::daemon {
+
+/// "http://host[:port]/path" split up; nullopt for anything else (https is not supported).
+struct HttpUrl {
+    std::string host;
+    std::string port;
+    std::string target;
+    static std::optional<HttpUrl> parse(const std::string& url);
+};
+
+struct HttpClientOptions {
+    HttpUrl url;
+    std::string user;      ///< HTTP Basic; empty for none
+    std::string password;
+    unsigned max_connections = 4;
+    std::size_t max_response_bytes = 16 * 1024 * 1024;
+};
+
+struct HttpReply {
+    bool ok = false;         ///< a response was read (any status)
+    std::string error;       ///< why not, when !ok: "timeout", "connection refused", …
+    bool timed_out = false;
+    unsigned status = 0;
+    std::string body;
+};
+
+class HttpClient : public std::enable_shared_from_this<HttpClient> {
+  public:
+    using Done = std::function<void(HttpReply)>;
+
+    static std::shared_ptr<HttpClient> create(boost::asio::io_context& ioc,
+                                              HttpClientOptions options);
+    ~HttpClient();
+
+    /// Sends `body` as text/xml with SOAPAction `action`; `done` gets the reply or the failure.
+    void post(std::string body, std::string action, std::chrono::milliseconds timeout, Done done);
+    /// Fails what is queued and closes every connection.
+    void close();
+    /// Requests in flight or waiting for a connection (approximate, any thread).
+    std::size_t pending() const;
+
+    struct Impl;
+
+  private:
+    explicit HttpClient(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cb::daemon
