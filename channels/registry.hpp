@@ -54,7 +54,36 @@ struct SubscriptionStored {
     SubscriptionEnded ended;
     TimePoint at;
 };
-using Change = std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored>;
+/// Desktop sessions and their replay buffers (channels/desktop_hub.hpp), kept so that a desktop
+/// can resume after a restart.
+struct SessionStored {
+    std::string token;
+    std::string agent;
+    std::string system;  ///< where the agent is logged on ("" if not)
+    std::string scope;   ///< monitor scope of a supervisor ("" if none)
+    std::uint64_t seq = 0;
+};
+struct SessionEnded {
+    std::string token;
+};
+struct DesktopEventStored {
+    std::uint64_t id;
+    std::string name;
+    std::string data;
+};
+struct ReplayStored {
+    std::string token;
+    std::uint64_t seq;
+    std::uint64_t event_id;
+};
+struct ReplayTrimmed {
+    std::string token;
+    std::uint64_t up_to;  ///< replay entries with seq <= up_to are gone
+    std::uint64_t seq;    ///< the session's last seq, kept when the buffer is empty
+};
+using Change = std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored,
+                            SessionStored, SessionEnded, DesktopEventStored, ReplayStored,
+                            ReplayTrimmed>;
 
 struct ApplyResult {
     std::variant<Outcome, Rejection> result;

@@ -271,6 +271,7 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
     r.duration("probeInterval", m.probe_interval, 100 * kMs, kDay);
     r.duration("probeTimeout", m.probe_timeout, 100 * kMs, kDay);
     r.duration("requestTimeout", m.request_timeout, 10 * kMs, std::chrono::minutes(10));
+    r.number("connections", m.connections, 1, 64);
     r.check_unknown();
     for (auto& other : c.cms) {
         if (other.id == m.id) r.error("a second <cms id=\"" + m.id + "\">");
@@ -379,6 +380,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("maxFrameBytes", l.max_frame_bytes, 1024, 16 * 1024 * 1024);
             r.number("desktopQueue", l.desktop_queue, 1, 1000000);
             r.number("replayEvents", l.replay_events, 0, 10000000);
+            r.duration("desktopSlowTimeout", l.desktop_slow_timeout, 100 * kMs,
+                       std::chrono::minutes(10));
             r.duration("httpIdleTimeout", l.http_idle_timeout, 100 * kMs, kDay);
             r.duration("endedItemRetention", l.ended_item_retention, Duration(0), 30 * kDay);
             r.check_unknown();

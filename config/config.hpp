@@ -59,6 +59,7 @@ struct Limits {
     std::size_t max_frame_bytes = 65536;
     unsigned desktop_queue = 1000;
     unsigned replay_events = 10000;
+    Duration desktop_slow_timeout = std::chrono::seconds(5);
     Duration http_idle_timeout = std::chrono::seconds(60);
     Duration ended_item_retention = std::chrono::hours(1);
 };
@@ -85,6 +86,7 @@ struct Cms {
     Duration probe_interval = std::chrono::seconds(5);
     Duration probe_timeout = std::chrono::seconds(15);
     Duration request_timeout = std::chrono::seconds(5);
+    unsigned connections = 4;  // the pool of HTTP connections to this CMS
 };
 
 enum class Role { agent, supervisor };

@@ -1,11 +1,13 @@
 #include "daemon/broker.hpp"
 
 #include "daemon/admin_api.hpp"
+#include "daemon/desktop_service.hpp"
 #include "daemon/ici_service.hpp"
 #include "daemon/logging.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
@@ -21,12 +23,35 @@ struct SignalState {
 namespace {
 
 constexpr auto kPruneInterval = std::chrono::minutes(1);
+constexpr auto kSweepInterval = std::chrono::milliseconds(500);
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
 
 channels::Registry::Limits registry_limits(const config::Config& c) {
     channels::Registry::Limits l;
     l.ended_retention = c.limits.ended_item_retention;
     return l;
+}
+
+channels::HubLimits hub_limits(const config::Config& c) {
+    channels::HubLimits l;
+    l.queue = c.limits.desktop_queue;
+    l.replay = c.limits.replay_events;
+    l.slow_timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(c.limits.desktop_slow_timeout);
+    return l;
+}
+
+/// A session's resume token: 128 random bits in hex.
+std::string new_token() {
+    unsigned char bytes[16];
+    if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no randomness for a token");
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (auto b : bytes) {
+        out += kHex[b >> 4];
+        out += kHex[b & 15];
+    }
+    return out;
 }
 
 }  // namespace
@@ -38,6 +63,9 @@ Broker::Broker(std::shared_ptr<const config::Config> config)
       core_(net::make_strand(ioc_)),
       config_(std::move(config)),
       registry_(registry_limits(*config_)),
+      hub_(hub_limits(*config_), new_token),
+      cms_(ioc_),
+      sweep_timer_(ioc_),
       prune_timer_(ioc_),
       watchdog_timer_(ioc_),
       drain_timer_(ioc_),
@@ -81,6 +109,9 @@ void Broker::start() {
     spdlog::info("journal {} (sync={}): {} live items, {} ended items remembered, {} agent states",
                  c->journal.path, config::to_string(c->journal.sync), loaded.live.size(),
                  loaded.ended.size(), loaded.agents.size());
+    spdlog::info("journal: {} desktop session(s) to resume", loaded.sessions.size());
+    hub_.restore(std::move(loaded.sessions), loaded.last_event_id, loaded.live,
+                 std::chrono::steady_clock::now());
     registry_.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents));
     journal_->start();
 
@@ -95,12 +126,25 @@ void Broker::start() {
     });
     auto ici = std::make_shared<IciService>(*this);
     auto admin = std::make_shared<AdminApi>(*this);
+    desktop_ =
+        std::make_unique<DesktopServer>(ioc_, std::make_shared<DesktopProtocol>(*this), [this] {
+            auto cfg = config();
+            DesktopLimits l;
+            l.max_frame_bytes = cfg->limits.max_frame_bytes;
+            l.max_connections = cfg->limits.max_connections;
+            return l;
+        });
     for (auto& l : c->listens) {
         if (l.service == config::Service::desktop) {
-            spdlog::warn(
-                "listen service=desktop: the desktop protocol is not part of this build; {}:{} is "
-                "not opened",
-                l.address, l.port);
+            try {
+                auto ep = desktop_->listen(l.address, l.port);
+                listeners_.push_back({l.service, ep.address().to_string(), ep.port()});
+                spdlog::info("listening: desktop on {}:{} (WebSocket /desktop)",
+                             ep.address().to_string(), ep.port());
+            } catch (const std::exception& e) {
+                throw std::runtime_error("cannot listen for desktop on " + l.address + ":" +
+                                         std::to_string(l.port) + ": " + e.what());
+            }
             continue;
         }
         std::shared_ptr<HttpHandler> handler =
@@ -125,8 +169,12 @@ void Broker::start() {
         }
         spdlog::info("listening: admin on unix:{}", c->admin_socket.path);
     }
+    cms_.start(*c, c->node.id, public_url(), [this](const std::string& system, bool available) {
+        system_changed(system, available);
+    });
     handle_signals();
     schedule_prune();
+    schedule_sweep();
     std::uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
         schedule_watchdog(std::chrono::microseconds(watchdog_usec / 2));
@@ -166,8 +214,9 @@ void Broker::handle_signals() {
     });
 }
 
-void Broker::submit(channels::Event event, std::function<void(SubmitResult)> done) {
-    net::post(core_, [this, event = std::move(event), done = std::move(done)]() mutable {
+void Broker::submit(channels::Event event, std::chrono::steady_clock::time_point received,
+                    std::function<void(SubmitResult)> done) {
+    net::post(core_, [this, event = std::move(event), received, done = std::move(done)]() mutable {
         if (!accepting_ || !journal_->healthy())
             return done(SubmitResult{channels::Outcome::accepted, true});
         auto r = registry_.apply(event, now());
@@ -177,10 +226,19 @@ void Broker::submit(channels::Event event, std::function<void(SubmitResult)> don
         inflight_.fetch_add(1);
         // A duplicate or stale event submits nothing: it waits as a barrier until what it
         // matched is durable, so no answer ever claims more than the journal holds.
-        journal_->submit(std::move(r.changes), [this, outcome, done = std::move(done)](bool ok) {
+        // Desktops get the change once it is durable; the copy is only made if anyone listens.
+        std::vector<channels::Change> routed;
+        if (hub_.sessions() > 0 && !r.changes.empty()) routed = r.changes;
+        journal_->submit(std::move(r.changes), [this, outcome, received, done = std::move(done),
+                                                routed = std::move(routed)](bool ok) mutable {
             if (!ok)
                 spdlog::error("journal commit failed ({}): the broker stops accepting events",
                               journal_->last_error());
+            if (ok && !routed.empty())
+                net::post(core_, [this, routed = std::move(routed), received] {
+                    hub_.route(routed, received, std::chrono::steady_clock::now());
+                    flush_hub();
+                });
             done(ok ? SubmitResult{outcome} : SubmitResult{outcome, true});
             inflight_.fetch_sub(1);
         });
@@ -220,7 +278,90 @@ ReloadResult Broker::reload() {
 void Broker::apply_config(const config::Config& c) {
     set_log_level(c.log.level);
     auto limits = registry_limits(c);
-    net::post(core_, [this, limits] { registry_.set_limits(limits); });
+    auto desktop = hub_limits(c);
+    net::post(core_, [this, limits, desktop] {
+        registry_.set_limits(limits);
+        hub_.set_limits(desktop);
+    });
+}
+
+void Broker::flush_hub() {
+    auto changes = hub_.take_journal();
+    if (!changes.empty()) journal_->submit(std::move(changes), [](bool) {});
+}
+
+std::chrono::milliseconds Broker::grace_of(const std::string& agent) const {
+    auto c = config();
+    std::string profile = "default";
+    for (auto& a : c->agents)
+        if (a.id == agent) profile = a.heartbeat_profile;
+    for (auto& p : c->heartbeat_profiles)
+        if (p.id == profile) return std::chrono::duration_cast<std::chrono::milliseconds>(p.grace);
+    return std::chrono::seconds(30);
+}
+
+void Broker::schedule_sweep() {
+    sweep_timer_.expires_after(kSweepInterval);
+    sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || stopping_.load()) return;
+        net::post(core_, [this] {
+            auto expired = hub_.sweep(std::chrono::steady_clock::now(),
+                                      [this](const std::string& a) { return grace_of(a); });
+            flush_hub();
+            {
+                std::lock_guard lock(desktop_stats_mutex_);
+                desktop_stats_ = {hub_.sessions(), hub_.connected(), hub_.queued(),
+                                  hub_.counters()};
+            }
+            for (auto& e : expired) {
+                if (e.system.empty()) continue;
+                // The desktop did not come back within its grace: log the agent off at the CMS.
+                spdlog::warn("desktop of {} lost for longer than its grace: logging off at {}",
+                             e.agent, e.system);
+                protocol::CmsRequest r;
+                r.op = protocol::CmsOp::logoff;
+                r.user_id = e.agent;
+                r.reason = "desktopLost";
+                cms_.request(e.system, std::move(r), [agent = e.agent](CmsResult result) {
+                    if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                        spdlog::warn("logoff of {} failed: {}: {}", agent, f->code, f->message);
+                });
+            }
+        });
+        schedule_sweep();
+    });
+}
+
+Broker::DesktopStats Broker::desktop_stats() const {
+    std::lock_guard lock(desktop_stats_mutex_);
+    return desktop_stats_;
+}
+
+void Broker::system_changed(const std::string& system, bool available) {
+    net::post(core_, [this, system, available] {
+        hub_.route_system_state(system, available, std::chrono::steady_clock::now());
+        flush_hub();
+    });
+    if (!available) return;
+    // Agents configured with autoLogon are logged on whenever their system comes (back) up.
+    for (auto& a : config()->agents) {
+        if (!a.auto_logon || a.cms != system) continue;
+        protocol::CmsRequest r;
+        r.op = protocol::CmsOp::logon;
+        r.user_id = a.id;
+        r.channels = {"phone", "chat", "email"};
+        cms_.request(system, std::move(r), [this, agent = a.id, system](CmsResult result) {
+            if (auto* f = std::get_if<protocol::CmsFault>(&result)) {
+                spdlog::warn("autoLogon of {} at {} failed: {}: {}", agent, system, f->code,
+                             f->message);
+                return;
+            }
+            spdlog::info("autoLogon: {} logged on at {}", agent, system);
+            on_core_state([agent, system](CoreState& core) {
+                if (core.hub.system_of(agent).empty()) core.hub.set_system(agent, system);
+            });
+        });
+    }
 }
 
 void Broker::schedule_prune() {
@@ -231,7 +372,7 @@ void Broker::schedule_prune() {
         net::post(core_, [this, retention] {
             auto t = now();
             registry_.prune(t);
-            journal_->prune(t - retention);
+            journal_->prune(t - retention, hub_.oldest_held_event());
         });
         schedule_prune();
     });
@@ -251,15 +392,23 @@ void Broker::shutdown(const std::string& why) {
     if (stopping_.exchange(true)) return;
     spdlog::info("stopping ({}): draining connections and committing the journal", why);
     sd_notify(0, "STOPPING=1");
-    net::post(core_, [this] { accepting_ = false; });
+    net::post(core_, [this] {
+        accepting_ = false;
+        hub_.close_all(channels::ByeReason::shutdown);
+        flush_hub();
+    });
     prune_timer_.cancel();
     watchdog_timer_.cancel();
+    sweep_timer_.cancel();
+    if (desktop_) desktop_->stop();
+    cms_.stop();
     if (http_) http_->drain();
     wait_for_drain(std::chrono::steady_clock::now() + kDrainTimeout);
 }
 
 void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
-    bool idle = (!http_ || http_->connections() == 0) && inflight_.load() == 0;
+    bool idle = (!http_ || http_->connections() == 0) && inflight_.load() == 0 &&
+                desktop_connections() == 0;
     if (idle || std::chrono::steady_clock::now() >= deadline) {
         if (!idle)
             spdlog::warn("stopping with {} connection(s) and {} event(s) still in flight",

@@ -1,16 +1,19 @@
 // The broker: wiring and lifecycle of commbrokerd.
 //
 // Ownership (docs/concurrency.md):
-// - the core strand owns the Registry and the `accepting_` flag: every read or change of them
-//   runs there (submit(), on_core());
+// - the core strand owns the Registry, the DesktopHub and the `accepting_` flag: every read or
+//   change of them runs there (submit(), on_core(), on_core_state());
 // - the journal has its own thread (recovery/journal.hpp);
 // - HTTP sessions run on their own strands and parse/serialize there;
 // - the config is an immutable snapshot swapped as a whole on reload (any thread may read it).
 #pragma once
 
+#include "channels/desktop_hub.hpp"
 #include "channels/registry.hpp"
 #include "config/config.hpp"
 #include "daemon/auth.hpp"
+#include "daemon/cms_links.hpp"
+#include "daemon/desktop_server.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/metrics.hpp"
 #include "recovery/journal.hpp"
@@ -64,14 +67,44 @@ class Broker {
     ReloadResult reload();
 
     /// Applies an inbound event on the core and calls `done` once it is durable (or refused, or
-    /// unavailable), from the core or the journal thread.
-    void submit(channels::Event event, std::function<void(SubmitResult)> done);
+    /// unavailable), from the core or the journal thread. `received` is when its request
+    /// arrived; desktops get the change once it is durable.
+    void submit(channels::Event event, std::chrono::steady_clock::time_point received,
+                std::function<void(SubmitResult)> done);
 
     /// Runs `f(registry)` on the core strand.
     template <typename F>
     void on_core(F&& f) {
         boost::asio::post(core_, [this, f = std::forward<F>(f)]() mutable { f(registry_); });
     }
+
+    /// What the core strand owns, for on_core_state().
+    struct CoreState {
+        channels::Registry& registry;
+        channels::DesktopHub& hub;
+    };
+    /// Runs `f(state)` on the core strand, then journals what the hub recorded.
+    template <typename F>
+    void on_core_state(F&& f) {
+        boost::asio::post(core_, [this, f = std::forward<F>(f)]() mutable {
+            CoreState state{registry_, hub_};
+            f(state);
+            flush_hub();
+        });
+    }
+
+    CmsLinks& cms() { return cms_; }
+    LatencyRecorder& desktop_latency() { return desktop_latency_; }
+    /// Desktop connections open (any thread).
+    std::size_t desktop_connections() const { return desktop_ ? desktop_->connections() : 0; }
+    /// The hub's counters and sizes, copied on the core: for status and metrics.
+    struct DesktopStats {
+        std::size_t sessions = 0;
+        std::size_t connected = 0;
+        std::size_t queued = 0;
+        channels::HubCounters counters;
+    };
+    DesktopStats desktop_stats() const;
 
     std::shared_ptr<const config::Config> config() const;
     net::io_context& io() { return ioc_; }
@@ -92,12 +125,23 @@ class Broker {
     void schedule_watchdog(std::chrono::microseconds interval);
     void wait_for_drain(std::chrono::steady_clock::time_point deadline);
     void handle_signals();
+    void flush_hub();
+    void schedule_sweep();
+    void system_changed(const std::string& system, bool available);
+    std::chrono::milliseconds grace_of(const std::string& agent) const;
 
     net::io_context ioc_;
     net::strand<net::io_context::executor_type> core_;
     mutable std::mutex config_mutex_;
     std::shared_ptr<const config::Config> config_;
     channels::Registry registry_;
+    channels::DesktopHub hub_;
+    CmsLinks cms_;
+    std::unique_ptr<DesktopServer> desktop_;
+    LatencyRecorder desktop_latency_;
+    mutable std::mutex desktop_stats_mutex_;
+    DesktopStats desktop_stats_;  // refreshed by the sweep, guarded by desktop_stats_mutex_
+    net::steady_timer sweep_timer_;
     std::unique_ptr<recovery::Journal> journal_;
     std::unique_ptr<HttpServer> http_;
     CredentialCache credentials_;

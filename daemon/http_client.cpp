@@ -21,7 +21,8 @@ using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 std::optional<HttpUrl> HttpUrl::parse(const std::string& url) {
-    static const std::regex re(R"(^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?(/[^\s#]*)?$)");
+    static const std::regex re(
+        R"(^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?(/[^\s#]*)?$)");
     std::smatch m;
     if (!std::regex_match(url, m, re)) return std::nullopt;
     HttpUrl u;
@@ -57,8 +58,7 @@ struct HttpClient::Impl {
     Impl(net::io_context& ioc, HttpClientOptions o)
         : strand(net::make_strand(ioc)), resolver(strand), options(std::move(o)) {
         if (!options.user.empty())
-            authorization =
-                "Basic " + config::base64_encode(options.user + ":" + options.password);
+            authorization = "Basic " + config::base64_encode(options.user + ":" + options.password);
         if (options.max_connections == 0) options.max_connections = 1;
     }
 
@@ -113,17 +113,18 @@ struct HttpClient::Impl {
             options.url.host, options.url.port,
             [this, owner, c, job = std::move(job)](beast::error_code ec,
                                                    tcp::resolver::results_type results) mutable {
-                if (ec) return done_with(nullptr, std::move(job), failure("resolve: " + ec.message()));
+                if (ec)
+                    return done_with(nullptr, std::move(job), failure("resolve: " + ec.message()));
                 c->stream.expires_at(job.deadline);
                 c->stream.async_connect(
-                    results, [this, owner, c, job = std::move(job)](
-                                 beast::error_code ec, const tcp::endpoint&) mutable {
+                    results, [this, owner, c, job = std::move(job)](beast::error_code ec,
+                                                                    const tcp::endpoint&) mutable {
                         if (ec)
-                            return done_with(nullptr, std::move(job),
-                                             failure(ec == beast::error::timeout
-                                                         ? "timeout"
-                                                         : "connect: " + ec.message(),
-                                                     ec == beast::error::timeout));
+                            return done_with(
+                                nullptr, std::move(job),
+                                failure(ec == beast::error::timeout ? "timeout"
+                                                                    : "connect: " + ec.message(),
+                                        ec == beast::error::timeout));
                         send(c, std::move(job));
                     });
             });
@@ -151,19 +152,19 @@ struct HttpClient::Impl {
                 c->parser.emplace();
                 c->parser->body_limit(options.max_response_bytes);
                 c->buffer.clear();
-                http::async_read(
-                    c->stream, c->buffer, *c->parser,
-                    [this, owner, c, job = std::move(job)](beast::error_code ec,
-                                                           std::size_t) mutable {
-                        if (ec) return failed_io(c, std::move(job), ec);
-                        auto res = c->parser->release();
-                        HttpReply reply;
-                        reply.ok = true;
-                        reply.status = res.result_int();
-                        reply.body = std::move(res.body());
-                        c->used = true;
-                        done_with(res.keep_alive() ? c : nullptr, std::move(job), std::move(reply));
-                    });
+                http::async_read(c->stream, c->buffer, *c->parser,
+                                 [this, owner, c, job = std::move(job)](beast::error_code ec,
+                                                                        std::size_t) mutable {
+                                     if (ec) return failed_io(c, std::move(job), ec);
+                                     auto res = c->parser->release();
+                                     HttpReply reply;
+                                     reply.ok = true;
+                                     reply.status = res.result_int();
+                                     reply.body = std::move(res.body());
+                                     c->used = true;
+                                     done_with(res.keep_alive() ? c : nullptr, std::move(job),
+                                               std::move(reply));
+                                 });
             });
     }
 
@@ -206,9 +207,9 @@ HttpClient::~HttpClient() = default;
 void HttpClient::post(std::string body, std::string action, std::chrono::milliseconds timeout,
                       Done done) {
     impl_->pending.fetch_add(1);
-    net::post(impl_->strand, [self = shared_from_this(), job = Job{std::move(body), std::move(action),
-                                                                   Clock::now() + timeout,
-                                                                   std::move(done)}]() mutable {
+    net::post(impl_->strand, [self = shared_from_this(),
+                              job = Job{std::move(body), std::move(action), Clock::now() + timeout,
+                                        std::move(done)}]() mutable {
         auto& m = *self->impl_;
         if (m.closed) return m.finish(job, Impl::failure("closed"));
         m.waiting.push_back(std::move(job));

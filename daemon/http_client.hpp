@@ -28,15 +28,15 @@ struct HttpUrl {
 
 struct HttpClientOptions {
     HttpUrl url;
-    std::string user;      ///< HTTP Basic; empty for none
+    std::string user;  ///< HTTP Basic; empty for none
     std::string password;
     unsigned max_connections = 4;
     std::size_t max_response_bytes = 16 * 1024 * 1024;
 };
 
 struct HttpReply {
-    bool ok = false;         ///< a response was read (any status)
-    std::string error;       ///< why not, when !ok: "timeout", "connection refused", …
+    bool ok = false;    ///< a response was read (any status)
+    std::string error;  ///< why not, when !ok: "timeout", "connection refused", …
     bool timed_out = false;
     unsigned status = 0;
     std::string body;

@@ -144,40 +144,43 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     auto& event = std::get<proto::DecodedEvent>(decoded);
     auto reply = event.reply;
     auto op_index = static_cast<std::size_t>(*reply.operation);
-    broker_.submit(std::move(event.event), [this, reply, op_index, started,
-                                            respond = std::move(respond), fault_response,
-                                            system = cms->id](SubmitResult r) mutable {
-        // Encode on an I/O thread, never on the core or the journal thread.
-        boost::asio::post(broker_.io(), [this, reply, op_index, started,
-                                         respond = std::move(respond), fault_response,
-                                         system = std::move(system), r = std::move(r)]() mutable {
-            auto& codec = proto::IciServerCodec::for_this_thread();
-            auto& metrics = broker_.soap_metrics();
-            if (r.unavailable)
-                return respond(fault_response(
-                    codec, reply,
-                    proto::Fault{
-                        proto::FaultCode::unavailable, "the journal cannot take changes now", {}}));
-            if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
-                auto code = rejection->code == channels::Rejection::Code::invalid_transition
-                                ? proto::FaultCode::invalid_transition
-                                : proto::FaultCode::invalid_field;
-                spdlog::info("ici: {} fault {} for {}: {}: {}", system, proto::to_string(code),
-                             proto::to_string(*reply.operation), rejection->error.field,
-                             rejection->error.message);
-                return respond(fault_response(
-                    codec, reply,
-                    proto::Fault{code, rejection->error.message, rejection->error.field}));
-            }
-            auto outcome = std::get<channels::Outcome>(r.result);
-            metrics.events[op_index][outcome_index(outcome)].fetch_add(1);
-            metrics.ack_latency.observe(
-                static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                               std::chrono::steady_clock::now() - started)
-                                               .count()));
-            respond(soap_response(reply.version, 200, codec.encode_status(reply, outcome)));
+    broker_.submit(
+        std::move(event.event), started,
+        [this, reply, op_index, started, respond = std::move(respond), fault_response,
+         system = cms->id](SubmitResult r) mutable {
+            // Encode on an I/O thread, never on the core or the journal thread.
+            boost::asio::post(
+                broker_.io(),
+                [this, reply, op_index, started, respond = std::move(respond), fault_response,
+                 system = std::move(system), r = std::move(r)]() mutable {
+                    auto& codec = proto::IciServerCodec::for_this_thread();
+                    auto& metrics = broker_.soap_metrics();
+                    if (r.unavailable)
+                        return respond(
+                            fault_response(codec, reply,
+                                           proto::Fault{proto::FaultCode::unavailable,
+                                                        "the journal cannot take changes now",
+                                                        {}}));
+                    if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
+                        auto code = rejection->code == channels::Rejection::Code::invalid_transition
+                                        ? proto::FaultCode::invalid_transition
+                                        : proto::FaultCode::invalid_field;
+                        spdlog::info("ici: {} fault {} for {}: {}: {}", system,
+                                     proto::to_string(code), proto::to_string(*reply.operation),
+                                     rejection->error.field, rejection->error.message);
+                        return respond(fault_response(
+                            codec, reply,
+                            proto::Fault{code, rejection->error.message, rejection->error.field}));
+                    }
+                    auto outcome = std::get<channels::Outcome>(r.result);
+                    metrics.events[op_index][outcome_index(outcome)].fetch_add(1);
+                    metrics.ack_latency.observe(static_cast<std::uint64_t>(
+                        std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count()));
+                    respond(soap_response(reply.version, 200, codec.encode_status(reply, outcome)));
+                });
         });
-    });
 }
 
 }  // namespace cb::daemon

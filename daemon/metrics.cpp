@@ -26,4 +26,60 @@ std::string Histogram::render(const std::string& name, const std::string& help) 
     return out;
 }
 
+namespace {
+
+std::size_t bucket_of(std::uint64_t ns, std::size_t sub) {
+    if (ns < sub) return static_cast<std::size_t>(ns);
+    int msb = 63 - __builtin_clzll(ns);
+    int shift = msb - 4;  // keep the 4 bits below the top one
+    auto mantissa = static_cast<std::size_t>((ns >> shift) & (sub - 1));
+    return static_cast<std::size_t>(msb - 3) * sub + mantissa;
+}
+
+std::uint64_t bucket_upper(std::size_t index, std::size_t sub) {
+    if (index < sub) return index;
+    auto msb = index / sub + 3;
+    auto mantissa = index % sub;
+    auto shift = msb - 4;
+    return ((std::uint64_t{1} << msb) | (std::uint64_t{mantissa} << shift)) +
+           (std::uint64_t{1} << shift) - 1;
+}
+
+}  // namespace
+
+void LatencyRecorder::observe(std::chrono::nanoseconds d) {
+    auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count()));
+    auto i = std::min(bucket_of(ns, kSub), buckets_.size() - 1);
+    buckets_[i].fetch_add(1, std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_relaxed);
+    sum_.fetch_add(ns, std::memory_order_relaxed);
+    auto m = max_.load(std::memory_order_relaxed);
+    while (ns > m && !max_.compare_exchange_weak(m, ns, std::memory_order_relaxed)) {
+    }
+}
+
+std::uint64_t LatencyRecorder::quantile(double q) const {
+    auto total = count();
+    if (total == 0) return 0;
+    auto want = static_cast<std::uint64_t>(q * static_cast<double>(total));
+    if (want == 0) want = 1;
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < buckets_.size(); ++i) {
+        seen += buckets_[i].load(std::memory_order_relaxed);
+        if (seen >= want) return std::min(bucket_upper(i, kSub), max());
+    }
+    return max();
+}
+
+std::string LatencyRecorder::render(const std::string& name, const std::string& help) const {
+    auto secs = [](std::uint64_t ns) { return std::to_string(static_cast<double>(ns) / 1e9); };
+    std::string out = "# HELP " + name + " " + help + "\n# TYPE " + name + " summary\n";
+    out += name + "{quantile=\"0.5\"} " + secs(quantile(0.5)) + "\n";
+    out += name + "{quantile=\"0.99\"} " + secs(quantile(0.99)) + "\n";
+    out += name + "{quantile=\"1\"} " + secs(max()) + "\n";
+    out += name + "_sum " + secs(sum_.load()) + "\n";
+    out += name + "_count " + std::to_string(count()) + "\n";
+    return out;
+}
+
 }  // namespace cb::daemon

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -20,6 +21,26 @@ class Histogram {
     std::array<std::atomic<std::uint64_t>, kBoundsMicros.size() + 1> buckets_{};
     std::atomic<std::uint64_t> sum_{0};
     std::atomic<std::uint64_t> count_{0};
+};
+
+/// A latency recorder precise enough for percentiles: log-linear buckets (16 per power of two,
+/// so within about 6 %) of nanoseconds, plus the exact maximum. Lock-free; any thread.
+class LatencyRecorder {
+  public:
+    void observe(std::chrono::nanoseconds d);
+    std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+    /// The q-quantile (0 < q <= 1) in nanoseconds: an upper bound of its bucket.
+    std::uint64_t quantile(double q) const;
+    std::uint64_t max() const { return max_.load(std::memory_order_relaxed); }
+    /// Prometheus summary with quantiles 0.5, 0.99 and 1 (the maximum), in seconds.
+    std::string render(const std::string& name, const std::string& help) const;
+
+  private:
+    static constexpr std::size_t kSub = 16;
+    std::array<std::atomic<std::uint64_t>, 64 * kSub> buckets_{};
+    std::atomic<std::uint64_t> count_{0};
+    std::atomic<std::uint64_t> sum_{0};
+    std::atomic<std::uint64_t> max_{0};
 };
 
 /// Events of the IciBroker port by operation (6) and outcome (accepted, duplicate, stale).

@@ -55,6 +55,26 @@ CREATE TABLE subscriptions(
   ended_at INTEGER NOT NULL);
 )sql";
 
+// Schema 2: desktop sessions and their replay buffers. A replay entry refers to an event stored
+// once, however many sessions got it.
+const char* kSchemaDesktops = R"sql(
+CREATE TABLE desktop_sessions(
+  token  TEXT PRIMARY KEY,
+  agent  TEXT NOT NULL,
+  system TEXT NOT NULL,
+  scope  TEXT NOT NULL,
+  seq    INTEGER NOT NULL);
+CREATE TABLE desktop_events(
+  id   INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  data TEXT NOT NULL);
+CREATE TABLE desktop_replay(
+  token    TEXT NOT NULL,
+  seq      INTEGER NOT NULL,
+  event_id INTEGER NOT NULL,
+  PRIMARY KEY(token, seq)) WITHOUT ROWID;
+)sql";
+
 class Stmt {
   public:
     explicit Stmt(sqlite3_stmt* s) : s_(s) {}
@@ -90,7 +110,9 @@ std::string column_text(sqlite3_stmt* s, int i) {
 
 struct Journal::Statements {
     std::unique_ptr<Stmt> upsert_item, end_item, delete_postings, insert_posting, upsert_agent,
-        upsert_subscription, prune_items, begin, commit, rollback;
+        upsert_subscription, prune_items, upsert_session, end_session, end_session_replay,
+        insert_event, insert_replay, trim_replay, update_session_seq, prune_events, begin, commit,
+        rollback;
 };
 
 Journal::Journal(Options options) : options_(std::move(options)) {}
@@ -192,8 +214,15 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
     if (!exists) {
         j->exec("BEGIN");
         j->exec(kSchema);
+        j->exec(kSchemaDesktops);
         j->exec(("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
         j->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+        j->exec("COMMIT");
+    } else if (pragma_int("PRAGMA user_version") < 2) {
+        // Migration 1 → 2: the desktop tables are new; nothing else changes.
+        j->exec("BEGIN");
+        j->exec(kSchemaDesktops);
+        j->exec("PRAGMA user_version=2");
         j->exec("COMMIT");
     }
 
@@ -218,6 +247,17 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
         mk("INSERT INTO subscriptions(system,reason,ended_at) VALUES(?1,?2,?3) "
            "ON CONFLICT(system) DO UPDATE SET reason=?2,ended_at=?3");
     st->prune_items = mk("DELETE FROM items WHERE ended_at IS NOT NULL AND ended_at < ?1");
+    st->upsert_session =
+        mk("INSERT INTO desktop_sessions(token,agent,system,scope,seq) VALUES(?1,?2,?3,?4,?5) "
+           "ON CONFLICT(token) DO UPDATE SET system=?3,scope=?4,seq=max(seq,?5)");
+    st->end_session = mk("DELETE FROM desktop_sessions WHERE token=?1");
+    st->end_session_replay = mk("DELETE FROM desktop_replay WHERE token=?1");
+    st->insert_event = mk("INSERT OR REPLACE INTO desktop_events(id,name,data) VALUES(?1,?2,?3)");
+    st->insert_replay =
+        mk("INSERT OR REPLACE INTO desktop_replay(token,seq,event_id) VALUES(?1,?2,?3)");
+    st->trim_replay = mk("DELETE FROM desktop_replay WHERE token=?1 AND seq<=?2");
+    st->update_session_seq = mk("UPDATE desktop_sessions SET seq=max(seq,?2) WHERE token=?1");
+    st->prune_events = mk("DELETE FROM desktop_events WHERE id < ?1");
     st->begin = mk("BEGIN");
     st->commit = mk("COMMIT");
     st->rollback = mk("ROLLBACK");
@@ -282,6 +322,34 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
             if (!a) throw damaged("an agent state cannot be read");
             out.agents.push_back(std::move(*a));
         }
+    }
+    {
+        std::unordered_map<std::string, std::size_t> by_token;
+        Stmt s(prepare("SELECT token, agent, system, scope, seq FROM desktop_sessions"));
+        while (sqlite3_step(s.get()) == SQLITE_ROW) {
+            channels::LoadedSession d;
+            d.token = column_text(s.get(), 0);
+            d.agent = column_text(s.get(), 1);
+            d.system = column_text(s.get(), 2);
+            d.scope = column_text(s.get(), 3);
+            d.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 4));
+            by_token[d.token] = out.sessions.size();
+            out.sessions.push_back(std::move(d));
+        }
+        Stmt r(prepare("SELECT r.token, r.seq, e.id, e.name, e.data FROM desktop_replay r "
+                       "JOIN desktop_events e ON e.id = r.event_id ORDER BY r.token, r.seq"));
+        while (sqlite3_step(r.get()) == SQLITE_ROW) {
+            auto it = by_token.find(column_text(r.get(), 0));
+            if (it == by_token.end()) continue;  // the session ended
+            auto& d = out.sessions[it->second];
+            auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(r.get(), 1));
+            d.replay.push_back({seq, static_cast<std::uint64_t>(sqlite3_column_int64(r.get(), 2)),
+                                column_text(r.get(), 3), column_text(r.get(), 4)});
+            d.seq = std::max(d.seq, seq);
+        }
+        Stmt m(prepare("SELECT COALESCE(MAX(id), 0) FROM desktop_events"));
+        if (sqlite3_step(m.get()) == SQLITE_ROW)
+            out.last_event_id = static_cast<std::uint64_t>(sqlite3_column_int64(m.get(), 0));
     }
     return out;
 }
@@ -350,10 +418,11 @@ void Journal::submit(std::vector<Change> changes, Completion done) {
     wake_.notify_one();
 }
 
-void Journal::prune(channels::TimePoint cutoff) {
+void Journal::prune(channels::TimePoint cutoff, std::uint64_t events_below) {
     {
         std::lock_guard lock(mutex_);
-        queue_.push_back(Entry{{}, nullptr, to_ms(cutoff)});
+        queue_.push_back(
+            Entry{{}, nullptr, to_ms(cutoff), static_cast<std::int64_t>(events_below)});
     }
     wake_.notify_one();
 }
@@ -414,12 +483,45 @@ void Journal::write(const Change& change) {
                 bind_text(s.get(), 2, c.agent.user_id);
                 bind_text(s.get(), 3, json::serialize(channels::to_json(c.agent)));
                 step(s);
-            } else {
+            } else if constexpr (std::is_same_v<T, channels::SubscriptionStored>) {
                 auto& s = *stmts_->upsert_subscription;
                 bind_text(s.get(), 1, c.ended.system);
                 bind_text(s.get(), 2, c.ended.reason);
                 bind_int(s.get(), 3, to_ms(c.at));
                 step(s);
+            } else if constexpr (std::is_same_v<T, channels::SessionStored>) {
+                auto& s = *stmts_->upsert_session;
+                bind_text(s.get(), 1, c.token);
+                bind_text(s.get(), 2, c.agent);
+                bind_text(s.get(), 3, c.system);
+                bind_text(s.get(), 4, c.scope);
+                bind_int(s.get(), 5, static_cast<std::int64_t>(c.seq));
+                step(s);
+            } else if constexpr (std::is_same_v<T, channels::SessionEnded>) {
+                bind_text(stmts_->end_session->get(), 1, c.token);
+                step(*stmts_->end_session);
+                bind_text(stmts_->end_session_replay->get(), 1, c.token);
+                step(*stmts_->end_session_replay);
+            } else if constexpr (std::is_same_v<T, channels::DesktopEventStored>) {
+                auto& s = *stmts_->insert_event;
+                bind_int(s.get(), 1, static_cast<std::int64_t>(c.id));
+                bind_text(s.get(), 2, c.name);
+                bind_text(s.get(), 3, c.data);
+                step(s);
+            } else if constexpr (std::is_same_v<T, channels::ReplayStored>) {
+                auto& s = *stmts_->insert_replay;
+                bind_text(s.get(), 1, c.token);
+                bind_int(s.get(), 2, static_cast<std::int64_t>(c.seq));
+                bind_int(s.get(), 3, static_cast<std::int64_t>(c.event_id));
+                step(s);
+            } else {
+                static_assert(std::is_same_v<T, channels::ReplayTrimmed>);
+                bind_text(stmts_->trim_replay->get(), 1, c.token);
+                bind_int(stmts_->trim_replay->get(), 2, static_cast<std::int64_t>(c.up_to));
+                step(*stmts_->trim_replay);
+                bind_text(stmts_->update_session_seq->get(), 1, c.token);
+                bind_int(stmts_->update_session_seq->get(), 2, static_cast<std::int64_t>(c.seq));
+                step(*stmts_->update_session_seq);
             }
         },
         change);
@@ -466,6 +568,9 @@ void Journal::run() {
                     if (e.prune_cutoff_ms >= 0) {
                         bind_int(stmts_->prune_items->get(), 1, e.prune_cutoff_ms);
                         if (!simple(*stmts_->prune_items)) throw JournalError(sqlite3_errmsg(db_));
+                        bind_int(stmts_->prune_events->get(), 1, e.prune_events_below);
+                        if (!simple(*stmts_->prune_events))
+                            throw JournalError(sqlite3_errmsg(db_));
                     }
                 }
                 if (!simple(*stmts_->commit))

@@ -14,6 +14,7 @@
 // - The journal never calls back into the registry.
 #pragma once
 
+#include "channels/desktop_hub.hpp"
 #include "channels/registry.hpp"
 
 #include <atomic>
@@ -39,7 +40,7 @@ class JournalError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 /// PRAGMA application_id of a commbroker journal ("CBJ1").
 inline constexpr std::int32_t kApplicationId = 0x43424a31;
 
@@ -47,6 +48,8 @@ struct LoadedState {
     std::vector<channels::Item> live;
     std::vector<channels::EndedItem> ended;
     std::vector<channels::AgentState> agents;
+    std::vector<channels::LoadedSession> sessions;
+    std::uint64_t last_event_id = 0;
 };
 
 struct JournalStats {
@@ -79,8 +82,9 @@ class Journal {
     void stop();
 
     void submit(std::vector<channels::Change> changes, Completion done);
-    /// Forgets ended items that ended before `cutoff`.
-    void prune(channels::TimePoint cutoff);
+    /// Forgets ended items that ended before `cutoff`, and desktop events below `events_below`
+    /// (no replay buffer holds them any more).
+    void prune(channels::TimePoint cutoff, std::uint64_t events_below = 0);
 
     bool healthy() const { return healthy_.load(); }
     const std::string& path() const { return options_.path; }
@@ -95,6 +99,7 @@ class Journal {
         std::vector<channels::Change> changes;
         Completion done;
         std::int64_t prune_cutoff_ms = -1;
+        std::int64_t prune_events_below = 0;
     };
     void run();
     void run_checkpoints();

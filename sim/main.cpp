@@ -11,7 +11,8 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: commbroker-cmss --broker-user USER --broker-password PASSWORD [options]
+constexpr const char* kUsage =
+    R"(usage: commbroker-cmss --broker-user USER --broker-password PASSWORD [options]
   --listen ADDRESS:PORT     where the IciCms port is served (default 127.0.0.1:8460; port 0: any)
   --system ID               the systemId (default CMS-A)
   --user U --password P     the HTTP Basic account the broker must present (default broker/secret)

@@ -188,17 +188,16 @@ struct Simulator::State {
         }
         auto id = options.system + "-m" + std::to_string(next_message++);
         auto body = protocol::CmsCodec::for_this_thread().encode_event(event, id);
-        broker->post(std::move(body), "", options.request_timeout,
-                     [this, id](daemon::HttpReply r) {
-                         if (r.ok && r.status == 200) {
-                             ++events_sent;
-                             return;
-                         }
-                         ++events_failed;
-                         spdlog::warn("event {} not taken by the broker: {} {}", id,
-                                      r.ok ? std::to_string(r.status) : r.error,
-                                      r.ok ? r.body.substr(0, 300) : "");
-                     });
+        broker->post(std::move(body), "", options.request_timeout, [this, id](daemon::HttpReply r) {
+            if (r.ok && r.status == 200) {
+                ++events_sent;
+                return;
+            }
+            ++events_failed;
+            spdlog::warn("event {} not taken by the broker: {} {}", id,
+                         r.ok ? std::to_string(r.status) : r.error,
+                         r.ok ? r.body.substr(0, 300) : "");
+        });
     }
 
     void changed(ch::Item& item) {
@@ -371,8 +370,8 @@ struct Simulator::State {
         auto item_for = [&](ch::Channel c) -> std::variant<ch::Item*, CmsFault> {
             auto it = items.find(r.item_id);
             if (it == items.end() || it->second.channel != c)
-                return refuse("unknownItem", "no " + std::string(ch::to_string(c)) + " item " +
-                                                 r.item_id);
+                return refuse("unknownItem",
+                              "no " + std::string(ch::to_string(c)) + " item " + r.item_id);
             if (!r.user_id.empty() && it->second.agent_id && *it->second.agent_id != r.user_id)
                 return refuse("forbidden", r.item_id + " belongs to another agent");
             return &it->second;
@@ -383,8 +382,8 @@ struct Simulator::State {
             if (auto* f = std::get_if<CmsFault>(&found)) return *f;
             auto* i = std::get<ch::Item*>(found);
             if (std::find(from.begin(), from.end(), i->state) == from.end())
-                return refuse("invalidState", r.item_id + " is " +
-                                                  std::string(ch::to_string(i->state)));
+                return refuse("invalidState",
+                              r.item_id + " is " + std::string(ch::to_string(i->state)));
             auto id = i->id;
             bool starts_talk = to == ch::State::connected || to == ch::State::active;
             net::post(ioc, [this, id, to, starts_talk] {
@@ -539,7 +538,9 @@ struct Simulator::State {
                 if (i->state != ch::State::active)
                     return refuse("invalidState", r.item_id + " is not active");
                 auto posting = ch::ChatPosting{i->id, r.user_id, r.text, false, now_iso()};
-                net::post(ioc, [this, posting] { send(ch::PostingEvent{options.system, posting}); });
+                net::post(ioc, [this, posting] {
+                    send(ch::PostingEvent{options.system, posting});
+                });
                 return reply;
             }
             case CmsOp::accept_message:
@@ -584,14 +585,10 @@ struct Simulator::State {
         json::object reqs;
         for (auto& [op, n] : requests)
             reqs[op] = n;
-        return json::object{{"system", options.system},
-                            {"subscribed", static_cast<bool>(broker)},
-                            {"brokerUrl", broker_url},
-                            {"agents", std::move(as)},
-                            {"items", std::move(is)},
-                            {"requests", std::move(reqs)},
-                            {"eventsSent", events_sent},
-                            {"eventsFailed", events_failed},
+        return json::object{{"system", options.system},  {"subscribed", static_cast<bool>(broker)},
+                            {"brokerUrl", broker_url},   {"agents", std::move(as)},
+                            {"items", std::move(is)},    {"requests", std::move(reqs)},
+                            {"eventsSent", events_sent}, {"eventsFailed", events_failed},
                             {"stalled", stalled}};
     }
 
@@ -751,7 +748,8 @@ void Simulator::handle(daemon::Request&& req, const daemon::PeerInfo&, daemon::R
                 return respond(json_error(http::status::bad_request, "invalidJson",
                                           "the body must be a JSON object"));
             try {
-                return respond(json_response(http::status::ok, s.control(action, body.as_object())));
+                return respond(
+                    json_response(http::status::ok, s.control(action, body.as_object())));
             } catch (const std::invalid_argument& e) {
                 return respond(json_error(http::status::bad_request, "invalidRequest", e.what()));
             } catch (const std::exception& e) {

@@ -22,3 +22,37 @@ def make_broker():
     yield make
     for b in made:
         b.cleanup()
+
+
+@pytest.fixture
+def make_sim():
+    from harness import Simulator
+    made = []
+
+    def make(system="CMS-A", args=()):
+        s = Simulator(system, args)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+AGENTS = (("alice", "agent", "CMS-A"), ("bob", "agent", "CMS-A"), ("carol", "agent", "CMS-B"),
+          ("sue", "supervisor", "CMS-A"))
+
+
+@pytest.fixture
+def loop(make_sim, make_broker):
+    """Two commbroker-cmss (CMS-A, CMS-B) and commbrokerd with a desktop listener, subscribed to both."""
+    from harness import wait_for
+    sim = make_sim("CMS-A")
+    sim_b = make_sim("CMS-B")
+    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
+                         agents=AGENTS, desktop=True, probe="200ms").start()
+    wait_for(lambda: sim.state()["subscribed"] and sim_b.state()["subscribed"],
+             what="the broker subscribes at both simulators")
+    broker.sim = sim
+    broker.sim_b = sim_b
+    return broker

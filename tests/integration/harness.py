@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 BUILD = os.environ.get("COMMBROKER_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 DAEMON = os.path.join(BUILD, "daemon", "commbrokerd")
 CTL = os.path.join(BUILD, "ctl", "commbrokerctl")
+CMSS = os.path.join(BUILD, "sim", "commbroker-cmss")
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -58,7 +59,8 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class Broker:
     """One commbrokerd process with its own directory, config and journal."""
 
-    def __init__(self, sync="normal", systems=("CMS-A",), extra="", directory=None):
+    def __init__(self, sync="normal", systems=("CMS-A",), extra="", directory=None, cms_urls=None,
+                 agents=(), desktop=False, limits='maxBodyBytes="16384"', probe="5s", grace="30s"):
         self.dir = directory or tempfile.mkdtemp(prefix="commbroker-it-")
         self.config_path = os.path.join(self.dir, "commbroker.xml")
         self.socket_path = os.path.join(self.dir, "admin.sock")
@@ -66,16 +68,26 @@ class Broker:
         self.log_path = os.path.join(self.dir, "commbrokerd.log")
         self.systems = systems
         self.proc = None
+        cms_urls = cms_urls or {}
         cms = "\n".join(
-            f'  <cms id="{s}" url="http://127.0.0.1:9/cms" inboundUser="{s.lower()}" '
-            f'inboundPasswordHash="{hash_password("pw-" + s)}"/>' for s in systems)
+            f'  <cms id="{s}" url="{cms_urls.get(s, "http://127.0.0.1:9/cms")}" user="broker" password="secret" '
+            f'inboundUser="{s.lower()}" inboundPasswordHash="{hash_password("pw-" + s)}" '
+            f'probeInterval="{probe}" requestTimeout="1s"/>' for s in systems)
+        # agents: (id, role, cms) tuples; every agent's password is "pw-" + id
+        agent_xml = "\n".join(
+            f'  <agent id="{a}" passwordHash="{hash_password("pw-" + a)}" role="{role}" cms="{c}"/>'
+            for a, role, c in agents)
+        desktop_listen = '  <listen service="desktop" address="127.0.0.1" port="0"/>' if desktop else ""
         self.write_config(f"""<commbroker>
   <node id="it-broker"/>
   <listen service="ici" address="127.0.0.1" port="0"/>
+{desktop_listen}
   <adminSocket path="{self.socket_path}" mode="0600"/>
   <journal path="{self.journal_path}" sync="{sync}"/>
-  <limits maxBodyBytes="16384"/>
+  <limits {limits}/>
+  <heartbeatProfile id="default" grace="{grace}"/>
 {cms}
+{agent_xml}
 {extra}
 </commbroker>
 """)
@@ -91,7 +103,9 @@ class Broker:
         self.proc = subprocess.Popen([DAEMON, "--config", self.config_path], stdout=self.log, stderr=self.log)
         if expect_ready:
             wait_for(self._ready, what="commbrokerd ready")
-            self.port = next(l["port"] for l in self.status()["listeners"] if l["service"] == "ici")
+            listeners = self.status()["listeners"]
+            self.port = next(l["port"] for l in listeners if l["service"] == "ici")
+            self.desktop_port = next((l["port"] for l in listeners if l["service"] == "desktop"), None)
         return self
 
     def _ready(self):
@@ -211,3 +225,138 @@ def fault_of(text):
     code = find_local(detail, "code")
     field = find_local(detail, "field")
     return code.text, field.text if field is not None else None
+
+
+class Simulator:
+    """One commbroker-cmss process on a free port."""
+
+    def __init__(self, system="CMS-A", args=()):
+        self.system = system
+        self.dir = tempfile.mkdtemp(prefix="commbroker-cmss-")
+        self.log_path = os.path.join(self.dir, "cmss.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [CMSS, "--listen", "127.0.0.1:0", "--system", system, "--broker-user", system.lower(),
+             "--broker-password", "pw-" + system, *args],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise AssertionError(f"commbroker-cmss did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}/cms"
+
+    def control(self, action, body=None, method=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        method = method or ("GET" if body is None and action == "state" else "POST")
+        conn.request(method, "/control/" + action, body=json.dumps(body or {}) if method == "POST" else None)
+        res = conn.getresponse()
+        data = json.loads(res.read() or b"null")
+        conn.close()
+        return res.status, data
+
+    def state(self):
+        return self.control("state")[1]
+
+    def offer(self, channel="phone", agent=None, **extra):
+        body = {"channel": channel, **extra}
+        if agent:
+            body["agent"] = agent
+        status, data = self.control("offer", body)
+        assert status == 200, data
+        return data["id"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Desktop:
+    """A WebSocket client of /desktop that keeps every frame it received, in order."""
+
+    def __init__(self, broker, agent=None, password=None, resume=None, hello=True):
+        import websocket  # python3-websocket
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{broker.desktop_port}/desktop", timeout=10)
+        self.frames = []
+        self.closed = False
+        self.agent = agent
+        if hello and agent:
+            self.hello(agent, password if password is not None else "pw-" + agent, resume)
+
+    def send(self, obj):
+        self.ws.send(json.dumps(obj) if not isinstance(obj, str) else obj)
+
+    def hello(self, agent, password, resume=None):
+        msg = {"type": "hello", "agent": agent, "password": password}
+        if resume:
+            msg["resume"] = resume
+        self.send(msg)
+
+    def _read_one(self, timeout):
+        import websocket
+        self.ws.settimeout(timeout)
+        try:
+            op, data = self.ws.recv_data()
+        except (websocket.WebSocketTimeoutException, socket.timeout):
+            return None
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            self.closed = True
+            return None
+        if op == 8:  # close
+            self.closed = True
+            return None
+        frame = json.loads(data)
+        self.frames.append(frame)
+        return frame
+
+    def expect(self, predicate, timeout=10.0, what="frame"):
+        """Returns the first frame (old or new) matching predicate, reading as needed."""
+        for f in self.frames:
+            if predicate(f) and not f.get("_taken"):
+                f["_taken"] = True
+                return f
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.closed:
+            f = self._read_one(max(0.01, deadline - time.monotonic()))
+            if f is not None and predicate(f):
+                f["_taken"] = True
+                return f
+        raise AssertionError(f"timed out waiting for {what}; got {[ {k: v for k, v in f.items() if k != '_taken'} for f in self.frames][-8:]}")
+
+    def expect_type(self, type_, timeout=10.0, **fields):
+        return self.expect(lambda f: f.get("type") == type_ and all(f.get(k) == v for k, v in fields.items()),
+                           timeout, what=f"{type_} {fields}")
+
+    def expect_event(self, event, timeout=10.0, **data):
+        return self.expect(lambda f: f.get("type") == "event" and f.get("event") == event
+                           and all(f["data"].get(k) == v for k, v in data.items()),
+                           timeout, what=f"event {event} {data}")
+
+    def request(self, msg, timeout=10.0):
+        """Sends a request with a fresh id and returns its result frame."""
+        Desktop._next = getattr(Desktop, "_next", 0) + 1
+        msg = dict(msg, id=Desktop._next)
+        self.send(msg)
+        return self.expect(lambda f: f.get("type") == "result" and f.get("id") == msg["id"], timeout,
+                           what=f"result of {msg}")
+
+    def wait_closed(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self._read_one(0.2)
+        return self.closed
+
+    def events(self):
+        return [f for f in self.frames if f.get("type") == "event"]
+
+    def close(self):
+        try:
+            self.ws.close()
+        except Exception:
+            pass

@@ -1,0 +1,420 @@
+#include "channels/desktop_hub.hpp"
+
+#include "channels/item_json.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <limits>
+
+namespace cb::channels {
+
+namespace {
+
+/// Replay trims are saved at once on ack; trims forced by the buffer's bound are saved in
+/// groups of this many, which keeps the journal from writing a delete per event.
+constexpr std::uint64_t kTrimSaveEvery = 256;
+
+std::string item_key(const std::string& system, const std::string& id) {
+    return system + '\x1f' + id;
+}
+
+std::string_view event_name(Channel c) {
+    switch (c) {
+        case Channel::phone:
+            return "phoneCallChanged";
+        case Channel::chat:
+            return "chatChanged";
+        case Channel::email:
+            return "messageChanged";
+    }
+    return "?";
+}
+
+bool in_scope(const std::string& scope, const std::string& system) {
+    if (scope.empty()) return false;
+    if (scope == "all") return true;
+    return scope.size() > 7 && scope.compare(0, 7, "system:") == 0 && scope.substr(7) == system;
+}
+
+}  // namespace
+
+std::string_view to_string(ByeReason r) {
+    switch (r) {
+        case ByeReason::auth_failed:
+            return "authFailed";
+        case ByeReason::auth_required:
+            return "authRequired";
+        case ByeReason::replaced:
+            return "replaced";
+        case ByeReason::heartbeat_lost:
+            return "heartbeatLost";
+        case ByeReason::shutdown:
+            return "shutdown";
+        case ByeReason::too_slow:
+            return "tooSlow";
+        case ByeReason::protocol_error:
+            return "protocolError";
+    }
+    return "?";
+}
+
+DesktopHub::DesktopHub(HubLimits limits, TokenSource tokens)
+    : limits_(limits), tokens_(std::move(tokens)) {}
+
+void DesktopHub::restore(std::vector<LoadedSession> sessions, std::uint64_t last_event_id,
+                         const std::vector<Item>& live, SteadyTime now) {
+    last_event_id_ = last_event_id;
+    for (auto& i : live)
+        if (i.agent_id) owners_[item_key(i.system, i.id)] = *i.agent_id;
+    std::unordered_map<std::uint64_t, EventPtr> events;
+    for (auto& l : sessions) {
+        Session s;
+        s.token = std::move(l.token);
+        s.agent = l.agent;
+        s.system = std::move(l.system);
+        s.scope = std::move(l.scope);
+        s.seq = l.seq;
+        s.detached_at = now;
+        s.restored = true;
+        for (auto& r : l.replay) {
+            auto& e = events[r.event_id];
+            if (!e) {
+                auto d = std::make_shared<DesktopEvent>();
+                d->id = r.event_id;
+                d->name = std::move(r.name);
+                d->data = std::move(r.data);
+                e = d;
+            }
+            s.ring.emplace_back(r.seq, e);
+        }
+        while (s.ring.size() > limits_.replay)
+            s.ring.pop_front();
+        sessions_[l.agent] = std::move(s);
+    }
+}
+
+DesktopHub::Session* DesktopHub::find(const std::string& agent) {
+    auto it = sessions_.find(agent);
+    return it == sessions_.end() ? nullptr : &it->second;
+}
+
+bool DesktopHub::attached(const std::string& agent) const {
+    auto it = sessions_.find(agent);
+    return it != sessions_.end() && it->second.link;
+}
+
+std::string DesktopHub::system_of(const std::string& agent) const {
+    auto it = sessions_.find(agent);
+    return it == sessions_.end() ? std::string() : it->second.system;
+}
+
+void DesktopHub::stored(const Session& s) {
+    journal_.push_back(SessionStored{s.token, s.agent, s.system, s.scope, s.seq});
+}
+
+Attached DesktopHub::attach(const std::string& agent, const std::optional<ResumeRequest>& resume,
+                            std::shared_ptr<DesktopLink> link, const std::string& system) {
+    Attached a;
+    Session* s = find(agent);
+    if (s) {
+        a.replaced = std::move(s->link);
+        if (a.replaced) a.replaced->hub_waiting.store(false);
+    }
+    bool same_session = s && resume && resume->token == s->token;
+    if (!same_session) {
+        // A new session: a fresh token and seq, the old session's buffer gone.
+        std::string system_now = s && !s->system.empty() ? s->system : system;
+        if (s) journal_.push_back(SessionEnded{s->token});
+        Session fresh;
+        fresh.token = tokens_();
+        fresh.agent = agent;
+        fresh.system = system_now;
+        fresh.scope = s ? s->scope : std::string();
+        sessions_[agent] = std::move(fresh);
+        s = &sessions_[agent];
+        stored(*s);
+        a.snapshot = true;
+        a.resync = resume.has_value();  // it asked to resume a session the broker does not hold
+        if (a.resync) ++counters_.resyncs;
+    } else {
+        auto last = resume->last_seq;
+        std::uint64_t oldest = s->ring.empty() ? s->seq + 1 : s->ring.front().first;
+        bool held = last <= s->seq && last + 1 >= oldest && !s->lost_events;
+        if (held) {
+            for (auto& [seq, e] : s->ring)
+                if (seq > last) a.replay.emplace_back(seq, e);
+            a.resumed = true;
+            ++counters_.resumes;
+            // After a restart, events routed but not yet sent may have been lost with the
+            // process: a snapshot after the replay brings the desktop up to date.
+            a.snapshot = a.resync = s->restored;
+        } else {
+            a.snapshot = a.resync = true;
+            ++counters_.resyncs;
+        }
+        if (a.resync) s->pending.clear();  // the snapshot supersedes them
+        s->lost_events = false;
+        s->restored = false;
+    }
+    a.token = s->token;
+    a.seq = s->seq;
+    a.system = s->system;
+    s->link = std::move(link);
+    s->over_since.reset();
+    return a;
+}
+
+void DesktopHub::detach(const std::string& agent, const DesktopLink* link, SteadyTime now) {
+    Session* s = find(agent);
+    if (!s || s->link.get() != link) return;  // replaced already
+    s->link.reset();
+    s->detached_at = now;
+    s->over_since.reset();
+}
+
+EventPtr DesktopHub::make_event(std::string name, std::string data, std::string key,
+                                SteadyTime received) {
+    auto e = std::make_shared<DesktopEvent>();
+    e->id = ++last_event_id_;
+    e->name = std::move(name);
+    e->data = std::move(data);
+    e->item_key = std::move(key);
+    e->received = received;
+    journal_.push_back(DesktopEventStored{e->id, e->name, e->data});
+    ++counters_.events_routed;
+    return e;
+}
+
+void DesktopHub::route(const std::vector<Change>& changes, SteadyTime received, SteadyTime now) {
+    std::vector<Session*> to;
+    auto add = [&](const std::string& agent) {
+        if (auto* s = find(agent); s && std::find(to.begin(), to.end(), s) == to.end())
+            to.push_back(s);
+    };
+    auto add_monitors = [&](const std::string& system) {
+        for (auto& [agent, s] : sessions_)
+            if (in_scope(s.scope, system) && std::find(to.begin(), to.end(), &s) == to.end())
+                to.push_back(&s);
+    };
+    for (auto& change : changes) {
+        to.clear();
+        std::string name, data, key, system;
+        if (auto* c = std::get_if<ItemStored>(&change)) {
+            const Item& item = c->item;
+            system = item.system;
+            key = item_key(item.system, item.id);
+            auto owner = owners_.find(key);
+            if (owner != owners_.end()) add(owner->second);
+            if (item.agent_id) add(*item.agent_id);
+            if (is_terminal(item.state))
+                owners_.erase(key);
+            else if (item.agent_id)
+                owners_[key] = *item.agent_id;
+            else if (owner != owners_.end())
+                owners_.erase(owner);
+            name = event_name(item.channel);
+            data = boost::json::serialize(to_json(item));
+        } else if (auto* p = std::get_if<PostingStored>(&change)) {
+            system = p->system;
+            auto owner = owners_.find(item_key(p->system, p->posting.chat_session_id));
+            if (owner != owners_.end()) add(owner->second);
+            name = "chatNewPosting";
+            auto obj = to_json(p->posting);
+            obj["system"] = p->system;
+            data = boost::json::serialize(obj);
+        } else if (auto* a = std::get_if<AgentStored>(&change)) {
+            system = a->agent.system;
+            add(a->agent.user_id);
+            name = "userChanged";
+            data = boost::json::serialize(to_json(a->agent));
+        } else {
+            continue;  // subscriptions and the hub's own records
+        }
+        add_monitors(system);
+        if (to.empty()) continue;
+        auto e = make_event(std::move(name), std::move(data), std::move(key), received);
+        for (auto* s : to)
+            deliver(*s, e, now);
+    }
+}
+
+void DesktopHub::route_system_state(const std::string& system, bool available, SteadyTime now) {
+    boost::json::object o{
+        {"system", system}, {"available", available}, {"state", available ? "up" : "unavailable"}};
+    std::vector<Session*> to;
+    for (auto& [agent, s] : sessions_)
+        if (s.system == system || in_scope(s.scope, system)) to.push_back(&s);
+    if (to.empty()) return;
+    auto e = make_event("systemStateChanged", boost::json::serialize(o), {}, {});
+    for (auto* s : to)
+        deliver(*s, e, now);
+}
+
+void DesktopHub::deliver(Session& s, const EventPtr& e, SteadyTime now) {
+    std::size_t unwritten = s.link ? s.link->unwritten() : 0;
+    bool over = s.pending.size() + unwritten >= limits_.queue;
+    if (over && !e->item_key.empty()) {
+        // Over budget: the newest snapshot of an item takes the place of an unsent older one.
+        for (auto it = s.pending.rbegin(); it != s.pending.rend(); ++it)
+            if ((*it)->item_key == e->item_key && (*it)->name == e->name) {
+                *it = e;
+                ++counters_.frames_coalesced;
+                return;
+            }
+    }
+    s.pending.push_back(e);
+    if (!s.link) {
+        if (s.pending.size() > limits_.queue) {
+            // Nobody is reading: rather than grow, forget and let the resume resync.
+            s.pending.clear();
+            s.lost_events = true;
+        }
+        return;
+    }
+    pump(s.agent, now);
+    if (s.pending.size() + s.link->unwritten() > limits_.queue) {
+        if (!s.over_since) {
+            s.over_since = now;
+            ++counters_.overloads;
+            boost::json::object o{{"type", "overload"},
+                                  {"queued", s.pending.size() + s.link->unwritten()}};
+            s.link->send_frame(boost::json::serialize(o));
+        }
+        if (s.pending.size() > 2 * limits_.queue) {
+            // Far behind: end it now rather than hold more for it.
+            ++counters_.too_slow;
+            s.link->close(ByeReason::too_slow);
+            s.link.reset();
+            s.detached_at = now;
+            s.over_since.reset();
+            s.pending.clear();
+            s.lost_events = true;
+        }
+    }
+}
+
+void DesktopHub::pump(const std::string& agent, SteadyTime now) {
+    Session* s = find(agent);
+    if (!s || !s->link) return;
+    auto& link = *s->link;
+    while (!s->pending.empty() && link.unwritten() < limits_.window) {
+        auto e = std::move(s->pending.front());
+        s->pending.pop_front();
+        auto seq = ++s->seq;
+        s->ring.emplace_back(seq, e);
+        journal_.push_back(ReplayStored{s->token, seq, e->id});
+        link.send_event(seq, std::move(e));
+    }
+    if (s->ring.size() > limits_.replay)
+        trim(*s, s->ring[s->ring.size() - limits_.replay - 1].first, false);
+    link.hub_waiting.store(!s->pending.empty());
+    // The link may have written everything between the check above and the flag: look again.
+    if (!s->pending.empty() && link.unwritten() < limits_.window) return pump(agent, now);
+    if (s->over_since && s->pending.size() + link.unwritten() <= limits_.queue)
+        s->over_since.reset();
+}
+
+void DesktopHub::trim(Session& s, std::uint64_t up_to, bool save_now) {
+    std::uint64_t dropped = 0;
+    while (!s.ring.empty() && s.ring.front().first <= up_to) {
+        s.ring.pop_front();
+        ++dropped;
+    }
+    s.trimmed_unsaved += dropped;
+    if (s.trimmed_unsaved > 0 && (save_now || s.trimmed_unsaved >= kTrimSaveEvery)) {
+        journal_.push_back(ReplayTrimmed{s.token, up_to, s.seq});
+        s.trimmed_unsaved = 0;
+    }
+}
+
+void DesktopHub::ack(const std::string& agent, std::uint64_t seq) {
+    if (Session* s = find(agent)) trim(*s, std::min(seq, s->seq), true);
+}
+
+void DesktopHub::monitor(const std::string& agent, const std::string& scope) {
+    if (Session* s = find(agent)) {
+        s->scope = scope;
+        stored(*s);
+    }
+}
+
+void DesktopHub::set_system(const std::string& agent, const std::string& system) {
+    if (Session* s = find(agent); s && s->system != system) {
+        s->system = system;
+        stored(*s);
+    }
+}
+
+std::vector<ExpiredSession> DesktopHub::sweep(
+    SteadyTime now, const std::function<std::chrono::milliseconds(const std::string&)>& grace) {
+    std::vector<ExpiredSession> expired;
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+        auto& s = it->second;
+        if (s.link && s.over_since && now - *s.over_since > limits_.slow_timeout) {
+            ++counters_.too_slow;
+            s.link->close(ByeReason::too_slow);
+            s.link.reset();
+            s.detached_at = now;
+            s.over_since.reset();
+            s.pending.clear();
+            s.lost_events = true;
+        }
+        if (!s.link && now - s.detached_at > grace(s.agent)) {
+            expired.push_back({s.agent, s.system});
+            journal_.push_back(SessionEnded{s.token});
+            it = sessions_.erase(it);
+            continue;
+        }
+        ++it;
+    }
+    return expired;
+}
+
+void DesktopHub::close_all(ByeReason reason) {
+    for (auto& [agent, s] : sessions_)
+        if (s.link) {
+            s.link->close(reason);
+            s.link.reset();
+        }
+}
+
+void DesktopHub::end(const std::string& agent, ByeReason reason) {
+    auto it = sessions_.find(agent);
+    if (it == sessions_.end()) return;
+    if (it->second.link) it->second.link->close(reason);
+    journal_.push_back(SessionEnded{it->second.token});
+    sessions_.erase(it);
+}
+
+std::vector<Change> DesktopHub::take_journal() {
+    std::vector<Change> out;
+    out.swap(journal_);
+    return out;
+}
+
+std::uint64_t DesktopHub::oldest_held_event() const {
+    // Coalescing puts newer events in older places, so the buffers are not ordered by ID: look
+    // at every entry. This runs once per prune interval.
+    std::uint64_t oldest = last_event_id_ + 1;
+    for (auto& [agent, s] : sessions_)
+        for (auto& [seq, e] : s.ring)
+            oldest = std::min(oldest, e->id);
+    return oldest;
+}
+
+std::size_t DesktopHub::connected() const {
+    std::size_t n = 0;
+    for (auto& [agent, s] : sessions_)
+        n += s.link ? 1 : 0;
+    return n;
+}
+
+std::size_t DesktopHub::queued() const {
+    std::size_t n = 0;
+    for (auto& [agent, s] : sessions_)
+        n += s.pending.size() + (s.link ? s.link->unwritten() : 0);
+    return n;
+}
+
+}  // namespace cb::channels

@@ -1,0 +1,216 @@
+// The desktop hub: the event bus between the registry and agents' desktops (PROTOCOL.md section
+// 3, DESIGN.md section 5). It holds one session per agent: its resume token, its sequence
+// numbers, its replay buffer (persisted through the journal), the events waiting for its socket,
+// and the link to that socket while one is attached.
+//
+// Flow: after a batch of changes is durable, route() turns it into desktop events, each rendered
+// to JSON once and shared by every session that gets it (the owner, a previous owner, supervisors
+// monitoring its scope). A session queues them as pending; pump() hands them to the link a window
+// at a time, giving each its `seq` as it leaves (so seq has no gaps), recording it in the replay
+// buffer. While a session is over its queue budget, a newer snapshot of an item replaces the
+// unsent older one; a session that stays over budget gets `overload`, then `bye tooSlow`.
+//
+// Ownership: one DesktopHub belongs to the core strand (docs/concurrency.md). No locks, no I/O:
+// links are told what to send and never block; what must be persisted is collected and taken
+// with take_journal(). Time is passed in.
+#pragma once
+
+#include "channels/registry.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace cb::channels {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+/// One event as desktops get it: `event` name and `data` (JSON text), shared by every session.
+struct DesktopEvent {
+    std::uint64_t id = 0;
+    std::string name;
+    std::string data;
+    std::string item_key;   ///< system + item ID for item snapshots (coalescing); "" otherwise
+    SteadyTime received{};  ///< when the SOAP request that caused it arrived ({} if unknown)
+};
+using EventPtr = std::shared_ptr<const DesktopEvent>;
+
+struct ReplayEntry {
+    std::uint64_t seq = 0;
+    std::uint64_t event_id = 0;
+    std::string name;
+    std::string data;
+};
+
+/// A session as the journal kept it.
+struct LoadedSession {
+    std::string token;
+    std::string agent;
+    std::string system;
+    std::string scope;
+    std::uint64_t seq = 0;
+    std::vector<ReplayEntry> replay;
+};
+
+/// Why the broker ends a desktop connection (`bye` reason).
+enum class ByeReason {
+    auth_failed,     ///< wrong agent or password
+    auth_required,   ///< something other than hello came first
+    replaced,        ///< a newer hello for the same agent
+    heartbeat_lost,  ///< the desktop fell silent
+    shutdown,        ///< the broker is stopping
+    too_slow,        ///< the desktop stayed behind its queue budget
+    protocol_error,  ///< a frame that is not a JSON object, or a binary frame
+};
+std::string_view to_string(ByeReason r);
+
+/// The socket side of a session, implemented by the WebSocket session. Called from the core;
+/// no call blocks.
+class DesktopLink {
+  public:
+    virtual ~DesktopLink() = default;
+    /// Queues an event frame behind everything queued before.
+    virtual void send_event(std::uint64_t seq, EventPtr event) = 0;
+    /// Queues a frame made elsewhere (welcome, snapshot, result, heartbeat, overload).
+    virtual void send_frame(std::string frame) = 0;
+    /// Queues `bye` with the reason and closes the socket after it (or at once if it is stuck).
+    virtual void close(ByeReason reason) = 0;
+    /// Frames queued and not yet written. Any thread.
+    virtual std::size_t unwritten() const = 0;
+
+    /// Set by the hub while it holds events back for this link: the link tells the core when
+    /// it has written what it had.
+    std::atomic<bool> hub_waiting{false};
+};
+
+struct HubLimits {
+    std::size_t queue = 1000;    ///< desktopQueue: frames a session may have waiting
+    std::size_t replay = 10000;  ///< replayEvents: events kept for resume per session
+    std::size_t window = 64;     ///< frames handed to a link before it has written them
+    std::chrono::milliseconds slow_timeout{5000};  ///< over budget this long: bye tooSlow
+};
+
+/// What hello got: the caller sends welcome, then the replay, then a snapshot if asked, then
+/// calls pump().
+struct Attached {
+    std::string token;
+    bool resumed = false;
+    std::uint64_t seq = 0;  ///< the session's last seq (the replay ends with it)
+    std::vector<std::pair<std::uint64_t, EventPtr>> replay;
+    bool snapshot = false;
+    bool resync = false;
+    std::shared_ptr<DesktopLink> replaced;  ///< the connection this one replaces
+    std::string system;                     ///< where the agent is logged on ("" if not)
+};
+
+struct ResumeRequest {
+    std::string token;
+    std::uint64_t last_seq = 0;
+};
+
+struct ExpiredSession {
+    std::string agent;
+    std::string system;
+};
+
+struct HubCounters {
+    std::uint64_t events_routed = 0;
+    std::uint64_t frames_coalesced = 0;
+    std::uint64_t overloads = 0;
+    std::uint64_t too_slow = 0;
+    std::uint64_t resyncs = 0;
+    std::uint64_t resumes = 0;
+};
+
+class DesktopHub {
+  public:
+    using TokenSource = std::function<std::string()>;
+
+    DesktopHub(HubLimits limits, TokenSource tokens);
+    void set_limits(HubLimits limits) { limits_ = limits; }
+
+    /// Restores the sessions of the journal (all detached since `now`) and who owns which item.
+    void restore(std::vector<LoadedSession> sessions, std::uint64_t last_event_id,
+                 const std::vector<Item>& live, SteadyTime now);
+
+    /// A desktop said hello (credentials already checked). `system` is where the agent is to
+    /// be logged on by default.
+    Attached attach(const std::string& agent, const std::optional<ResumeRequest>& resume,
+                    std::shared_ptr<DesktopLink> link, const std::string& system);
+    /// The link's socket is gone; the session waits for a resume (until sweep() expires it).
+    void detach(const std::string& agent, const DesktopLink* link, SteadyTime now);
+
+    /// Routes the changes of one durable batch.
+    void route(const std::vector<Change>& changes, SteadyTime received, SteadyTime now);
+    /// systemStateChanged to the agents logged on at `system` and to supervisors in scope.
+    void route_system_state(const std::string& system, bool available, SteadyTime now);
+
+    /// Hands pending events to the agent's link as far as its window allows.
+    void pump(const std::string& agent, SteadyTime now);
+    /// The desktop has everything up to `seq`: trims its replay buffer.
+    void ack(const std::string& agent, std::uint64_t seq);
+    /// A supervisor's monitor scope ("all" or "system:ID"; "" to stop).
+    void monitor(const std::string& agent, const std::string& scope);
+    /// The agent logged on (or off: "") at a system.
+    void set_system(const std::string& agent, const std::string& system);
+    std::string system_of(const std::string& agent) const;
+
+    /// Ends slow links and expires detached sessions whose grace is over.
+    std::vector<ExpiredSession> sweep(
+        SteadyTime now, const std::function<std::chrono::milliseconds(const std::string&)>& grace);
+    /// Closes every link with `reason` (shutdown).
+    void close_all(ByeReason reason);
+    /// Ends an agent's session (logged off by an operator or the heartbeat).
+    void end(const std::string& agent, ByeReason reason);
+
+    /// What must be made durable since the last call.
+    std::vector<Change> take_journal();
+    /// The lowest event ID a replay buffer still refers to.
+    std::uint64_t oldest_held_event() const;
+
+    std::size_t sessions() const { return sessions_.size(); }
+    std::size_t connected() const;
+    std::size_t queued() const;
+    const HubCounters& counters() const { return counters_; }
+    bool attached(const std::string& agent) const;
+
+  private:
+    struct Session {
+        std::string token;
+        std::string agent;
+        std::string system;
+        std::string scope;
+        std::uint64_t seq = 0;
+        std::deque<std::pair<std::uint64_t, EventPtr>> ring;
+        std::deque<EventPtr> pending;
+        std::shared_ptr<DesktopLink> link;
+        SteadyTime detached_at{};
+        bool restored = false;     // loaded from the journal: unsent events may have been lost
+        bool lost_events = false;  // pending overflowed while detached
+        std::optional<SteadyTime> over_since;
+        std::uint64_t trimmed_unsaved = 0;
+    };
+
+    void deliver(Session& s, const EventPtr& e, SteadyTime now);
+    void trim(Session& s, std::uint64_t up_to, bool save_now);
+    void stored(const Session& s);
+    EventPtr make_event(std::string name, std::string data, std::string key, SteadyTime received);
+    Session* find(const std::string& agent);
+
+    HubLimits limits_;
+    TokenSource tokens_;
+    std::unordered_map<std::string, Session> sessions_;    // by agent
+    std::unordered_map<std::string, std::string> owners_;  // item key → agent
+    std::uint64_t last_event_id_ = 0;
+    std::vector<Change> journal_;
+    HubCounters counters_;
+};
+
+}  // namespace cb::channels

@@ -1,0 +1,254 @@
+#include "daemon/cms_links.hpp"
+
+#include "daemon/http_client.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <mutex>
+
+namespace cb::daemon {
+namespace net = boost::asio;
+using protocol::CmsFault;
+using protocol::CmsOp;
+using protocol::CmsReply;
+using protocol::CmsRequest;
+using Clock = std::chrono::steady_clock;
+
+struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
+    Link(net::io_context& ioc, const config::Cms& c) : cms(c), probe_timer(ioc) {
+        status.id = c.id;
+        status.url = c.url;
+    }
+
+    config::Cms cms;
+    std::shared_ptr<HttpClient> client;
+    net::steady_timer probe_timer;
+    std::string app_id;
+    std::string app_url;
+    AvailabilityChanged changed;
+    std::atomic<std::uint64_t> next_message{1};
+    std::atomic<bool> stopping{false};
+
+    mutable std::mutex mutex;  // guards status, last_answer, probing_since
+    SystemStatus status;
+    Clock::time_point last_answer{};
+    Clock::time_point probing_since = Clock::now();
+
+    std::chrono::milliseconds timeout() const {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(cms.request_timeout);
+    }
+
+    void send(CmsRequest r, Done done, std::chrono::milliseconds timeout, bool may_retry) {
+        if (r.message_id.empty())
+            r.message_id = app_id + "-" + cms.id + "-" + std::to_string(next_message++);
+        auto body = protocol::CmsCodec::for_this_thread().encode_request(r);
+        auto action = std::string(protocol::to_string(r.op));
+        {
+            std::lock_guard lock(mutex);
+            ++status.requests;
+        }
+        client->post(std::move(body), action, timeout,
+                     [self = shared_from_this(), r = std::move(r), done = std::move(done), timeout,
+                      may_retry](HttpReply reply) mutable {
+                         auto result = self->interpret(r, reply, timeout);
+                         bool transport = !reply.ok;
+                         if (transport && may_retry && protocol::idempotent(r.op) &&
+                             !self->stopping.load()) {
+                             spdlog::debug("cms {}: {} failed ({}), once more", self->cms.id,
+                                           protocol::to_string(r.op), reply.error);
+                             return self->send(std::move(r), std::move(done), timeout, false);
+                         }
+                         if (std::holds_alternative<CmsFault>(result)) {
+                             std::lock_guard lock(self->mutex);
+                             ++self->status.failures;
+                         }
+                         done(std::move(result));
+                     });
+    }
+
+    CmsResult interpret(const CmsRequest& r, const HttpReply& reply,
+                        std::chrono::milliseconds timeout) {
+        if (!reply.ok) {
+            if (reply.timed_out)
+                return CmsFault{
+                    "timeout",
+                    "no answer from " + cms.id + " within " + config::format_duration(timeout),
+                    {},
+                    false};
+            return CmsFault{
+                "unavailable", cms.id + " cannot be reached: " + reply.error, {}, false};
+        }
+        {
+            std::lock_guard lock(mutex);
+            last_answer = Clock::now();
+        }
+        if (reply.status == 401 || reply.status == 403)
+            return CmsFault{"unauthorized",
+                            cms.id + " refused the broker's credentials (HTTP " +
+                                std::to_string(reply.status) + ")",
+                            {},
+                            false};
+        auto result = protocol::CmsCodec::for_this_thread().decode_reply(r.op, reply.body, cms.id);
+        if (auto* f = std::get_if<CmsFault>(&result); f && f->code == "malformed")
+            f->message = cms.id + " answered HTTP " + std::to_string(reply.status) +
+                         " with no SOAP reply (" + f->message + ")";
+        return result;
+    }
+
+    void schedule_probe(Clock::duration after) {
+        probe_timer.expires_after(after);
+        probe_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+            if (ec || self->stopping.load()) return;
+            self->probe();
+        });
+    }
+
+    void probe() {
+        CmsRequest r;
+        r.op = CmsOp::get_system_info;
+        auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::min(cms.request_timeout, cms.probe_timeout));
+        send(
+            std::move(r),
+            [self = shared_from_this()](CmsResult result) {
+                self->probed(result);
+                self->schedule_probe(self->cms.probe_interval);
+            },
+            timeout, false);
+    }
+
+    void probed(const CmsResult& result) {
+        auto now = Clock::now();
+        std::optional<bool> became;
+        bool subscribe_now = false;
+        {
+            std::lock_guard lock(mutex);
+            status.last_probe = std::chrono::system_clock::now();
+            if (auto* reply = std::get_if<CmsReply>(&result)) {
+                status.name = reply->name;
+                status.version = reply->version;
+                status.state = reply->state;
+                status.last_error.clear();
+                last_answer = now;
+                if (status.available != true) became = true;
+                status.available = true;
+                subscribe_now = !status.subscribed;
+            } else {
+                auto& f = std::get<CmsFault>(result);
+                status.last_error = f.code + ": " + f.message;
+                auto silent_since = std::max(last_answer, probing_since);
+                if (now - silent_since >= cms.probe_timeout && status.available != false) {
+                    became = false;
+                    status.available = false;
+                    status.subscribed = false;
+                }
+            }
+        }
+        if (became) {
+            if (*became)
+                spdlog::info("cms {}: available", cms.id);
+            else
+                spdlog::warn("cms {}: unavailable ({})", cms.id, status_error());
+            if (changed) changed(cms.id, *became);
+        }
+        if (subscribe_now) subscribe();
+    }
+
+    std::string status_error() const {
+        std::lock_guard lock(mutex);
+        return status.last_error;
+    }
+
+    void subscribe() {
+        CmsRequest r;
+        r.op = CmsOp::subscribe;
+        r.app_id = app_id;
+        r.app_url = app_url;
+        r.channels = {"phone", "chat", "email"};
+        send(
+            std::move(r),
+            [self = shared_from_this()](CmsResult result) {
+                std::lock_guard lock(self->mutex);
+                if (auto* reply = std::get_if<CmsReply>(&result)) {
+                    self->status.subscribed = true;
+                    spdlog::info("cms {}: subscribed ({}) for {}", self->cms.id,
+                                 reply->subscription_id, self->app_url);
+                } else {
+                    auto& f = std::get<CmsFault>(result);
+                    self->status.last_error = "subscribe: " + f.code + ": " + f.message;
+                    spdlog::warn(
+                        "cms {}: subscribe failed: {}: {}; tried again at the next "
+                        "probe",
+                        self->cms.id, f.code, f.message);
+                }
+            },
+            timeout(), true);
+    }
+};
+
+CmsLinks::CmsLinks(net::io_context& ioc) : ioc_(ioc) {}
+CmsLinks::~CmsLinks() = default;
+
+void CmsLinks::start(const config::Config& config, std::string app_id, std::string app_url,
+                     AvailabilityChanged changed) {
+    for (auto& c : config.cms) {
+        auto url = HttpUrl::parse(c.url);
+        auto link = std::make_shared<Link>(ioc_, c);
+        link->app_id = app_id;
+        link->app_url = app_url;
+        link->changed = changed;
+        if (!url) {
+            spdlog::error("cms {}: url {} is not an http:// URL; the system stays unavailable",
+                          c.id, c.url);
+            link->status.available = false;
+            link->status.last_error = "url is not an http:// URL";
+            links_[c.id] = link;
+            continue;
+        }
+        HttpClientOptions o;
+        o.url = *url;
+        o.user = c.user;
+        o.password = c.password;
+        o.max_connections = c.connections;
+        link->client = HttpClient::create(ioc_, o);
+        links_[c.id] = link;
+        link->schedule_probe(Clock::duration::zero());
+    }
+}
+
+void CmsLinks::stop() {
+    for (auto& [id, link] : links_) {
+        link->stopping.store(true);
+        link->probe_timer.cancel();
+        if (link->client) link->client->close();
+    }
+}
+
+bool CmsLinks::known(const std::string& system) const {
+    return links_.count(system) > 0;
+}
+
+void CmsLinks::request(const std::string& system, CmsRequest r, Done done) {
+    auto it = links_.find(system);
+    if (it == links_.end())
+        return done(
+            CmsFault{"unknownSystem", "no CMS system " + system + " is configured", {}, true});
+    auto& link = it->second;
+    if (!link->client)
+        return done(CmsFault{"unavailable", system + " has no usable url", {}, false});
+    link->send(std::move(r), std::move(done), link->timeout(), true);
+}
+
+std::vector<SystemStatus> CmsLinks::status() const {
+    std::vector<SystemStatus> out;
+    for (auto& [id, link] : links_) {
+        std::lock_guard lock(link->mutex);
+        out.push_back(link->status);
+    }
+    return out;
+}
+
+}  // namespace cb::daemon

@@ -1,0 +1,72 @@
+// The broker as a SOAP client of every configured CMS (PROTOCOL.md section 2): one pooled HTTP
+// client per system, requests with the context header (a fresh messageId and the userId), a
+// timeout per request, automatic retry only for getSystemInfo, getItems and subscribe; and each
+// system's availability: probed with getSystemInfo every probeInterval, unavailable after
+// probeTimeout without an answer, subscribed again whenever it comes back.
+//
+// Ownership: a system's link state is guarded by its own mutex; completions run on the HTTP
+// client's strand. Nothing here touches the registry: availability changes are reported through
+// the callback given to start().
+#pragma once
+
+#include "config/config.hpp"
+#include "protocol/cms_codec.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace cb::daemon {
+
+struct SystemStatus {
+    std::string id;
+    std::string url;
+    std::optional<bool> available;  ///< nullopt until the first probe has an answer or times out
+    bool subscribed = false;
+    std::string name;     ///< from getSystemInfo
+    std::string version;  ///< from getSystemInfo
+    std::string state;    ///< up | degraded | maintenance
+    std::optional<std::chrono::system_clock::time_point> last_probe;
+    std::string last_error;
+    std::uint64_t requests = 0;
+    std::uint64_t failures = 0;
+};
+
+using CmsResult = std::variant<protocol::CmsReply, protocol::CmsFault>;
+
+class CmsLinks {
+  public:
+    using Done = std::function<void(CmsResult)>;
+    using AvailabilityChanged = std::function<void(const std::string& system, bool available)>;
+
+    explicit CmsLinks(boost::asio::io_context& ioc);
+    ~CmsLinks();
+
+    /// Creates a link per configured CMS and starts probing. `app_id` and `app_url` are what
+    /// subscribe tells each CMS.
+    void start(const config::Config& config, std::string app_id, std::string app_url,
+               AvailabilityChanged changed);
+    /// Stops probing, unsubscribes (best effort) and closes the connections.
+    void stop();
+
+    bool known(const std::string& system) const;
+    /// Sends a request; `done` runs exactly once, with the reply or a fault (a CMS fault, or
+    /// code "timeout" / "unavailable" / "malformed" / "unauthorized" / "unknownSystem").
+    void request(const std::string& system, protocol::CmsRequest request, Done done);
+    std::vector<SystemStatus> status() const;
+
+    struct Link;
+
+  private:
+    boost::asio::io_context& ioc_;
+    std::map<std::string, std::shared_ptr<Link>> links_;
+};
+
+}  // namespace cb::daemon

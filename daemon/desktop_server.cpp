@@ -1,0 +1,305 @@
+#include "daemon/desktop_server.hpp"
+
+#include "protocol/desktop_codec.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <mutex>
+#include <variant>
+
+namespace cb::daemon {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = net::ip::tcp;
+
+struct DesktopServer::Shared {
+    std::shared_ptr<DesktopService> service;
+    std::function<DesktopLimits()> limits;
+    std::atomic<std::size_t> connections{0};
+    std::mutex mutex;
+    std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
+};
+
+struct DesktopSession::Impl {
+    struct Frame {
+        std::string text;       // a ready frame, or
+        std::uint64_t seq = 0;  // an event, written as event_frame(seq, …)
+        channels::EventPtr event;
+        bool bye = false;
+    };
+
+    Impl(tcp::socket socket, std::shared_ptr<DesktopServer::Shared> shared)
+        : ws(std::move(socket)), timer(ws.get_executor()), shared(std::move(shared)) {}
+
+    websocket::stream<beast::tcp_stream> ws;
+    net::steady_timer timer;
+    std::shared_ptr<DesktopServer::Shared> shared;
+    beast::flat_buffer buffer;
+    http::request<http::string_body> upgrade;
+    std::optional<http::request_parser<http::string_body>> parser;
+    std::deque<Frame> queue;
+    std::string writing_text;
+    bool writing = false;
+    bool open = false;      // the WebSocket handshake is done
+    bool finished = false;  // on_closed has been called
+    DesktopSession* self = nullptr;
+
+    std::shared_ptr<DesktopSession> owner() { return self->shared_from_this(); }
+
+    void start() {
+        beast::get_lowest_layer(ws).expires_after(shared->limits().handshake_timeout);
+        parser.emplace();
+        parser->header_limit(8192);
+        parser->body_limit(0);
+        http::async_read(
+            beast::get_lowest_layer(ws), buffer, *parser,
+            [o = owner()](beast::error_code ec, std::size_t) { o->impl_->on_upgrade_read(ec); });
+    }
+
+    void refuse(http::status status, std::string why) {
+        auto res = std::make_shared<http::response<http::string_body>>(status, 11);
+        res->set(http::field::content_type, "text/plain; charset=utf-8");
+        res->body() = why + "\n";
+        res->keep_alive(false);
+        res->prepare_payload();
+        http::async_write(beast::get_lowest_layer(ws), *res,
+                          [o = owner(), res](beast::error_code, std::size_t) {
+                              beast::error_code ec;
+                              beast::get_lowest_layer(o->impl_->ws)
+                                  .socket()
+                                  .shutdown(tcp::socket::shutdown_both, ec);
+                              o->impl_->finish();
+                          });
+    }
+
+    void on_upgrade_read(beast::error_code ec) {
+        if (ec) return finish();
+        upgrade = parser->release();
+        if (upgrade.target() != "/desktop")
+            return refuse(http::status::not_found, "the desktop protocol is at /desktop");
+        if (!websocket::is_upgrade(upgrade))
+            return refuse(http::status::upgrade_required,
+                          "/desktop speaks WebSocket: send an Upgrade request");
+        auto limits = shared->limits();
+        beast::get_lowest_layer(ws).expires_never();
+        auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+        timeouts.handshake_timeout = limits.handshake_timeout;
+        ws.set_option(timeouts);
+        ws.read_message_max(limits.max_frame_bytes);
+        ws.auto_fragment(false);
+        ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+            res.set(http::field::server, "commbrokerd/" COMMBROKER_VERSION);
+        }));
+        ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
+            if (kind == websocket::frame_type::ping) shared->service->on_ping(owner());
+        });
+        ws.async_accept(upgrade, [o = owner()](beast::error_code ec) {
+            if (ec) return o->impl_->finish();
+            o->impl_->open = true;
+            o->impl_->read();
+        });
+    }
+
+    void read() {
+        buffer.clear();
+        ws.async_read(buffer, [o = owner()](beast::error_code ec, std::size_t) {
+            auto& m = *o->impl_;
+            if (ec) {
+                if (ec == websocket::error::message_too_big)
+                    spdlog::info("desktop {} {}: frame over maxFrameBytes, closed (1009)",
+                                 o->peer(), o->agent());
+                return m.finish();
+            }
+            if (!m.ws.got_text()) {
+                m.shared->service->on_binary(o);
+            } else {
+                m.shared->service->on_text(o, beast::buffers_to_string(m.buffer.data()));
+            }
+            if (!o->closing()) m.read();
+        });
+    }
+
+    void push(Frame f) {
+        queue.push_back(std::move(f));
+        if (!writing && open) write_next();
+    }
+
+    void write_next() {
+        if (queue.empty()) {
+            writing = false;
+            if (self->hub_waiting.load()) shared->service->on_drained(owner());
+            return;
+        }
+        writing = true;
+        auto& f = queue.front();
+        if (f.event)
+            writing_text = protocol::event_frame(f.seq, f.event->name, f.event->data);
+        else
+            writing_text = std::move(f.text);
+        ws.text(true);
+        ws.async_write(net::buffer(writing_text), [o = owner()](beast::error_code ec, std::size_t) {
+            auto& m = *o->impl_;
+            auto f = std::move(m.queue.front());
+            m.queue.pop_front();
+            o->unwritten_.fetch_sub(1);
+            if (ec) return m.finish();
+            if (f.event && f.event->received != channels::SteadyTime{})
+                m.shared->service->on_event_written(f.event->received);
+            if (f.bye) return m.close_now();
+            m.write_next();
+        });
+    }
+
+    void close_now() {
+        timer.cancel();
+        ws.async_close(websocket::close_code::normal,
+                       [o = owner()](beast::error_code) { o->impl_->finish(); });
+    }
+
+    void finish() {
+        if (finished) return;
+        finished = true;
+        timer.cancel();
+        beast::error_code ec;
+        beast::get_lowest_layer(ws).socket().close(ec);
+        self->closing_.store(true);
+        shared->connections.fetch_sub(1);
+        shared->service->on_closed(owner());
+    }
+};
+
+DesktopSession::DesktopSession(std::unique_ptr<Impl> impl, std::string peer)
+    : impl_(std::move(impl)), peer_(std::move(peer)) {
+    impl_->self = this;
+}
+
+void DesktopSession::start() {
+    net::post(impl_->ws.get_executor(), [o = shared_from_this()] { o->impl_->start(); });
+}
+DesktopSession::~DesktopSession() = default;
+
+void DesktopSession::send_event(std::uint64_t seq, channels::EventPtr event) {
+    unwritten_.fetch_add(1);
+    net::post(impl_->ws.get_executor(), [o = shared_from_this(), seq, e = std::move(event)] {
+        auto& m = *o->impl_;
+        if (m.finished) return (void)o->unwritten_.fetch_sub(1);
+        Impl::Frame f;
+        f.seq = seq;
+        f.event = e;
+        m.push(std::move(f));
+    });
+}
+
+void DesktopSession::send_frame(std::string frame) {
+    unwritten_.fetch_add(1);
+    net::post(impl_->ws.get_executor(), [o = shared_from_this(), frame = std::move(frame)] {
+        auto& m = *o->impl_;
+        if (m.finished || o->closing_.load()) return (void)o->unwritten_.fetch_sub(1);
+        Impl::Frame f;
+        f.text = frame;
+        m.push(std::move(f));
+    });
+}
+
+void DesktopSession::close(channels::ByeReason reason) {
+    if (closing_.exchange(true)) return;
+    unwritten_.fetch_add(1);
+    net::post(impl_->ws.get_executor(), [o = shared_from_this(), reason] {
+        auto& m = *o->impl_;
+        if (m.finished) return (void)o->unwritten_.fetch_sub(1);
+        // A socket that cannot take the bye in time is closed without it.
+        m.timer.expires_after(m.shared->limits().close_timeout);
+        m.timer.async_wait([o](const boost::system::error_code& ec) {
+            if (!ec) o->impl_->finish();
+        });
+        Impl::Frame f;
+        f.text = protocol::bye_frame(channels::to_string(reason));
+        f.bye = true;
+        if (!m.open) {
+            o->unwritten_.fetch_sub(1);
+            return m.finish();
+        }
+        m.push(std::move(f));
+    });
+}
+
+DesktopServer::DesktopServer(net::io_context& ioc, std::shared_ptr<DesktopService> service,
+                             std::function<DesktopLimits()> limits)
+    : ioc_(ioc), shared_(std::make_shared<Shared>()) {
+    shared_->service = std::move(service);
+    shared_->limits = std::move(limits);
+}
+
+DesktopServer::~DesktopServer() {
+    stop();
+}
+
+namespace {
+
+void accept_next(net::io_context& ioc, std::shared_ptr<tcp::acceptor> acceptor,
+                 std::shared_ptr<DesktopServer::Shared> shared) {
+    acceptor->async_accept(net::make_strand(ioc), [&ioc, acceptor, shared](beast::error_code ec,
+                                                                           tcp::socket socket) {
+        if (ec) {
+            if (ec == net::error::operation_aborted) return;
+            spdlog::warn("desktop listener: accept failed: {}", ec.message());
+            return accept_next(ioc, acceptor, shared);
+        }
+        if (shared->connections.load() >= shared->limits().max_connections) {
+            beast::error_code ignored;
+            socket.close(ignored);
+        } else {
+            shared->connections.fetch_add(1);
+            beast::error_code pe;
+            auto ep = socket.remote_endpoint(pe);
+            auto impl = std::make_unique<DesktopSession::Impl>(std::move(socket), shared);
+            std::make_shared<DesktopSession>(
+                std::move(impl),
+                pe ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port()))
+                ->start();
+        }
+        accept_next(ioc, acceptor, shared);
+    });
+}
+
+}  // namespace
+
+tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port) {
+    auto acceptor = std::make_shared<tcp::acceptor>(ioc_);
+    tcp::endpoint ep(net::ip::make_address(address), port);
+    acceptor->open(ep.protocol());
+    acceptor->set_option(net::socket_base::reuse_address(true));
+    acceptor->bind(ep);
+    acceptor->listen(net::socket_base::max_listen_connections);
+    {
+        std::lock_guard lock(shared_->mutex);
+        shared_->acceptors.push_back(acceptor);
+    }
+    accept_next(ioc_, acceptor, shared_);
+    return acceptor->local_endpoint();
+}
+
+void DesktopServer::stop() {
+    std::lock_guard lock(shared_->mutex);
+    for (auto& a : shared_->acceptors) {
+        beast::error_code ec;
+        a->close(ec);
+    }
+    shared_->acceptors.clear();
+}
+
+std::size_t DesktopServer::connections() const {
+    return shared_->connections.load();
+}
+
+}  // namespace cb::daemon

@@ -1,0 +1,96 @@
+// The desktop listener: WebSocket on `/desktop` (PROTOCOL.md section 3), JSON text frames. This
+// file is the transport: accepting, the upgrade, reading frames and writing them in order with a
+// bounded, counted queue. What the frames mean is the DesktopService's business.
+//
+// Ownership: each DesktopSession runs on its own strand; it is the channels::DesktopLink of its
+// agent's session in the hub, so the core hands it frames (send_event, send_frame, close), which
+// it posts to its strand. Writes never wait for the core; reads are answered by the service.
+#pragma once
+
+#include "channels/desktop_hub.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace cb::daemon {
+
+class DesktopSession;
+
+struct DesktopLimits {
+    std::size_t max_frame_bytes = 65536;
+    unsigned max_connections = 20000;
+    std::chrono::milliseconds handshake_timeout{10000};
+    std::chrono::milliseconds close_timeout{2000};  ///< a closing socket that cannot write
+};
+
+/// What the desktop protocol does with a connection. Called on the session's strand.
+class DesktopService {
+  public:
+    virtual ~DesktopService() = default;
+    virtual void on_text(const std::shared_ptr<DesktopSession>& session, std::string text) = 0;
+    /// A binary frame: not part of the protocol.
+    virtual void on_binary(const std::shared_ptr<DesktopSession>& session) = 0;
+    /// A WebSocket ping counts as contact.
+    virtual void on_ping(const std::shared_ptr<DesktopSession>& session) = 0;
+    virtual void on_closed(const std::shared_ptr<DesktopSession>& session) = 0;
+    /// The session wrote everything it had while the hub was holding events back.
+    virtual void on_drained(const std::shared_ptr<DesktopSession>& session) = 0;
+    /// An event frame was written: `received` is when its SOAP request arrived.
+    virtual void on_event_written(channels::SteadyTime received) = 0;
+};
+
+class DesktopSession : public channels::DesktopLink,
+                       public std::enable_shared_from_this<DesktopSession> {
+  public:
+    ~DesktopSession() override;
+
+    void send_event(std::uint64_t seq, channels::EventPtr event) override;
+    void send_frame(std::string frame) override;
+    void close(channels::ByeReason reason) override;
+    std::size_t unwritten() const override { return unwritten_.load(); }
+
+    /// Set once hello succeeded (session strand only).
+    const std::string& agent() const { return agent_; }
+    void set_agent(std::string agent) { agent_ = std::move(agent); }
+    const std::string& peer() const { return peer_; }
+    bool closing() const { return closing_.load(); }
+
+    struct Impl;
+    DesktopSession(std::unique_ptr<Impl> impl, std::string peer);
+    /// Reads the upgrade request and accepts the WebSocket (on the session's strand).
+    void start();
+
+  private:
+    std::unique_ptr<Impl> impl_;
+    std::string agent_;
+    std::string peer_;
+    std::atomic<std::size_t> unwritten_{0};
+    std::atomic<bool> closing_{false};
+    friend struct Impl;
+};
+
+class DesktopServer {
+  public:
+    DesktopServer(boost::asio::io_context& ioc, std::shared_ptr<DesktopService> service,
+                  std::function<DesktopLimits()> limits);
+    ~DesktopServer();
+
+    boost::asio::ip::tcp::endpoint listen(const std::string& address, std::uint16_t port);
+    /// Stops accepting.
+    void stop();
+    std::size_t connections() const;
+
+    struct Shared;
+
+  private:
+    boost::asio::io_context& ioc_;
+    std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace cb::daemon

@@ -1,0 +1,278 @@
+#include "daemon/desktop_service.hpp"
+
+#include "channels/item_json.hpp"
+#include "daemon/broker.hpp"
+
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace cb::daemon {
+namespace ch = cb::channels;
+namespace proto = cb::protocol;
+namespace json = boost::json;
+using protocol::CmsFault;
+using protocol::CmsOp;
+using protocol::CmsReply;
+using protocol::CmsRequest;
+using protocol::DesktopMessage;
+using protocol::DesktopType;
+
+namespace {
+
+std::string now_iso() {
+    auto t = std::chrono::system_clock::now();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    std::time_t secs = ms / 1000;
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms % 1000));
+    return buf;
+}
+
+const config::Agent* find_agent(const config::Config& c, const std::string& id) {
+    for (auto& a : c.agents)
+        if (a.id == id) return &a;
+    return nullptr;
+}
+
+const config::HeartbeatProfile& profile_of(const config::Config& c, const config::Agent& a) {
+    for (auto& p : c.heartbeat_profiles)
+        if (p.id == a.heartbeat_profile) return p;
+    static const config::HeartbeatProfile fallback;
+    return fallback;
+}
+
+/// The result frame of a finished CMS request.
+std::string result_of(const std::string& id, const CmsResult& r) {
+    if (auto* f = std::get_if<CmsFault>(&r))
+        return proto::result_error_frame(id, f->code, f->message);
+    auto& reply = std::get<CmsReply>(r);
+    if (!reply.call_id.empty()) {
+        json::object o{{"type", "result"},
+                       {"id", json::parse(id.empty() ? "null" : id)},
+                       {"ok", true},
+                       {"data", {{"callId", reply.call_id}}}};
+        return json::serialize(o);
+    }
+    return proto::result_ok_frame(id);
+}
+
+}  // namespace
+
+void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, std::string text) {
+    auto parsed = proto::parse_desktop_message(text);
+    bool authed = !session->agent().empty();
+    if (auto* e = std::get_if<proto::DesktopError>(&parsed)) {
+        if (!authed) {
+            bool was_hello = text.find("\"hello\"") != std::string::npos && !e->fatal;
+            spdlog::info("desktop {}: {} before hello: {}", session->peer(),
+                         was_hello ? "a bad hello" : "a message", e->message);
+            return session->close(was_hello ? ch::ByeReason::auth_failed
+                                            : ch::ByeReason::auth_required);
+        }
+        if (e->fatal) {
+            spdlog::info("desktop {} {}: {}", session->peer(), session->agent(), e->message);
+            return session->close(ch::ByeReason::protocol_error);
+        }
+        return session->send_frame(proto::result_error_frame(e->id, e->code, e->message));
+    }
+    auto& m = std::get<DesktopMessage>(parsed);
+    if (!authed) {
+        if (m.type != DesktopType::hello) return session->close(ch::ByeReason::auth_required);
+        return hello(session, std::move(m));
+    }
+    request(session, std::move(m));
+}
+
+void DesktopProtocol::on_binary(const std::shared_ptr<DesktopSession>& session) {
+    spdlog::info("desktop {} {}: a binary frame", session->peer(), session->agent());
+    session->close(session->agent().empty() ? ch::ByeReason::auth_required
+                                            : ch::ByeReason::protocol_error);
+}
+
+void DesktopProtocol::on_ping(const std::shared_ptr<DesktopSession>&) {
+    // Contact is what the heartbeat monitor will read; a ping needs no answer beyond Beast's pong.
+}
+
+void DesktopProtocol::on_closed(const std::shared_ptr<DesktopSession>& session) {
+    if (session->agent().empty()) return;
+    broker_.on_core_state([session](Broker::CoreState& core) {
+        core.hub.detach(session->agent(), session.get(), std::chrono::steady_clock::now());
+    });
+}
+
+void DesktopProtocol::on_drained(const std::shared_ptr<DesktopSession>& session) {
+    broker_.on_core_state([session](Broker::CoreState& core) {
+        core.hub.pump(session->agent(), std::chrono::steady_clock::now());
+    });
+}
+
+void DesktopProtocol::on_event_written(channels::SteadyTime received) {
+    broker_.desktop_latency().observe(std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - received));
+}
+
+void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, DesktopMessage m) {
+    auto config = broker_.config();
+    auto* agent = find_agent(*config, m.agent);
+    // The hash check runs on this session's thread (PBKDF2 is slow on purpose; the cache makes
+    // a reconnect cheap); an unknown agent is refused the same way as a wrong password.
+    if (!agent || !broker_.credentials().verify(m.agent, m.password, agent->password_hash)) {
+        spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
+        return session->close(ch::ByeReason::auth_failed);
+    }
+    session->set_agent(m.agent);
+    std::optional<ch::ResumeRequest> resume;
+    if (m.resume_session) resume = ch::ResumeRequest{*m.resume_session, m.resume_last_seq};
+    auto interval =
+        std::chrono::duration_cast<std::chrono::seconds>(profile_of(*config, *agent).interval)
+            .count();
+    broker_.on_core_state([session, resume, interval, default_system = agent->cms,
+                           agent_id = m.agent](Broker::CoreState& core) {
+        auto a = core.hub.attach(agent_id, resume, session, default_system);
+        if (a.replaced) {
+            spdlog::info("desktop {}: a new hello replaces the connection of {}", session->peer(),
+                         agent_id);
+            a.replaced->close(ch::ByeReason::replaced);
+        }
+        session->send_frame(
+            proto::welcome_frame(a.token, a.seq, a.resumed,
+                                 static_cast<std::uint64_t>(std::max<long long>(1, interval))));
+        for (auto& [seq, e] : a.replay)
+            session->send_event(seq, e);
+        if (a.snapshot) {
+            std::string agent_json;
+            for (auto& s : core.registry.agents())
+                if (s.user_id == agent_id && (a.system.empty() || s.system == a.system))
+                    agent_json = json::serialize(ch::to_json(s));
+            ch::ItemFilter filter;
+            filter.agent = agent_id;
+            json::array items;
+            for (auto& i : core.registry.items(filter))
+                items.push_back(ch::to_json(i));
+            session->send_frame(
+                proto::snapshot_frame(a.seq, agent_json, json::serialize(items), a.resync));
+        }
+        spdlog::info("desktop {}: {} {} (session seq {}{})", session->peer(), agent_id,
+                     a.resumed ? "resumed" : "logged in", a.seq, a.resync ? ", resync" : "");
+        core.hub.pump(agent_id, std::chrono::steady_clock::now());
+    });
+}
+
+void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, DesktopMessage m) {
+    auto config = broker_.config();
+    auto* agent = find_agent(*config, session->agent());
+    if (!agent) return session->close(ch::ByeReason::auth_failed);  // removed by a reload
+    auto id = m.id;
+    auto reply = [session, id](CmsResult r) { session->send_frame(result_of(id, r)); };
+    switch (m.type) {
+        case DesktopType::hello:
+            return session->send_frame(
+                proto::result_error_frame(id, "invalidMessage", "hello was said already"));
+        case DesktopType::heartbeat:
+            return session->send_frame(proto::heartbeat_frame(now_iso()));
+        case DesktopType::ack:
+            return broker_.on_core_state(
+                [agent = session->agent(), seq = m.seq](auto& core) { core.hub.ack(agent, seq); });
+        case DesktopType::monitor:
+            if (agent->role != config::Role::supervisor)
+                return session->send_frame(
+                    proto::result_error_frame(id, "forbidden", "only supervisors may monitor"));
+            if (m.scope != "all" && !broker_.cms().known(m.scope.substr(7)))
+                return session->send_frame(proto::result_error_frame(
+                    id, "unknownSystem", "no CMS system " + m.scope.substr(7)));
+            broker_.on_core_state([agent = session->agent(), scope = m.scope](auto& core) {
+                core.hub.monitor(agent, scope);
+            });
+            return session->send_frame(proto::result_ok_frame(id));
+        case DesktopType::command:
+            return item_command(session, std::move(m));
+        default:
+            break;
+    }
+    // Agent-level requests go to the system the agent is logged on at (logon names it).
+    broker_.on_core_state([this, session, m = std::move(m), reply,
+                           default_system = agent->cms](Broker::CoreState& core) mutable {
+        auto system = core.hub.system_of(session->agent());
+        if (m.type == DesktopType::logon) system = m.system.empty() ? default_system : m.system;
+        if (system.empty()) system = default_system;
+        CmsRequest r;
+        r.user_id = session->agent();
+        switch (m.type) {
+            case DesktopType::logon:
+                r.op = CmsOp::logon;
+                r.address = m.address;
+                r.channels = m.channels.empty() ? std::vector<std::string>{"phone", "chat", "email"}
+                                                : m.channels;
+                break;
+            case DesktopType::logoff:
+                r.op = CmsOp::logoff;
+                r.reason = m.reason.empty() ? "desktop" : m.reason;
+                break;
+            case DesktopType::set_state:
+                r.op = CmsOp::set_work_mode;
+                r.state = m.state;
+                r.reason_code = m.reason_code;
+                break;
+            case DesktopType::make_call:
+                r.op = CmsOp::make_call;
+                r.to = m.to;
+                r.attached_data = m.attached_data;
+                break;
+            default:
+                return;
+        }
+        auto op = r.op;
+        auto agent = session->agent();
+        broker_.cms().request(
+            system, std::move(r), [this, reply, op, agent, system](CmsResult result) {
+                bool ok = std::holds_alternative<CmsReply>(result);
+                if (ok && (op == CmsOp::logon || op == CmsOp::logoff))
+                    broker_.on_core_state([agent, system, op](Broker::CoreState& core) {
+                        core.hub.set_system(agent, op == CmsOp::logon ? system : std::string());
+                    });
+                reply(std::move(result));
+            });
+    });
+}
+
+void DesktopProtocol::item_command(const std::shared_ptr<DesktopSession>& session,
+                                   DesktopMessage m) {
+    auto config = broker_.config();
+    auto* agent = find_agent(*config, session->agent());
+    broker_.on_core_state([this, session, m = std::move(m),
+                           default_system = agent ? agent->cms : std::string()](
+                              Broker::CoreState& core) mutable {
+        auto fail = [&](std::string_view code, std::string message) {
+            session->send_frame(proto::result_error_frame(m.id, code, message));
+        };
+        auto system = !m.system.empty() ? m.system : core.hub.system_of(session->agent());
+        if (system.empty()) system = default_system;
+        const ch::Item* item = core.registry.find(system, m.item);
+        if (!item) return fail("notFound", "no live item " + m.item + " at " + system);
+        if (!item->agent_id || *item->agent_id != session->agent())
+            return fail("forbidden", m.item + " is not yours");
+        auto op_name = proto::cms_operation(m.op, item->channel);
+        if (!op_name)
+            return fail("invalidField", "\"" + m.op + "\" does not apply to a " +
+                                            std::string(ch::to_string(item->channel)) + " item");
+        CmsRequest r;
+        r.op = *proto::cms_op_from_name(*op_name);
+        r.user_id = session->agent();
+        r.item_id = m.item;
+        r.to = m.to;
+        r.mode = m.mode;
+        r.text = m.text;
+        r.reason = m.reason.empty() ? "rejected" : m.reason;
+        r.attached_data = m.attached_data;
+        broker_.cms().request(system, std::move(r), [session, id = m.id](CmsResult result) {
+            session->send_frame(result_of(id, result));
+        });
+    });
+}
+
+}  // namespace cb::daemon
