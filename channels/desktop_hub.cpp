@@ -279,7 +279,7 @@ void DesktopHub::deliver(Session& s, const EventPtr& e, SteadyTime now) {
             ++counters_.overloads;
             boost::json::object o{{"type", "overload"},
                                   {"queued", s.pending.size() + s.link->unwritten()}};
-            s.link->send_frame(boost::json::serialize(o));
+            s.link->send_urgent(boost::json::serialize(o));
         }
         if (s.pending.size() > 2 * limits_.queue) {
             // Far behind: end it now rather than hold more for it.

@@ -80,6 +80,8 @@ class DesktopLink {
     virtual void send_event(std::uint64_t seq, EventPtr event) = 0;
     /// Queues a frame made elsewhere (welcome, snapshot, result, heartbeat, overload).
     virtual void send_frame(std::string frame) = 0;
+    /// Puts a frame ahead of everything queued but not yet being written (overload).
+    virtual void send_urgent(std::string frame) = 0;
     /// Queues `bye` with the reason and closes the socket after it (or at once if it is stuck).
     virtual void close(ByeReason reason) = 0;
     /// Frames queued and not yet written. Any thread.

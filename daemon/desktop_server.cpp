@@ -36,6 +36,7 @@ struct DesktopSession::Impl {
         std::uint64_t seq = 0;  // an event, written as event_frame(seq, …)
         channels::EventPtr event;
         bool bye = false;
+        bool urgent = false;  // kept when a close drops what is queued
     };
 
     Impl(tcp::socket socket, std::shared_ptr<DesktopServer::Shared> shared)
@@ -52,6 +53,7 @@ struct DesktopSession::Impl {
     bool writing = false;
     bool open = false;      // the WebSocket handshake is done
     bool finished = false;  // on_closed has been called
+    bool bye_queued = false;
     DesktopSession* self = nullptr;
 
     std::shared_ptr<DesktopSession> owner() { return self->shared_from_this(); }
@@ -204,10 +206,24 @@ void DesktopSession::send_frame(std::string frame) {
     unwritten_.fetch_add(1);
     net::post(impl_->ws.get_executor(), [o = shared_from_this(), frame = std::move(frame)] {
         auto& m = *o->impl_;
-        if (m.finished || o->closing_.load()) return (void)o->unwritten_.fetch_sub(1);
+        if (m.finished || m.bye_queued) return (void)o->unwritten_.fetch_sub(1);
         Impl::Frame f;
         f.text = frame;
         m.push(std::move(f));
+    });
+}
+
+void DesktopSession::send_urgent(std::string frame) {
+    unwritten_.fetch_add(1);
+    net::post(impl_->ws.get_executor(), [o = shared_from_this(), frame = std::move(frame)] {
+        auto& m = *o->impl_;
+        if (m.finished || m.bye_queued) return (void)o->unwritten_.fetch_sub(1);
+        Impl::Frame f;
+        f.text = frame;
+        f.urgent = true;
+        auto at = m.queue.begin() + (m.writing ? 1 : 0);
+        m.queue.insert(at, std::move(f));
+        if (!m.writing && m.open) m.write_next();
     });
 }
 
@@ -229,6 +245,17 @@ void DesktopSession::close(channels::ByeReason reason) {
             o->unwritten_.fetch_sub(1);
             return m.finish();
         }
+        // Nothing queued behind the frame being written goes out any more but urgent frames
+        // (overload): the bye is next.
+        std::deque<Impl::Frame> kept;
+        for (std::size_t i = 0; i < m.queue.size(); ++i) {
+            if ((i == 0 && m.writing) || m.queue[i].urgent)
+                kept.push_back(std::move(m.queue[i]));
+            else
+                o->unwritten_.fetch_sub(1);
+        }
+        m.queue.swap(kept);
+        m.bye_queued = true;
         m.push(std::move(f));
     });
 }

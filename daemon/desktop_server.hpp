@@ -26,7 +26,7 @@ struct DesktopLimits {
     std::size_t max_frame_bytes = 65536;
     unsigned max_connections = 20000;
     std::chrono::milliseconds handshake_timeout{10000};
-    std::chrono::milliseconds close_timeout{2000};  ///< a closing socket that cannot write
+    std::chrono::milliseconds close_timeout{5000};  ///< a closing socket that cannot write
 };
 
 /// What the desktop protocol does with a connection. Called on the session's strand.
@@ -52,6 +52,7 @@ class DesktopSession : public channels::DesktopLink,
 
     void send_event(std::uint64_t seq, channels::EventPtr event) override;
     void send_frame(std::string frame) override;
+    void send_urgent(std::string frame) override;
     void close(channels::ByeReason reason) override;
     std::size_t unwritten() const override { return unwritten_.load(); }
 

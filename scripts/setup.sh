@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-all-dev libboost-json1.81-dev libpugixml-dev gsoap libgsoap-dev libspdlog-dev libfmt-dev doctest-dev
   libsqlite3-dev sqlite3 libssl-dev libsystemd-dev
-  curl python3 python3-pytest wrk
+  curl python3 python3-pytest python3-websocket wrk
 )
 
 missing=()

@@ -1,5 +1,6 @@
 """Agent desktops over WebSocket against the real commbrokerd and commbroker-cmss."""
 import json
+import time
 
 from harness import Desktop, wait_for
 
@@ -27,3 +28,228 @@ def test_a_call_is_offered_answered_held_retrieved_and_hung_up(loop):
     seqs = [f["seq"] for f in d.events()]
     assert seqs == list(range(1, len(seqs) + 1)), seqs
     assert loop.items("?agent=alice") == []
+
+
+def test_a_chat_with_postings_and_an_email_go_through_their_states(loop):
+    d = logged_on(loop)
+    chat = loop.sim.offer("chat", "alice")
+    d.expect_event("chatChanged", id=chat, state="offered")
+    assert d.request({"type": "command", "item": chat, "op": "accept"})["ok"]
+    d.expect_event("chatChanged", id=chat, state="active")
+    assert d.request({"type": "command", "item": chat, "op": "post", "args": {"text": "Guten Tag, €"}})["ok"]
+    posting = d.expect_event("chatNewPosting", chatSessionId=chat)
+    assert posting["data"]["contentText"] == "Guten Tag, €"
+    assert loop.sim.control("post", {"chat": chat, "text": "Hallo"})[0] == 200
+    d.expect_event("chatNewPosting", chatSessionId=chat, contentText="Hallo")
+    # The chat's snapshot carries its postings.
+    items = loop.items("?agent=alice")
+    assert [p["contentText"] for p in items[0]["postings"]] == ["Guten Tag, €", "Hallo"]
+    assert d.request({"type": "command", "item": chat, "op": "end"})["ok"]
+    d.expect_event("chatChanged", id=chat, state="ended")
+
+    mail = loop.sim.offer("email", "alice")
+    d.expect_event("messageChanged", id=mail, state="offered")
+    assert d.request({"type": "command", "item": mail, "op": "accept"})["ok"]
+    d.expect_event("messageChanged", id=mail, state="active")
+    assert d.request({"type": "command", "item": mail, "op": "close"})["ok"]
+    d.expect_event("messageChanged", id=mail, state="closed")
+    r = d.request({"type": "command", "item": mail, "op": "close"})
+    assert not r["ok"] and r["error"]["code"] == "notFound"
+
+
+def test_a_command_that_does_not_fit_the_channel_is_refused_before_the_cms(loop):
+    d = logged_on(loop)
+    chat = loop.sim.offer("chat", "alice")
+    d.expect_event("chatChanged", id=chat, state="offered")
+    r = d.request({"type": "command", "item": chat, "op": "hold"})
+    assert not r["ok"] and r["error"]["code"] == "invalidField"
+    assert "holdCall" not in loop.sim.state()["requests"]
+
+
+def test_a_reconnect_with_the_resume_token_gets_exactly_the_missed_events_in_order(loop):
+    d = logged_on(loop)
+    welcome = d.frames[0]
+    call = loop.sim.offer("phone", "alice")
+    d.expect_event("phoneCallChanged", id=call, state="alerting")
+    last = d.events()[-1]["seq"]
+    d.close()
+    # While the desktop is away: three changes.
+    other = loop.sim.offer("phone", "alice")
+    loop.sim.control("end", {"item": call})
+    loop.sim.control("end", {"item": other})
+    wait_for(lambda: loop.items("?agent=alice") == [], what="both calls ended")
+    d2 = Desktop(loop, "alice", resume={"session": welcome["session"], "lastSeq": last})
+    w = d2.expect_type("welcome")
+    assert w["resumed"] is True and w["session"] == welcome["session"]
+    missed = [d2.expect_type("event") for _ in range(3)]
+    assert [f["seq"] for f in missed] == [last + 1, last + 2, last + 3]
+    assert [(f["data"]["id"], f["data"]["state"]) for f in missed] == [
+        (other, "alerting"), (call, "disconnected"), (other, "disconnected")]
+    assert w["seq"] == last  # the last seq sent; what waited while away follows it
+    # Nothing else: no snapshot after a resume that lost nothing.
+    d2.send({"type": "heartbeat"})
+    d2.expect_type("heartbeat")
+    assert not [f for f in d2.frames if f["type"] == "snapshot"]
+
+
+def test_a_resume_too_late_gets_a_resync_snapshot(make_sim, make_broker):
+    from conftest import AGENTS
+    sim = make_sim("CMS-A")
+    sim_b = make_sim("CMS-B")
+    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
+                         agents=AGENTS, desktop=True, probe="200ms",
+                         limits='replayEvents="2" desktopQueue="3"').start()
+    wait_for(lambda: sim.state()["subscribed"], what="subscribed")
+    broker.sim = sim
+    d = logged_on(broker)
+    welcome = d.frames[0]
+    last = d.events()[-1]["seq"]
+    d.close()
+    calls = [sim.offer("phone", "alice") for _ in range(5)]
+    wait_for(lambda: len(broker.items("?agent=alice")) == 5, what="five calls")
+    d2 = Desktop(broker, "alice", resume={"session": welcome["session"], "lastSeq": last})
+    d2.expect_type("welcome")
+    snap = d2.expect_type("snapshot")
+    assert snap["resync"] is True
+    assert sorted(i["id"] for i in snap["items"]) == sorted(calls)
+
+
+def test_a_page_reload_does_not_log_the_agent_off_but_a_lost_desktop_is_after_grace(make_sim, make_broker):
+    from conftest import AGENTS
+    sim = make_sim("CMS-A")
+    sim_b = make_sim("CMS-B")
+    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
+                         agents=AGENTS, desktop=True, probe="200ms", grace="2s").start()
+    wait_for(lambda: sim.state()["subscribed"], what="subscribed")
+    broker.sim = sim
+    d = logged_on(broker)
+    welcome = d.frames[0]
+    d.close()
+    d2 = Desktop(broker, "alice", resume={"session": welcome["session"], "lastSeq": d.events()[-1]["seq"]})
+    assert d2.expect_type("welcome")["resumed"] is True
+    agent_state = lambda: {a["id"]: a["state"] for a in sim.state()["agents"]}["alice"]
+    assert agent_state() == "ready"
+    assert "logoff" not in sim.state()["requests"]
+    d2.close()
+    wait_for(lambda: agent_state() == "loggedOff", timeout=10, what="logoff after the grace")
+
+
+def test_a_second_hello_replaces_the_first(loop):
+    d1 = logged_on(loop)
+    d2 = Desktop(loop, "alice")
+    d2.expect_type("welcome")
+    assert d1.expect_type("bye")["reason"] == "replaced"
+    assert d1.wait_closed()
+    call = loop.sim.offer("phone", "alice")
+    d2.expect_event("phoneCallChanged", id=call, state="alerting")
+
+
+def test_commanding_another_agents_item_is_forbidden(loop):
+    alice = logged_on(loop, "alice")
+    bob = logged_on(loop, "bob")
+    call = loop.sim.offer("phone", "alice")
+    alice.expect_event("phoneCallChanged", id=call)
+    r = bob.request({"type": "command", "item": call, "op": "answer"})
+    assert not r["ok"] and r["error"]["code"] == "forbidden"
+    assert "answerCall" not in loop.sim.state()["requests"]
+    assert not [f for f in bob.events() if f["event"] == "phoneCallChanged"]
+
+
+def test_a_cms_fault_and_a_cms_timeout_reach_the_desktop_and_change_nothing(loop):
+    d = logged_on(loop)
+    call = loop.sim.offer("phone", "alice")
+    d.expect_event("phoneCallChanged", id=call, state="alerting")
+    loop.sim.control("fail", {"op": "answerCall", "code": "lineBusy"})
+    r = d.request({"type": "command", "item": call, "op": "answer"})
+    assert not r["ok"] and r["error"]["code"] == "lineBusy"
+    assert loop.items("?agent=alice")[0]["state"] == "alerting"
+    loop.sim.control("stall", {"on": True})
+    r = d.request({"type": "command", "item": call, "op": "answer"}, timeout=10)
+    assert not r["ok"] and r["error"]["code"] == "timeout", r
+    assert loop.items("?agent=alice")[0]["state"] == "alerting"
+    loop.sim.control("stall", {"on": False})
+
+
+def test_two_cms_systems_serve_different_agents_at_once(loop):
+    alice = logged_on(loop, "alice")
+    carol = Desktop(loop, "carol")
+    carol.expect_type("welcome")
+    assert carol.request({"type": "logon", "system": "CMS-B", "address": "+49302222"})["ok"]
+    carol.expect_event("userChanged", userId="carol", system="CMS-B")
+    a = loop.sim.offer("phone", "alice")
+    c = loop.sim_b.offer("phone", "carol")
+    alice.expect_event("phoneCallChanged", id=a, system="CMS-A")
+    carol.expect_event("phoneCallChanged", id=c, system="CMS-B")
+    assert carol.request({"type": "command", "item": c, "op": "answer"})["ok"]
+    carol.expect_event("phoneCallChanged", id=c, state="connected")
+    assert loop.sim_b.state()["requests"].get("answerCall") == 1
+    assert "answerCall" not in loop.sim.state()["requests"]
+    assert not [f for f in alice.events() if f["data"].get("system") == "CMS-B"]
+
+
+def test_a_supervisor_monitoring_a_system_sees_every_event_in_it(loop):
+    sue = Desktop(loop, "sue")
+    sue.expect_type("welcome")
+    assert sue.request({"type": "monitor", "scope": "system:CMS-A"})["ok"]
+    alice = logged_on(loop, "alice")
+    call = loop.sim.offer("phone", "alice")
+    sue.expect_event("phoneCallChanged", id=call, state="alerting")
+    bob = Desktop(loop, "bob")
+    bob.expect_type("welcome")
+    r = bob.request({"type": "monitor", "scope": "all"})
+    assert not r["ok"] and r["error"]["code"] == "forbidden"
+    alice.close()
+
+
+def test_a_desktop_that_stops_reading_is_cut_off_while_others_keep_pace(make_sim, make_broker):
+    from conftest import AGENTS
+    from harness import call_xml, envelope
+    sim = make_sim("CMS-A")
+    sim_b = make_sim("CMS-B")
+    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
+                         agents=AGENTS, desktop=True, probe="200ms",
+                         limits='maxBodyBytes="200000" desktopQueue="20" desktopSlowTimeout="1s"').start()
+    import socket
+    import websocket
+    slow = websocket.create_connection(f"ws://127.0.0.1:{broker.desktop_port}/desktop", timeout=10,
+                                       sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+    slow.send(json.dumps({"type": "hello", "agent": "bob", "password": "pw-bob"}))
+    fast = Desktop(broker, "alice")
+    fast.expect_type("welcome")
+    blob = "&lt;ItemAttachedData&gt;" + "x" * 60000 + "&lt;/ItemAttachedData&gt;"
+    # The slow desktop reads a frame now and then: far slower than its events come.
+    import threading
+    frames = []
+
+    def crawl():
+        slow.settimeout(30)
+        try:
+            while True:
+                op, data = slow.recv_data()
+                if op == 8:
+                    return
+                frames.append(json.loads(data))
+                if frames[-1].get("type") == "bye":
+                    return
+                time.sleep(0.2)
+        except Exception:
+            return
+
+    reader = threading.Thread(target=crawl)
+    reader.start()
+    v = 0
+    deadline = time.monotonic() + 60
+    while not (frames and frames[-1].get("type") == "bye") and reader.is_alive():
+        assert time.monotonic() < deadline, "no bye for the slow desktop"
+        v += 1
+        status, _, text = broker.soap(envelope(call_xml(id=f"b-{v % 7}", version=v, agent="bob", attached=blob)))
+        assert status == 200, text
+        if v % 20 == 0:
+            # The other desktop keeps its pace meanwhile.
+            status, _, _ = broker.soap(envelope(call_xml(id=f"a-{v}", agent="alice")))
+            assert status == 200
+            fast.expect_event("phoneCallChanged", id=f"a-{v}", timeout=2)
+    reader.join(30)
+    types = [f["type"] for f in frames]
+    assert "overload" in types, " ".join(types)
+    assert frames[-1] == {"type": "bye", "reason": "tooSlow"}, frames[-1]
