@@ -125,7 +125,7 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
                 m.channels = f.strings("channels");
                 for (auto& c : m.channels)
                     if (!channels::channel_from_string(c))
-                        throw Invalid{"channels", "not a channel: " + c};
+                        throw Invalid{"channels", "\"channels\": not a channel: " + c};
                 break;
             case DesktopType::logoff:
                 m.reason = f.text("reason", false, 256);
