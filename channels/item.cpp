@@ -1,5 +1,8 @@
 #include "channels/item.hpp"
 
+#include <cstdio>
+#include <ctime>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -190,6 +193,18 @@ std::optional<FieldError> validate(const AgentState& a) {
         if (!channel_from_string(c))
             return FieldError{"channels", "\"" + c + "\" is not phone, chat or email"};
     return std::nullopt;
+}
+
+std::string iso_utc(std::chrono::system_clock::time_point t) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    std::time_t secs = ms / 1000;
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms % 1000));
+    return buf;
 }
 
 }  // namespace cb::channels

@@ -3,6 +3,7 @@
 // knows XML, JSON, SOAP or sockets. Pure functions; any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -129,6 +130,9 @@ bool valid_item_id(std::string_view id);
 bool valid_e164(std::string_view number);
 /// xsd:dateTime: YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm).
 bool valid_date_time(std::string_view text);
+
+/// `t` as xsd:dateTime in UTC with milliseconds, e.g. 2026-11-22T10:00:00.123Z.
+std::string iso_utc(std::chrono::system_clock::time_point t);
 
 /// Checks the field rules of one snapshot (not its state move): the first rule broken, if any.
 std::optional<FieldError> validate(const Item& item);

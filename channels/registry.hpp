@@ -81,9 +81,9 @@ struct ReplayTrimmed {
     std::uint64_t up_to;  ///< replay entries with seq <= up_to are gone
     std::uint64_t seq;    ///< the session's last seq, kept when the buffer is empty
 };
-using Change = std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored,
-                            SessionStored, SessionEnded, DesktopEventStored, ReplayStored,
-                            ReplayTrimmed>;
+using Change =
+    std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored, SessionStored,
+                 SessionEnded, DesktopEventStored, ReplayStored, ReplayTrimmed>;
 
 struct ApplyResult {
     std::variant<Outcome, Rejection> result;

@@ -92,6 +92,38 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         std::to_string(m.unauthorized.load()) + "\n";
     out += m.ack_latency.render("commbroker_soap_ack_seconds",
                                 "From SOAP request read to durable response.");
+    out += b.desktop_latency().render(
+        "commbroker_desktop_event_latency_seconds",
+        "From the SOAP request that caused an event to its desktop frame written.");
+    auto d = b.desktop_stats();
+    auto gauge = [&](const char* name, const char* help, std::uint64_t v, const char* type) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+               name + " " + std::to_string(v) + "\n";
+    };
+    gauge("commbroker_desktop_connections", "Open desktop WebSocket connections.",
+          b.desktop_connections(), "gauge");
+    gauge("commbroker_desktop_sessions", "Desktop sessions, connected or waiting for a resume.",
+          d.sessions, "gauge");
+    gauge("commbroker_desktop_queued_frames", "Frames waiting for desktops.", d.queued, "gauge");
+    gauge("commbroker_desktop_events_total", "Events routed to desktops.", d.counters.events_routed,
+          "counter");
+    gauge("commbroker_desktop_coalesced_total",
+          "Unsent item snapshots replaced by a newer one for a desktop over budget.",
+          d.counters.frames_coalesced, "counter");
+    gauge("commbroker_desktop_overload_total", "overload frames sent.", d.counters.overloads,
+          "counter");
+    gauge("commbroker_desktop_too_slow_total", "Desktops cut off with bye tooSlow.",
+          d.counters.too_slow, "counter");
+    gauge("commbroker_desktop_resumes_total", "Sessions resumed with their missed events.",
+          d.counters.resumes, "counter");
+    gauge("commbroker_desktop_resyncs_total", "Resumes answered with a resync snapshot.",
+          d.counters.resyncs, "counter");
+    out +=
+        "# HELP commbroker_cms_available CMS availability (1 up, 0 down, -1 unknown).\n"
+        "# TYPE commbroker_cms_available gauge\n";
+    for (auto& s : b.cms().status())
+        out += "commbroker_cms_available{system=\"" + s.id + "\"} " +
+               std::to_string(s.available ? (*s.available ? 1 : 0) : -1) + "\n";
     auto js = b.journal().stats();
     out +=
         "# HELP commbroker_journal_commits_total Journal transactions committed.\n"
@@ -235,13 +267,15 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
             [this, config, respond = std::move(respond)](channels::Registry& reg) mutable {
                 json::object counts{{"items", reg.item_count()},
                                     {"agents", reg.agent_count()},
-                                    {"desktops", 0},
+                                    {"desktops", broker_.desktop_connections()},
+                                    {"desktopSessions", broker_.desktop_stats().sessions},
                                     {"orphans", 0},
                                     {"endedRemembered", reg.ended_count()}};
                 json::array systems;
-                for (auto& c : config->cms) {
-                    json::object s{{"id", c.id}, {"available", nullptr}};
-                    if (auto it = reg.subscriptions().find(c.id);
+                for (auto& link : broker_.cms().status()) {
+                    json::object s{{"id", link.id}, {"available", nullptr}};
+                    if (link.available) s["available"] = *link.available;
+                    if (auto it = reg.subscriptions().find(link.id);
                         it != reg.subscriptions().end() && it->second.ended)
                         s["subscription"] = "ended";
                     systems.push_back(std::move(s));
@@ -338,21 +372,30 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
 
     if (head == "systems" && decoded.size() == 1) {
         if (!get) return respond(method_not_allowed("GET"));
-        return broker_.on_core([config,
-                                respond = std::move(respond)](channels::Registry& reg) mutable {
-            json::array out;
-            for (auto& c : config->cms) {
-                json::object s{
-                    {"id", c.id}, {"url", c.url}, {"available", nullptr}, {"lastProbe", nullptr}};
-                auto it = reg.subscriptions().find(c.id);
-                s["subscription"] =
-                    it != reg.subscriptions().end() && it->second.ended ? "ended" : "unknown";
-                if (it != reg.subscriptions().end() && it->second.ended)
-                    s["subscriptionEndReason"] = it->second.reason;
-                out.push_back(std::move(s));
-            }
-            respond(json_response(http::status::ok, json::object{{"systems", std::move(out)}}));
-        });
+        return broker_.on_core(
+            [this, respond = std::move(respond)](channels::Registry& reg) mutable {
+                json::array out;
+                for (auto& link : broker_.cms().status()) {
+                    json::object s{{"id", link.id},
+                                   {"url", link.url},
+                                   {"available", nullptr},
+                                   {"lastProbe", nullptr},
+                                   {"name", link.name},
+                                   {"cmsVersion", link.version},
+                                   {"state", link.state},
+                                   {"requests", link.requests},
+                                   {"failures", link.failures}};
+                    if (link.available) s["available"] = *link.available;
+                    if (link.last_probe) s["lastProbe"] = channels::iso_utc(*link.last_probe);
+                    if (!link.last_error.empty()) s["lastError"] = link.last_error;
+                    auto it = reg.subscriptions().find(link.id);
+                    bool ended = it != reg.subscriptions().end() && it->second.ended;
+                    s["subscription"] = ended ? "ended" : link.subscribed ? "active" : "none";
+                    if (ended) s["subscriptionEndReason"] = it->second.reason;
+                    out.push_back(std::move(s));
+                }
+                respond(json_response(http::status::ok, json::object{{"systems", std::move(out)}}));
+            });
     }
 
     if (head == "reload" && decoded.size() == 1) {

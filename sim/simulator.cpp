@@ -31,16 +31,7 @@ using protocol::CmsRequest;
 namespace {
 
 std::string now_iso() {
-    auto t = std::chrono::system_clock::now();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    std::time_t secs = ms / 1000;
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms % 1000));
-    return buf;
+    return ch::iso_utc(std::chrono::system_clock::now());
 }
 
 daemon::Response json_response(http::status status, const json::value& body) {

@@ -33,7 +33,8 @@ def test_a_wrong_password_or_an_unknown_agent_gets_bye_auth_failed(loop):
         d = Desktop(loop, agent, password=password)
         assert d.expect_type("bye")["reason"] == "authFailed"
         assert d.wait_closed()
-    assert loop.status()["counts"]["desktops"] == 0
+    wait_for(lambda: loop.status()["counts"]["desktops"] == 0, what="both connections closed")
+    assert loop.status()["counts"]["desktopSessions"] == 0
 
 
 def test_non_json_after_hello_gets_bye_protocol_error(loop):
