@@ -147,14 +147,20 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
                 }
             }
         }
-        if (became) {
-            if (*became)
-                spdlog::info("cms {}: available", cms.id);
-            else
+        if (became && *became) {
+            spdlog::info("cms {}: available", cms.id);
+            // Subscribe first, so that what the broker asks of the CMS next (autoLogon) is
+            // already reported back by event.
+            subscribe([self = shared_from_this()] {
+                if (self->changed) self->changed(self->cms.id, true);
+            });
+        } else {
+            if (became) {
                 spdlog::warn("cms {}: unavailable ({})", cms.id, status_error());
-            if (changed) changed(cms.id, *became);
+                if (changed) changed(cms.id, false);
+            }
+            if (subscribe_now) subscribe({});
         }
-        if (subscribe_now) subscribe();
     }
 
     std::string status_error() const {
@@ -162,7 +168,7 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
         return status.last_error;
     }
 
-    void subscribe() {
+    void subscribe(std::function<void()> then) {
         CmsRequest r;
         r.op = CmsOp::subscribe;
         r.app_id = app_id;

@@ -53,7 +53,7 @@ class CmsLinks {
     /// subscribe tells each CMS.
     void start(const config::Config& config, std::string app_id, std::string app_url,
                AvailabilityChanged changed);
-    /// Stops probing, unsubscribes (best effort) and closes the connections.
+    /// Stops probing and closes the connections.
     void stop();
 
     bool known(const std::string& system) const;
