@@ -90,6 +90,7 @@ void DesktopHub::restore(std::vector<LoadedSession> sessions, std::uint64_t last
         }
         while (s.ring.size() > limits_.replay)
             s.ring.pop_front();
+        set_monitor(l.agent, !s.scope.empty());
         sessions_[l.agent] = std::move(s);
     }
 }
@@ -193,9 +194,10 @@ void DesktopHub::route(const std::vector<Change>& changes, SteadyTime received, 
             to.push_back(s);
     };
     auto add_monitors = [&](const std::string& system) {
-        for (auto& [agent, s] : sessions_)
-            if (in_scope(s.scope, system) && std::find(to.begin(), to.end(), &s) == to.end())
-                to.push_back(&s);
+        for (auto& agent : monitors_)
+            if (auto* s = find(agent);
+                s && in_scope(s->scope, system) && std::find(to.begin(), to.end(), s) == to.end())
+                to.push_back(s);
     };
     for (auto& change : changes) {
         to.clear();
@@ -243,7 +245,7 @@ void DesktopHub::route_system_state(const std::string& system, bool available, S
     boost::json::object o{
         {"system", system}, {"available", available}, {"state", available ? "up" : "unavailable"}};
     std::vector<Session*> to;
-    for (auto& [agent, s] : sessions_)
+    for (auto& [agent, s] : sessions_)  // rare: a system came or went
         if (s.system == system || in_scope(s.scope, system)) to.push_back(&s);
     if (to.empty()) return;
     auto e = make_event("systemStateChanged", boost::json::serialize(o), {}, {});
@@ -332,9 +334,16 @@ void DesktopHub::ack(const std::string& agent, std::uint64_t seq) {
     if (Session* s = find(agent)) trim(*s, std::min(seq, s->seq), true);
 }
 
+void DesktopHub::set_monitor(const std::string& agent, bool on) {
+    auto it = std::find(monitors_.begin(), monitors_.end(), agent);
+    if (on && it == monitors_.end()) monitors_.push_back(agent);
+    if (!on && it != monitors_.end()) monitors_.erase(it);
+}
+
 void DesktopHub::monitor(const std::string& agent, const std::string& scope) {
     if (Session* s = find(agent)) {
         s->scope = scope;
+        set_monitor(agent, !scope.empty());
         stored(*s);
     }
 }
@@ -363,6 +372,7 @@ std::vector<ExpiredSession> DesktopHub::sweep(
         if (!s.link && now - s.detached_at > grace(s.agent)) {
             expired.push_back({s.agent, s.system});
             journal_.push_back(SessionEnded{s.token});
+            set_monitor(s.agent, false);
             it = sessions_.erase(it);
             continue;
         }
@@ -384,6 +394,7 @@ void DesktopHub::end(const std::string& agent, ByeReason reason) {
     if (it == sessions_.end()) return;
     if (it->second.link) it->second.link->close(reason);
     journal_.push_back(SessionEnded{it->second.token});
+    set_monitor(agent, false);
     sessions_.erase(it);
 }
 

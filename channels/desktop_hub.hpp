@@ -205,11 +205,13 @@ class DesktopHub {
     void stored(const Session& s);
     EventPtr make_event(std::string name, std::string data, std::string key, SteadyTime received);
     Session* find(const std::string& agent);
+    void set_monitor(const std::string& agent, bool on);
 
     HubLimits limits_;
     TokenSource tokens_;
     std::unordered_map<std::string, Session> sessions_;    // by agent
     std::unordered_map<std::string, std::string> owners_;  // item key → agent
+    std::vector<std::string> monitors_;                    // agents with a monitor scope
     std::uint64_t last_event_id_ = 0;
     std::vector<Change> journal_;
     HubCounters counters_;
