@@ -14,6 +14,8 @@ namespace {
 /// Replay trims are saved at once on ack; trims forced by the buffer's bound are saved in
 /// groups of this many, which keeps the journal from writing a delete per event.
 constexpr std::uint64_t kTrimSaveEvery = 256;
+/// A session's replay records are taken early once this many wait.
+constexpr std::size_t kReplaySaveEvery = 512;
 
 std::string item_key(const std::string& system, const std::string& id) {
     return system + '\x1f' + id;
@@ -126,7 +128,10 @@ Attached DesktopHub::attach(const std::string& agent, const std::optional<Resume
     if (!same_session) {
         // A new session: a fresh token and seq, the old session's buffer gone.
         std::string system_now = s && !s->system.empty() ? s->system : system;
-        if (s) journal_.push_back(SessionEnded{s->token});
+        if (s) {
+            save_replay(*s);  // keeps the journal's order: its rows, then their deletion
+            journal_.push_back(SessionEnded{s->token});
+        }
         Session fresh;
         fresh.token = tokens_();
         fresh.agent = agent;
@@ -300,14 +305,21 @@ void DesktopHub::pump(const std::string& agent, SteadyTime now) {
     Session* s = find(agent);
     if (!s || !s->link) return;
     auto& link = *s->link;
-    while (!s->pending.empty() && link.unwritten() < limits_.window) {
+    std::vector<std::pair<std::uint64_t, EventPtr>> out;
+    while (!s->pending.empty() && link.unwritten() + out.size() < limits_.window) {
         auto e = std::move(s->pending.front());
         s->pending.pop_front();
         auto seq = ++s->seq;
         s->ring.emplace_back(seq, e);
-        journal_.push_back(ReplayStored{s->token, seq, e->id});
-        link.send_event(seq, std::move(e));
+        if (s->unsaved_ids.empty()) {
+            s->unsaved_first = seq;
+            unsaved_.push_back(s->agent);
+        }
+        s->unsaved_ids.push_back(e->id);
+        out.emplace_back(seq, std::move(e));
     }
+    if (!out.empty()) link.send_events(std::move(out));
+    if (s->unsaved_ids.size() >= kReplaySaveEvery) save_replay(*s);
     if (s->ring.size() > limits_.replay)
         trim(*s, s->ring[s->ring.size() - limits_.replay - 1].first, false);
     link.hub_waiting.store(!s->pending.empty());
@@ -315,6 +327,12 @@ void DesktopHub::pump(const std::string& agent, SteadyTime now) {
     if (!s->pending.empty() && link.unwritten() < limits_.window) return pump(agent, now);
     if (s->over_since && s->pending.size() + link.unwritten() <= limits_.queue)
         s->over_since.reset();
+}
+
+void DesktopHub::save_replay(Session& s) {
+    if (s.unsaved_ids.empty()) return;
+    journal_.push_back(ReplayStored{s.token, s.unsaved_first, std::move(s.unsaved_ids)});
+    s.unsaved_ids.clear();
 }
 
 void DesktopHub::trim(Session& s, std::uint64_t up_to, bool save_now) {
@@ -325,6 +343,7 @@ void DesktopHub::trim(Session& s, std::uint64_t up_to, bool save_now) {
     }
     s.trimmed_unsaved += dropped;
     if (s.trimmed_unsaved > 0 && (save_now || s.trimmed_unsaved >= kTrimSaveEvery)) {
+        save_replay(s);  // rows first, so that the trim covers them
         journal_.push_back(ReplayTrimmed{s.token, up_to, s.seq});
         s.trimmed_unsaved = 0;
     }
@@ -398,7 +417,12 @@ void DesktopHub::end(const std::string& agent, ByeReason reason) {
     sessions_.erase(it);
 }
 
-std::vector<Change> DesktopHub::take_journal() {
+std::vector<Change> DesktopHub::take_journal(bool with_replay) {
+    if (with_replay) {
+        for (auto& agent : unsaved_)
+            if (auto* s = find(agent)) save_replay(*s);
+        unsaved_.clear();
+    }
     std::vector<Change> out;
     out.swap(journal_);
     return out;

@@ -76,8 +76,8 @@ std::string_view to_string(ByeReason r);
 class DesktopLink {
   public:
     virtual ~DesktopLink() = default;
-    /// Queues an event frame behind everything queued before.
-    virtual void send_event(std::uint64_t seq, EventPtr event) = 0;
+    /// Queues event frames (consecutive seqs) behind everything queued before.
+    virtual void send_events(std::vector<std::pair<std::uint64_t, EventPtr>> events) = 0;
     /// Queues a frame made elsewhere (welcome, snapshot, result, heartbeat, overload).
     virtual void send_frame(std::string frame) = 0;
     /// Puts a frame ahead of everything queued but not yet being written (overload).
@@ -172,8 +172,10 @@ class DesktopHub {
     /// Ends an agent's session (logged off by an operator or the heartbeat).
     void end(const std::string& agent, ByeReason reason);
 
-    /// What must be made durable since the last call.
-    std::vector<Change> take_journal();
+    /// What must be made durable since the last call. Replay records are collected per session
+    /// and only taken with `with_replay` (a timer does so), so that a supervisor's thousands of
+    /// events a second become a few rows; a session's buffer is taken early when it has many.
+    std::vector<Change> take_journal(bool with_replay = false);
     /// The lowest event ID a replay buffer still refers to.
     std::uint64_t oldest_held_event() const;
 
@@ -198,11 +200,14 @@ class DesktopHub {
         bool lost_events = false;  // pending overflowed while detached
         std::optional<SteadyTime> over_since;
         std::uint64_t trimmed_unsaved = 0;
+        std::uint64_t unsaved_first = 0;  // seq of unsaved_ids.front()
+        std::vector<std::uint64_t> unsaved_ids;
     };
 
     void deliver(Session& s, const EventPtr& e, SteadyTime now);
     void trim(Session& s, std::uint64_t up_to, bool save_now);
     void stored(const Session& s);
+    void save_replay(Session& s);
     EventPtr make_event(std::string name, std::string data, std::string key, SteadyTime received);
     Session* find(const std::string& agent);
     void set_monitor(const std::string& agent, bool on);
@@ -212,6 +217,7 @@ class DesktopHub {
     std::unordered_map<std::string, Session> sessions_;    // by agent
     std::unordered_map<std::string, std::string> owners_;  // item key → agent
     std::vector<std::string> monitors_;                    // agents with a monitor scope
+    std::vector<std::string> unsaved_;                     // agents with unsaved replay records
     std::uint64_t last_event_id_ = 0;
     std::vector<Change> journal_;
     HubCounters counters_;

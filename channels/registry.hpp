@@ -71,10 +71,11 @@ struct DesktopEventStored {
     std::string name;
     std::string data;
 };
+/// Events a session sent with consecutive seqs from first_seq on.
 struct ReplayStored {
     std::string token;
-    std::uint64_t seq;
-    std::uint64_t event_id;
+    std::uint64_t first_seq;
+    std::vector<std::uint64_t> event_ids;
 };
 struct ReplayTrimmed {
     std::string token;

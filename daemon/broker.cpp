@@ -285,8 +285,8 @@ void Broker::apply_config(const config::Config& c) {
     });
 }
 
-void Broker::flush_hub() {
-    auto changes = hub_.take_journal();
+void Broker::flush_hub(bool with_replay) {
+    auto changes = hub_.take_journal(with_replay);
     if (!changes.empty()) journal_->submit(std::move(changes), [](bool) {});
 }
 
@@ -307,7 +307,7 @@ void Broker::schedule_sweep() {
         net::post(core_, [this] {
             auto expired = hub_.sweep(std::chrono::steady_clock::now(),
                                       [this](const std::string& a) { return grace_of(a); });
-            flush_hub();
+            flush_hub(true);
             {
                 std::lock_guard lock(desktop_stats_mutex_);
                 desktop_stats_ = {hub_.sessions(), hub_.connected(), hub_.queued(),
@@ -395,7 +395,7 @@ void Broker::shutdown(const std::string& why) {
     net::post(core_, [this] {
         accepting_ = false;
         hub_.close_all(channels::ByeReason::shutdown);
-        flush_hub();
+        flush_hub(true);
     });
     prune_timer_.cancel();
     watchdog_timer_.cancel();

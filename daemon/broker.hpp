@@ -125,7 +125,8 @@ class Broker {
     void schedule_watchdog(std::chrono::microseconds interval);
     void wait_for_drain(std::chrono::steady_clock::time_point deadline);
     void handle_signals();
-    void flush_hub();
+    /// Journals what the hub recorded; replay records only `with_replay` (the sweep timer).
+    void flush_hub(bool with_replay = false);
     void schedule_sweep();
     void system_changed(const std::string& system, bool available);
     std::chrono::milliseconds grace_of(const std::string& agent) const;

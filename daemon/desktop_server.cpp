@@ -190,15 +190,18 @@ void DesktopSession::start() {
 }
 DesktopSession::~DesktopSession() = default;
 
-void DesktopSession::send_event(std::uint64_t seq, channels::EventPtr event) {
-    unwritten_.fetch_add(1);
-    net::post(impl_->ws.get_executor(), [o = shared_from_this(), seq, e = std::move(event)] {
+void DesktopSession::send_events(std::vector<std::pair<std::uint64_t, channels::EventPtr>> events) {
+    unwritten_.fetch_add(events.size());
+    net::post(impl_->ws.get_executor(), [o = shared_from_this(), events = std::move(events)] {
         auto& m = *o->impl_;
-        if (m.finished) return (void)o->unwritten_.fetch_sub(1);
-        Impl::Frame f;
-        f.seq = seq;
-        f.event = e;
-        m.push(std::move(f));
+        if (m.finished) return (void)o->unwritten_.fetch_sub(events.size());
+        for (auto& [seq, e] : events) {
+            Impl::Frame f;
+            f.seq = seq;
+            f.event = e;
+            m.queue.push_back(std::move(f));
+        }
+        if (!m.writing && m.open) m.write_next();
     });
 }
 

@@ -50,7 +50,7 @@ class DesktopSession : public channels::DesktopLink,
   public:
     ~DesktopSession() override;
 
-    void send_event(std::uint64_t seq, channels::EventPtr event) override;
+    void send_events(std::vector<std::pair<std::uint64_t, channels::EventPtr>> events) override;
     void send_frame(std::string frame) override;
     void send_urgent(std::string frame) override;
     void close(channels::ByeReason reason) override;

@@ -133,8 +133,7 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
         session->send_frame(
             proto::welcome_frame(a.token, a.seq, a.resumed,
                                  static_cast<std::uint64_t>(std::max<long long>(1, interval))));
-        for (auto& [seq, e] : a.replay)
-            session->send_event(seq, e);
+        if (!a.replay.empty()) session->send_events(std::move(a.replay));
         if (a.snapshot) {
             std::string agent_json;
             for (auto& s : core.registry.agents())

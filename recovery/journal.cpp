@@ -59,20 +59,22 @@ CREATE TABLE subscriptions(
 // once, however many sessions got it.
 const char* kSchemaDesktops = R"sql(
 CREATE TABLE desktop_sessions(
-  token  TEXT PRIMARY KEY,
-  agent  TEXT NOT NULL,
-  system TEXT NOT NULL,
-  scope  TEXT NOT NULL,
-  seq    INTEGER NOT NULL);
+  token   TEXT PRIMARY KEY,
+  agent   TEXT NOT NULL,
+  system  TEXT NOT NULL,
+  scope   TEXT NOT NULL,
+  seq     INTEGER NOT NULL,            -- the last seq sent
+  trimmed INTEGER NOT NULL DEFAULT 0); -- replay entries up to this seq are gone
 CREATE TABLE desktop_events(
   id   INTEGER PRIMARY KEY,
   name TEXT NOT NULL,
   data TEXT NOT NULL);
-CREATE TABLE desktop_replay(
-  token    TEXT NOT NULL,
-  seq      INTEGER NOT NULL,
-  event_id INTEGER NOT NULL,
-  PRIMARY KEY(token, seq)) WITHOUT ROWID;
+CREATE TABLE desktop_replay(           -- a run of events sent with consecutive seqs
+  token     TEXT NOT NULL,
+  first_seq INTEGER NOT NULL,
+  last_seq  INTEGER NOT NULL,
+  event_ids BLOB NOT NULL,               -- 8 bytes (little-endian) per event
+  PRIMARY KEY(token, first_seq)) WITHOUT ROWID;
 )sql";
 
 class Stmt {
@@ -253,10 +255,12 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
     st->end_session = mk("DELETE FROM desktop_sessions WHERE token=?1");
     st->end_session_replay = mk("DELETE FROM desktop_replay WHERE token=?1");
     st->insert_event = mk("INSERT OR REPLACE INTO desktop_events(id,name,data) VALUES(?1,?2,?3)");
-    st->insert_replay =
-        mk("INSERT OR REPLACE INTO desktop_replay(token,seq,event_id) VALUES(?1,?2,?3)");
-    st->trim_replay = mk("DELETE FROM desktop_replay WHERE token=?1 AND seq<=?2");
-    st->update_session_seq = mk("UPDATE desktop_sessions SET seq=max(seq,?2) WHERE token=?1");
+    st->insert_replay = mk(
+        "INSERT OR REPLACE INTO desktop_replay(token,first_seq,last_seq,event_ids) "
+        "VALUES(?1,?2,?3,?4)");
+    st->trim_replay = mk("DELETE FROM desktop_replay WHERE token=?1 AND last_seq<=?2");
+    st->update_session_seq = mk(
+        "UPDATE desktop_sessions SET seq=max(seq,?3), trimmed=max(trimmed,?2) WHERE token=?1");
     st->prune_events = mk("DELETE FROM desktop_events WHERE id < ?1");
     st->begin = mk("BEGIN");
     st->commit = mk("COMMIT");
@@ -325,7 +329,8 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
     }
     {
         std::unordered_map<std::string, std::size_t> by_token;
-        Stmt s(prepare("SELECT token, agent, system, scope, seq FROM desktop_sessions"));
+        std::vector<std::uint64_t> trimmed;
+        Stmt s(prepare("SELECT token, agent, system, scope, seq, trimmed FROM desktop_sessions"));
         while (sqlite3_step(s.get()) == SQLITE_ROW) {
             channels::LoadedSession d;
             d.token = column_text(s.get(), 0);
@@ -333,19 +338,34 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
             d.system = column_text(s.get(), 2);
             d.scope = column_text(s.get(), 3);
             d.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 4));
+            trimmed.push_back(static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 5)));
             by_token[d.token] = out.sessions.size();
             out.sessions.push_back(std::move(d));
         }
-        Stmt r(prepare("SELECT r.token, r.seq, e.id, e.name, e.data FROM desktop_replay r "
-                       "JOIN desktop_events e ON e.id = r.event_id ORDER BY r.token, r.seq"));
+        std::unordered_map<std::uint64_t, std::pair<std::string, std::string>> events;
+        Stmt e(prepare("SELECT id, name, data FROM desktop_events"));
+        while (sqlite3_step(e.get()) == SQLITE_ROW)
+            events[static_cast<std::uint64_t>(sqlite3_column_int64(e.get(), 0))] = {
+                column_text(e.get(), 1), column_text(e.get(), 2)};
+        Stmt r(prepare("SELECT token, first_seq, event_ids FROM desktop_replay "
+                       "ORDER BY token, first_seq"));
         while (sqlite3_step(r.get()) == SQLITE_ROW) {
             auto it = by_token.find(column_text(r.get(), 0));
             if (it == by_token.end()) continue;  // the session ended
             auto& d = out.sessions[it->second];
-            auto seq = static_cast<std::uint64_t>(sqlite3_column_int64(r.get(), 1));
-            d.replay.push_back({seq, static_cast<std::uint64_t>(sqlite3_column_int64(r.get(), 2)),
-                                column_text(r.get(), 3), column_text(r.get(), 4)});
-            d.seq = std::max(d.seq, seq);
+            auto first = static_cast<std::uint64_t>(sqlite3_column_int64(r.get(), 1));
+            auto* blob = static_cast<const unsigned char*>(sqlite3_column_blob(r.get(), 2));
+            auto bytes = static_cast<std::size_t>(sqlite3_column_bytes(r.get(), 2));
+            for (std::size_t i = 0; i + 8 <= bytes; i += 8) {
+                std::uint64_t id = 0;
+                for (int b = 0; b < 8; ++b)
+                    id |= static_cast<std::uint64_t>(blob[i + b]) << (8 * b);
+                auto seq = first + i / 8;
+                auto ev = events.find(id);
+                if (seq <= trimmed[it->second] || ev == events.end()) continue;
+                d.replay.push_back({seq, id, ev->second.first, ev->second.second});
+                d.seq = std::max(d.seq, seq);
+            }
         }
         Stmt m(prepare("SELECT COALESCE(MAX(id), 0) FROM desktop_events"));
         if (sqlite3_step(m.get()) == SQLITE_ROW)
@@ -510,9 +530,17 @@ void Journal::write(const Change& change) {
                 step(s);
             } else if constexpr (std::is_same_v<T, channels::ReplayStored>) {
                 auto& s = *stmts_->insert_replay;
+                std::string ids(c.event_ids.size() * 8, '\0');
+                for (std::size_t i = 0; i < c.event_ids.size(); ++i)
+                    for (int b = 0; b < 8; ++b)
+                        ids[i * 8 + b] = static_cast<char>((c.event_ids[i] >> (8 * b)) & 0xff);
                 bind_text(s.get(), 1, c.token);
-                bind_int(s.get(), 2, static_cast<std::int64_t>(c.seq));
-                bind_int(s.get(), 3, static_cast<std::int64_t>(c.event_id));
+                bind_int(s.get(), 2, static_cast<std::int64_t>(c.first_seq));
+                bind_int(s.get(), 3,
+                         static_cast<std::int64_t>(c.first_seq + c.event_ids.size() - 1));
+                check_bind(s.get(), 4,
+                           sqlite3_bind_blob(s.get(), 4, ids.data(), static_cast<int>(ids.size()),
+                                             SQLITE_TRANSIENT));
                 step(s);
             } else {
                 static_assert(std::is_same_v<T, channels::ReplayTrimmed>);
@@ -520,7 +548,8 @@ void Journal::write(const Change& change) {
                 bind_int(stmts_->trim_replay->get(), 2, static_cast<std::int64_t>(c.up_to));
                 step(*stmts_->trim_replay);
                 bind_text(stmts_->update_session_seq->get(), 1, c.token);
-                bind_int(stmts_->update_session_seq->get(), 2, static_cast<std::int64_t>(c.seq));
+                bind_int(stmts_->update_session_seq->get(), 2, static_cast<std::int64_t>(c.up_to));
+                bind_int(stmts_->update_session_seq->get(), 3, static_cast<std::int64_t>(c.seq));
                 step(*stmts_->update_session_seq);
             }
         },
