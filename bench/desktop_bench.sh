@@ -12,7 +12,7 @@ agents=${1:-10000}
 rate=${2:-5000}
 seconds=${3:-10}
 sync=${4:-full}
-supervisors=10
+supervisors=${SUPERVISORS:-10}
 build=${COMMBROKER_BUILD_DIR:-build}
 # Each process needs a descriptor per desktop, and some.
 ulimit -n "$(ulimit -Hn)"

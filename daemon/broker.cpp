@@ -226,19 +226,17 @@ void Broker::submit(channels::Event event, std::chrono::steady_clock::time_point
         inflight_.fetch_add(1);
         // A duplicate or stale event submits nothing: it waits as a barrier until what it
         // matched is durable, so no answer ever claims more than the journal holds.
-        // Desktops get the change once it is durable; the copy is only made if anyone listens.
-        std::vector<channels::Change> routed;
-        if (hub_.sessions() > 0 && !r.changes.empty()) routed = r.changes;
-        journal_->submit(std::move(r.changes), [this, outcome, received, done = std::move(done),
-                                                routed = std::move(routed)](bool ok) mutable {
+        // Desktops get the change as soon as it is applied, in the order of application; the
+        // CMS is answered only once it is durable. A desktop that saw a change the process then
+        // lost resumes after the restart with a resync snapshot (docs/protocol-notes.md).
+        if (!r.changes.empty() && hub_.sessions() > 0) {
+            hub_.route(r.changes, received, std::chrono::steady_clock::now());
+            flush_hub();
+        }
+        journal_->submit(std::move(r.changes), [this, outcome, done = std::move(done)](bool ok) {
             if (!ok)
                 spdlog::error("journal commit failed ({}): the broker stops accepting events",
                               journal_->last_error());
-            if (ok && !routed.empty())
-                net::post(core_, [this, routed = std::move(routed), received] {
-                    hub_.route(routed, received, std::chrono::steady_clock::now());
-                    flush_hub();
-                });
             done(ok ? SubmitResult{outcome} : SubmitResult{outcome, true});
             inflight_.fetch_sub(1);
         });

@@ -125,6 +125,8 @@ struct HttpClient::Impl {
                                 failure(ec == beast::error::timeout ? "timeout"
                                                                     : "connect: " + ec.message(),
                                         ec == beast::error::timeout));
+                        beast::error_code ignored;
+                        c->stream.socket().set_option(tcp::no_delay(true), ignored);
                         send(c, std::move(job));
                     });
             });
