@@ -86,20 +86,23 @@ class Desktop : public std::enable_shared_from_this<Desktop> {
   public:
     Desktop(net::io_context& ioc, const Options& o, std::string agent, bool supervisor,
             Stats& stats, SendLog& log)
-        : ws_(net::make_strand(ioc)), o_(o), agent_(std::move(agent)), supervisor_(supervisor),
-          stats_(stats), log_(log) {}
+        : ws_(net::make_strand(ioc)),
+          o_(o),
+          agent_(std::move(agent)),
+          supervisor_(supervisor),
+          stats_(stats),
+          log_(log) {}
 
     void start() {
         auto ep = tcp::endpoint(net::ip::make_address("127.0.0.1"), o_.desktop_port);
-        beast::get_lowest_layer(ws_).async_connect(ep, [self = shared_from_this()](
-                                                           beast::error_code ec) {
-            if (ec) return self->fail("connect", ec);
-            self->ws_.async_handshake("127.0.0.1", "/desktop",
-                                      [self](beast::error_code ec) {
-                                          if (ec) return self->fail("handshake", ec);
-                                          self->send_hello();
-                                      });
-        });
+        beast::get_lowest_layer(ws_).async_connect(
+            ep, [self = shared_from_this()](beast::error_code ec) {
+                if (ec) return self->fail("connect", ec);
+                self->ws_.async_handshake("127.0.0.1", "/desktop", [self](beast::error_code ec) {
+                    if (ec) return self->fail("handshake", ec);
+                    self->send_hello();
+                });
+            });
     }
 
     std::uint64_t events() const { return events_; }
@@ -118,11 +121,11 @@ class Desktop : public std::enable_shared_from_this<Desktop> {
 
     void send_hello() {
         out_ = R"({"type":"hello","agent":")" + agent_ + R"(","password":"bench"})";
-        ws_.async_write(net::buffer(out_), [self = shared_from_this()](beast::error_code ec,
-                                                                       std::size_t) {
-            if (ec) return self->fail("hello", ec);
-            self->read();
-        });
+        ws_.async_write(net::buffer(out_),
+                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            if (ec) return self->fail("hello", ec);
+                            self->read();
+                        });
     }
 
     void read() {
@@ -171,10 +174,9 @@ class Desktop : public std::enable_shared_from_this<Desktop> {
         if (acking_) return;  // one write at a time; the next ack covers this one
         acking_ = true;
         out2_ = R"({"type":"ack","seq":)" + std::to_string(seq) + "}";
-        ws_.async_write(net::buffer(out2_), [self = shared_from_this()](beast::error_code,
-                                                                        std::size_t) {
-            self->acking_ = false;
-        });
+        ws_.async_write(
+            net::buffer(out2_),
+            [self = shared_from_this()](beast::error_code, std::size_t) { self->acking_ = false; });
     }
 
     websocket::stream<beast::tcp_stream> ws_;
@@ -210,14 +212,22 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
         unsigned v = static_cast<unsigned>(std::stoul(argv[i + 1]));
-        if (a == "--desktop-port") o.desktop_port = static_cast<unsigned short>(v);
-        else if (a == "--ici-port") o.ici_port = static_cast<unsigned short>(v);
-        else if (a == "--broker-pid") o.broker_pid = static_cast<int>(v);
-        else if (a == "--agents") o.agents = v;
-        else if (a == "--supervisors") o.supervisors = v;
-        else if (a == "--rate") o.rate = v;
-        else if (a == "--seconds") o.seconds = v;
-        else if (a == "--connections") o.connections = v;
+        if (a == "--desktop-port")
+            o.desktop_port = static_cast<unsigned short>(v);
+        else if (a == "--ici-port")
+            o.ici_port = static_cast<unsigned short>(v);
+        else if (a == "--broker-pid")
+            o.broker_pid = static_cast<int>(v);
+        else if (a == "--agents")
+            o.agents = v;
+        else if (a == "--supervisors")
+            o.supervisors = v;
+        else if (a == "--rate")
+            o.rate = v;
+        else if (a == "--seconds")
+            o.seconds = v;
+        else if (a == "--connections")
+            o.connections = v;
         else {
             std::cerr << "unknown option " << a << "\n";
             return 2;
@@ -281,8 +291,8 @@ int main(int argc, char** argv) {
             call.channel = cb::channels::Channel::phone;
             call.id = "bench-" + agent_name(agent);
             call.version = sent;  // increasing per item; also the event's number
-            call.state = (sent / o.agents) % 2 ? cb::channels::State::held
-                                               : cb::channels::State::connected;
+            call.state =
+                (sent / o.agents) % 2 ? cb::channels::State::held : cb::channels::State::connected;
             call.agent_id = agent_name(agent);
             call.changed_at = "2026-11-22T10:00:00Z";
             call.direction = "inbound";
@@ -318,8 +328,8 @@ int main(int argc, char** argv) {
     std::uint64_t missing = 0, short_desktops = 0;
     for (unsigned i = 0; i < o.agents; ++i) {
         // Event n (1..planned) went to agent n % agents.
-        std::uint64_t want = i == 0 ? planned / o.agents
-                                    : (planned >= i ? (planned - i) / o.agents + 1 : 0);
+        std::uint64_t want =
+            i == 0 ? planned / o.agents : (planned >= i ? (planned - i) / o.agents + 1 : 0);
         if (desktops[i]->events() < want) {
             missing += want - desktops[i]->events();
             ++short_desktops;
@@ -335,19 +345,20 @@ int main(int argc, char** argv) {
                 static_cast<double>(planned) / load_s,
                 static_cast<unsigned long long>(acked.load()),
                 static_cast<unsigned long long>(refused.load()));
-    std::printf("desktop frames: %llu received of %llu expected; %llu missing on %llu desktops; "
-                "%llu seq gaps\n",
-                static_cast<unsigned long long>(stats.events.load()),
-                static_cast<unsigned long long>(expected),
-                static_cast<unsigned long long>(missing),
-                static_cast<unsigned long long>(short_desktops),
-                static_cast<unsigned long long>(stats.gaps.load()));
+    std::printf(
+        "desktop frames: %llu received of %llu expected; %llu missing on %llu desktops; "
+        "%llu seq gaps\n",
+        static_cast<unsigned long long>(stats.events.load()),
+        static_cast<unsigned long long>(expected), static_cast<unsigned long long>(missing),
+        static_cast<unsigned long long>(short_desktops),
+        static_cast<unsigned long long>(stats.gaps.load()));
     {
         std::lock_guard lock(stats.latency_mutex);
-        std::printf("client view, request sent to frame read (sampled %zu): p50 %.2f ms, p99 %.2f "
-                    "ms, max %.2f ms\n",
-                    stats.latency_ms.size(), percentile(stats.latency_ms, 0.5),
-                    percentile(stats.latency_ms, 0.99), percentile(stats.latency_ms, 1.0));
+        std::printf(
+            "client view, request sent to frame read (sampled %zu): p50 %.2f ms, p99 %.2f "
+            "ms, max %.2f ms\n",
+            stats.latency_ms.size(), percentile(stats.latency_ms, 0.5),
+            percentile(stats.latency_ms, 0.99), percentile(stats.latency_ms, 1.0));
     }
     std::fflush(stdout);
     std::_Exit(missing == 0 && stats.gaps.load() == 0 ? 0 : 1);

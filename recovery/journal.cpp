@@ -255,12 +255,12 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
     st->end_session = mk("DELETE FROM desktop_sessions WHERE token=?1");
     st->end_session_replay = mk("DELETE FROM desktop_replay WHERE token=?1");
     st->insert_event = mk("INSERT OR REPLACE INTO desktop_events(id,name,data) VALUES(?1,?2,?3)");
-    st->insert_replay = mk(
-        "INSERT OR REPLACE INTO desktop_replay(token,first_seq,last_seq,event_ids) "
-        "VALUES(?1,?2,?3,?4)");
+    st->insert_replay =
+        mk("INSERT OR REPLACE INTO desktop_replay(token,first_seq,last_seq,event_ids) "
+           "VALUES(?1,?2,?3,?4)");
     st->trim_replay = mk("DELETE FROM desktop_replay WHERE token=?1 AND last_seq<=?2");
-    st->update_session_seq = mk(
-        "UPDATE desktop_sessions SET seq=max(seq,?3), trimmed=max(trimmed,?2) WHERE token=?1");
+    st->update_session_seq =
+        mk("UPDATE desktop_sessions SET seq=max(seq,?3), trimmed=max(trimmed,?2) WHERE token=?1");
     st->prune_events = mk("DELETE FROM desktop_events WHERE id < ?1");
     st->begin = mk("BEGIN");
     st->commit = mk("COMMIT");
@@ -347,8 +347,9 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
         while (sqlite3_step(e.get()) == SQLITE_ROW)
             events[static_cast<std::uint64_t>(sqlite3_column_int64(e.get(), 0))] = {
                 column_text(e.get(), 1), column_text(e.get(), 2)};
-        Stmt r(prepare("SELECT token, first_seq, event_ids FROM desktop_replay "
-                       "ORDER BY token, first_seq"));
+        Stmt r(
+            prepare("SELECT token, first_seq, event_ids FROM desktop_replay "
+                    "ORDER BY token, first_seq"));
         while (sqlite3_step(r.get()) == SQLITE_ROW) {
             auto it = by_token.find(column_text(r.get(), 0));
             if (it == by_token.end()) continue;  // the session ended
@@ -598,8 +599,7 @@ void Journal::run() {
                         bind_int(stmts_->prune_items->get(), 1, e.prune_cutoff_ms);
                         if (!simple(*stmts_->prune_items)) throw JournalError(sqlite3_errmsg(db_));
                         bind_int(stmts_->prune_events->get(), 1, e.prune_events_below);
-                        if (!simple(*stmts_->prune_events))
-                            throw JournalError(sqlite3_errmsg(db_));
+                        if (!simple(*stmts_->prune_events)) throw JournalError(sqlite3_errmsg(db_));
                     }
                 }
                 if (!simple(*stmts_->commit))

@@ -217,3 +217,76 @@ TEST_CASE("after stop, a submit completes at once as failed") {
     CHECK(called);
     CHECK_FALSE(result);
 }
+
+TEST_CASE("desktop sessions come back with their replay runs, minus what was trimmed") {
+    TempDir dir;
+    auto path = (dir.path / "journal.db").string();
+    auto now = channels::TimePoint(std::chrono::hours(1000000));
+    {
+        auto j = recovery::Journal::open({path, true, 64});
+        j->load(now);
+        j->start();
+        CHECK(commit(*j, {channels::SessionStored{"t-alice", "alice", "CMS-A", "", 0},
+                          channels::SessionStored{"t-bob", "bob", "CMS-A", "all", 0},
+                          channels::DesktopEventStored{1, "phoneCallChanged", R"({"id":"c-1"})"},
+                          channels::DesktopEventStored{2, "phoneCallChanged", R"({"id":"c-2"})"},
+                          channels::DesktopEventStored{3, "userChanged", R"({"userId":"a"})"},
+                          channels::ReplayStored{"t-alice", 1, {1, 2}},
+                          channels::ReplayStored{"t-alice", 3, {3}},
+                          channels::ReplayStored{"t-bob", 1, {1}}}));
+        CHECK(commit(*j,
+                     {channels::ReplayTrimmed{"t-alice", 1, 3}, channels::SessionEnded{"t-bob"}}));
+        j->stop();
+    }
+    auto j = recovery::Journal::open({path, true, 64});
+    auto loaded = j->load(now);
+    REQUIRE(loaded.sessions.size() == 1);
+    auto& s = loaded.sessions[0];
+    CHECK(s.token == "t-alice");
+    CHECK(s.seq == 3);
+    REQUIRE(s.replay.size() == 2);  // seq 1 was trimmed; its run (1..2) kept seq 2
+    CHECK(s.replay[0].seq == 2);
+    CHECK(s.replay[0].data == R"({"id":"c-2"})");
+    CHECK(s.replay[1].seq == 3);
+    CHECK(s.replay[1].name == "userChanged");
+    CHECK(loaded.last_event_id == 3);
+}
+
+TEST_CASE("a schema 1 journal is migrated to schema 2 and keeps its items") {
+    TempDir dir;
+    auto path = (dir.path / "journal.db").string();
+    auto now = channels::TimePoint(std::chrono::hours(1000000));
+    {
+        auto j = recovery::Journal::open({path, true, 64});
+        j->load(now);
+        j->start();
+        CHECK(commit(*j, {channels::ItemStored{call("c-1", 2, channels::State::connected), now}}));
+        j->stop();
+    }
+    {
+        // Make it what a schema 1 build wrote: no desktop tables.
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(db,
+                             "DROP TABLE desktop_sessions; DROP TABLE desktop_events; "
+                             "DROP TABLE desktop_replay; PRAGMA user_version=1;",
+                             nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    auto j = recovery::Journal::open({path, true, 64});
+    auto loaded = j->load(now);
+    REQUIRE(loaded.live.size() == 1);
+    CHECK(loaded.live[0].id == "c-1");
+    CHECK(loaded.sessions.empty());
+    j->start();
+    CHECK(commit(*j, {channels::SessionStored{"t-1", "alice", "CMS-A", "", 0}}));
+    j->stop();
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(st, 0) == recovery::kSchemaVersion);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
