@@ -132,7 +132,7 @@ bool valid_e164(std::string_view number);
 bool valid_date_time(std::string_view text);
 
 /// `t` as xsd:dateTime in UTC with milliseconds, e.g. 2026-11-22T10:00:00.123Z.
-std::string iso_utc(std::chrono::system_clock::time_point t);
+std::string iso_utc(std::chrono::system_clock::time_point t = std::chrono::system_clock::now());
 
 /// Checks the field rules of one snapshot (not its state move): the first rule broken, if any.
 std::optional<FieldError> validate(const Item& item);

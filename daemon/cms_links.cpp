@@ -176,20 +176,23 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
         r.channels = {"phone", "chat", "email"};
         send(
             std::move(r),
-            [self = shared_from_this()](CmsResult result) {
-                std::lock_guard lock(self->mutex);
-                if (auto* reply = std::get_if<CmsReply>(&result)) {
-                    self->status.subscribed = true;
-                    spdlog::info("cms {}: subscribed ({}) for {}", self->cms.id,
-                                 reply->subscription_id, self->app_url);
-                } else {
-                    auto& f = std::get<CmsFault>(result);
-                    self->status.last_error = "subscribe: " + f.code + ": " + f.message;
-                    spdlog::warn(
-                        "cms {}: subscribe failed: {}: {}; tried again at the next "
-                        "probe",
-                        self->cms.id, f.code, f.message);
+            [self = shared_from_this(), then = std::move(then)](CmsResult result) {
+                {
+                    std::lock_guard lock(self->mutex);
+                    if (auto* reply = std::get_if<CmsReply>(&result)) {
+                        self->status.subscribed = true;
+                        spdlog::info("cms {}: subscribed ({}) for {}", self->cms.id,
+                                     reply->subscription_id, self->app_url);
+                    } else {
+                        auto& f = std::get<CmsFault>(result);
+                        self->status.last_error = "subscribe: " + f.code + ": " + f.message;
+                        spdlog::warn(
+                            "cms {}: subscribe failed: {}: {}; tried again at the "
+                            "next probe",
+                            self->cms.id, f.code, f.message);
+                    }
                 }
+                if (then) then();
             },
             timeout(), true);
     }

@@ -206,25 +206,23 @@ void DesktopSession::send_events(std::vector<std::pair<std::uint64_t, channels::
 }
 
 void DesktopSession::send_frame(std::string frame) {
-    unwritten_.fetch_add(1);
-    net::post(impl_->ws.get_executor(), [o = shared_from_this(), frame = std::move(frame)] {
-        auto& m = *o->impl_;
-        if (m.finished || m.bye_queued) return (void)o->unwritten_.fetch_sub(1);
-        Impl::Frame f;
-        f.text = frame;
-        m.push(std::move(f));
-    });
+    enqueue(std::move(frame), false);
 }
 
 void DesktopSession::send_urgent(std::string frame) {
+    enqueue(std::move(frame), true);
+}
+
+void DesktopSession::enqueue(std::string frame, bool urgent) {
     unwritten_.fetch_add(1);
-    net::post(impl_->ws.get_executor(), [o = shared_from_this(), frame = std::move(frame)] {
+    net::post(impl_->ws.get_executor(), [o = shared_from_this(), frame = std::move(frame), urgent] {
         auto& m = *o->impl_;
         if (m.finished || m.bye_queued) return (void)o->unwritten_.fetch_sub(1);
         Impl::Frame f;
         f.text = frame;
-        f.urgent = true;
-        auto at = m.queue.begin() + (m.writing ? 1 : 0);
+        f.urgent = urgent;
+        // An urgent frame goes ahead of everything but the frame being written.
+        auto at = urgent ? m.queue.begin() + (m.writing ? 1 : 0) : m.queue.end();
         m.queue.insert(at, std::move(f));
         if (!m.writing && m.open) m.write_next();
     });

@@ -68,6 +68,8 @@ class DesktopSession : public channels::DesktopLink,
     void start();
 
   private:
+    void enqueue(std::string frame, bool urgent);
+
     std::unique_ptr<Impl> impl_;
     std::string agent_;
     std::string peer_;

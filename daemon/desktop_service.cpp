@@ -20,10 +20,6 @@ using protocol::DesktopType;
 
 namespace {
 
-std::string now_iso() {
-    return ch::iso_utc(std::chrono::system_clock::now());
-}
-
 const config::Agent* find_agent(const config::Config& c, const std::string& id) {
     for (auto& a : c.agents)
         if (a.id == id) return &a;
@@ -164,7 +160,7 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
             return session->send_frame(
                 proto::result_error_frame(id, "invalidMessage", "hello was said already"));
         case DesktopType::heartbeat:
-            return session->send_frame(proto::heartbeat_frame(now_iso()));
+            return session->send_frame(proto::heartbeat_frame(ch::iso_utc()));
         case DesktopType::ack:
             return broker_.on_core_state(
                 [agent = session->agent(), seq = m.seq](auto& core) { core.hub.ack(agent, seq); });

@@ -16,6 +16,25 @@ constexpr std::array<std::string_view, 21> kCmsOpNames = {
     "postChatMessage", "acceptMessage", "closeMessage", "setAttachedData", "wrapUpRequired",
     "getItems"};
 
+/// The operations whose request is just an item ID: (enumerator, element name, ID field).
+#define CB_ITEM_OPS(X)                          \
+    X(answer_call, answerCall, callId)          \
+    X(hangup_call, hangupCall, callId)          \
+    X(hold_call, holdCall, callId)              \
+    X(retrieve_call, retrieveCall, callId)      \
+    X(accept_chat, acceptChat, chatId)          \
+    X(end_chat, endChat, chatId)                \
+    X(accept_message, acceptMessage, messageId) \
+    X(close_message, closeMessage, messageId)   \
+    X(wrap_up_required, wrapUpRequired, itemId)
+
+/// The operations whose response is empty: those above and these.
+#define CB_EMPTY_REPLY_OPS(X)                                                                      \
+    X(unsubscribe, unsubscribe)                                                                    \
+    X(logon, logon) X(logoff, logoff) X(set_work_mode, setWorkMode) X(transfer_call, transferCall) \
+        X(reject_call, rejectCall) X(post_chat_message, postChatMessage)                           \
+            X(set_attached_data, setAttachedData)
+
 /// Serializes one body element inside an envelope with the current header.
 template <typename T>
 int put_message(struct soap* s, const T& body, void (*serialize)(struct soap*, const T*),
@@ -125,7 +144,6 @@ std::string CmsCodec::encode_request(const CmsRequest& r) {
     std::string out;
     m.out = &out;
     m.begin(SoapVersion::v11, r.message_id, r.user_id);
-    auto item_id = [&](auto& body) { body = r.item_id; };
     switch (r.op) {
 #define CB_SEND(NAME, FILL)                                                                 \
     {                                                                                       \
@@ -155,36 +173,23 @@ std::string CmsCodec::encode_request(const CmsRequest& r) {
             CB_SEND(makeCall, (body.userId = r.user_id, body.from = r.from, body.to = r.to,
                                body.attachedData =
                                    r.attached_data ? new_string(s, *r.attached_data) : nullptr))
-        case CmsOp::answer_call:
-            CB_SEND(answerCall, item_id(body.callId))
-        case CmsOp::hangup_call:
-            CB_SEND(hangupCall, item_id(body.callId))
-        case CmsOp::hold_call:
-            CB_SEND(holdCall, item_id(body.callId))
-        case CmsOp::retrieve_call:
-            CB_SEND(retrieveCall, item_id(body.callId))
         case CmsOp::transfer_call:
-            CB_SEND(transferCall, (item_id(body.callId), body.to = r.to,
+            CB_SEND(transferCall, (body.callId = r.item_id, body.to = r.to,
                                    soap_s2ici__TransferMode(s, r.mode.c_str(), &body.mode)))
         case CmsOp::reject_call:
-            CB_SEND(rejectCall, (item_id(body.callId), body.reason = r.reason))
-        case CmsOp::accept_chat:
-            CB_SEND(acceptChat, item_id(body.chatId))
-        case CmsOp::end_chat:
-            CB_SEND(endChat, item_id(body.chatId))
+            CB_SEND(rejectCall, (body.callId = r.item_id, body.reason = r.reason))
         case CmsOp::post_chat_message:
-            CB_SEND(postChatMessage, (item_id(body.chatId), body.text = r.text))
-        case CmsOp::accept_message:
-            CB_SEND(acceptMessage, item_id(body.messageId))
-        case CmsOp::close_message:
-            CB_SEND(closeMessage, item_id(body.messageId))
+            CB_SEND(postChatMessage, (body.chatId = r.item_id, body.text = r.text))
         case CmsOp::set_attached_data:
             CB_SEND(setAttachedData,
-                    (item_id(body.itemId), body.attachedData = r.attached_data.value_or("")))
-        case CmsOp::wrap_up_required:
-            CB_SEND(wrapUpRequired, item_id(body.itemId))
+                    (body.itemId = r.item_id, body.attachedData = r.attached_data.value_or("")))
         case CmsOp::get_items:
             CB_SEND(getItems, body.userId = r.all_users ? nullptr : new_string(s, r.user_id))
+#define CB_SEND_ITEM(OP, NAME, FIELD) \
+    case CmsOp::OP:                   \
+        CB_SEND(NAME, body.FIELD = r.item_id)
+            CB_ITEM_OPS(CB_SEND_ITEM)
+#undef CB_SEND_ITEM
 #undef CB_SEND
     }
     m.end();
@@ -219,42 +224,8 @@ std::variant<CmsReply, CmsFault> CmsCodec::decode_reply(CmsOp op, std::string_vi
                                     reply.state = soap_ici__SystemState2s(s, r.state)))
         case CmsOp::subscribe:
             CB_RECV(subscribe, reply.subscription_id = r.subscriptionId)
-        case CmsOp::unsubscribe:
-            CB_RECV(unsubscribe, (void)0)
-        case CmsOp::logon:
-            CB_RECV(logon, (void)0)
-        case CmsOp::logoff:
-            CB_RECV(logoff, (void)0)
-        case CmsOp::set_work_mode:
-            CB_RECV(setWorkMode, (void)0)
         case CmsOp::make_call:
             CB_RECV(makeCall, reply.call_id = r.callId)
-        case CmsOp::answer_call:
-            CB_RECV(answerCall, (void)0)
-        case CmsOp::hangup_call:
-            CB_RECV(hangupCall, (void)0)
-        case CmsOp::hold_call:
-            CB_RECV(holdCall, (void)0)
-        case CmsOp::retrieve_call:
-            CB_RECV(retrieveCall, (void)0)
-        case CmsOp::transfer_call:
-            CB_RECV(transferCall, (void)0)
-        case CmsOp::reject_call:
-            CB_RECV(rejectCall, (void)0)
-        case CmsOp::accept_chat:
-            CB_RECV(acceptChat, (void)0)
-        case CmsOp::end_chat:
-            CB_RECV(endChat, (void)0)
-        case CmsOp::post_chat_message:
-            CB_RECV(postChatMessage, (void)0)
-        case CmsOp::accept_message:
-            CB_RECV(acceptMessage, (void)0)
-        case CmsOp::close_message:
-            CB_RECV(closeMessage, (void)0)
-        case CmsOp::set_attached_data:
-            CB_RECV(setAttachedData, (void)0)
-        case CmsOp::wrap_up_required:
-            CB_RECV(wrapUpRequired, (void)0)
         case CmsOp::get_items:
             CB_RECV(getItems, {
                 if (r.calls)
@@ -267,6 +238,14 @@ std::variant<CmsReply, CmsFault> CmsCodec::decode_reply(CmsOp op, std::string_vi
                     for (auto& c : r.messages->item)
                         reply.items.push_back(soapconv::from_soap(s, c, system));
             })
+#define CB_RECV_EMPTY(OP, NAME) \
+    case CmsOp::OP:             \
+        CB_RECV(NAME, (void)0)
+#define CB_RECV_ITEM(OP, NAME, FIELD) CB_RECV_EMPTY(OP, NAME)
+            CB_ITEM_OPS(CB_RECV_ITEM)
+            CB_EMPTY_REPLY_OPS(CB_RECV_EMPTY)
+#undef CB_RECV_ITEM
+#undef CB_RECV_EMPTY
 #undef CB_RECV
     }
     if (soap_body_end_in(s) || soap_envelope_end_in(s) || soap_end_recv(s))
@@ -333,36 +312,23 @@ std::variant<CmsRequest, CmsFault> CmsCodec::decode_request(std::string_view bod
                     (r.user_id = q.userId, r.from = q.from, r.to = q.to,
                      r.attached_data = q.attachedData ? std::optional<std::string>(*q.attachedData)
                                                       : std::nullopt))
-        case CmsOp::answer_call:
-            CB_READ(answerCall, r.item_id = q.callId)
-        case CmsOp::hangup_call:
-            CB_READ(hangupCall, r.item_id = q.callId)
-        case CmsOp::hold_call:
-            CB_READ(holdCall, r.item_id = q.callId)
-        case CmsOp::retrieve_call:
-            CB_READ(retrieveCall, r.item_id = q.callId)
         case CmsOp::transfer_call:
             CB_READ(transferCall, (r.item_id = q.callId, r.to = q.to,
                                    r.mode = soap_ici__TransferMode2s(s, q.mode)))
         case CmsOp::reject_call:
             CB_READ(rejectCall, (r.item_id = q.callId, r.reason = q.reason))
-        case CmsOp::accept_chat:
-            CB_READ(acceptChat, r.item_id = q.chatId)
-        case CmsOp::end_chat:
-            CB_READ(endChat, r.item_id = q.chatId)
         case CmsOp::post_chat_message:
             CB_READ(postChatMessage, (r.item_id = q.chatId, r.text = q.text))
-        case CmsOp::accept_message:
-            CB_READ(acceptMessage, r.item_id = q.messageId)
-        case CmsOp::close_message:
-            CB_READ(closeMessage, r.item_id = q.messageId)
         case CmsOp::set_attached_data:
             CB_READ(setAttachedData, (r.item_id = q.itemId, r.attached_data = q.attachedData))
-        case CmsOp::wrap_up_required:
-            CB_READ(wrapUpRequired, r.item_id = q.itemId)
         case CmsOp::get_items:
             CB_READ(getItems,
                     (r.all_users = !q.userId, r.user_id = q.userId ? *q.userId : r.user_id))
+#define CB_READ_ITEM(OP, NAME, FIELD) \
+    case CmsOp::OP:                   \
+        CB_READ(NAME, r.item_id = q.FIELD)
+            CB_ITEM_OPS(CB_READ_ITEM)
+#undef CB_READ_ITEM
 #undef CB_READ
     }
     if (soap_body_end_in(s) || soap_envelope_end_in(s) || soap_end_recv(s)) return failed();
@@ -391,42 +357,8 @@ std::string CmsCodec::encode_reply(const CmsRequest& req, const CmsReply& reply)
                                       soap_s2ici__SystemState(s, reply.state.c_str(), &r.state)))
         case CmsOp::subscribe:
             CB_ANSWER(subscribe, r.subscriptionId = reply.subscription_id)
-        case CmsOp::unsubscribe:
-            CB_ANSWER(unsubscribe, (void)0)
-        case CmsOp::logon:
-            CB_ANSWER(logon, (void)0)
-        case CmsOp::logoff:
-            CB_ANSWER(logoff, (void)0)
-        case CmsOp::set_work_mode:
-            CB_ANSWER(setWorkMode, (void)0)
         case CmsOp::make_call:
             CB_ANSWER(makeCall, r.callId = reply.call_id)
-        case CmsOp::answer_call:
-            CB_ANSWER(answerCall, (void)0)
-        case CmsOp::hangup_call:
-            CB_ANSWER(hangupCall, (void)0)
-        case CmsOp::hold_call:
-            CB_ANSWER(holdCall, (void)0)
-        case CmsOp::retrieve_call:
-            CB_ANSWER(retrieveCall, (void)0)
-        case CmsOp::transfer_call:
-            CB_ANSWER(transferCall, (void)0)
-        case CmsOp::reject_call:
-            CB_ANSWER(rejectCall, (void)0)
-        case CmsOp::accept_chat:
-            CB_ANSWER(acceptChat, (void)0)
-        case CmsOp::end_chat:
-            CB_ANSWER(endChat, (void)0)
-        case CmsOp::post_chat_message:
-            CB_ANSWER(postChatMessage, (void)0)
-        case CmsOp::accept_message:
-            CB_ANSWER(acceptMessage, (void)0)
-        case CmsOp::close_message:
-            CB_ANSWER(closeMessage, (void)0)
-        case CmsOp::set_attached_data:
-            CB_ANSWER(setAttachedData, (void)0)
-        case CmsOp::wrap_up_required:
-            CB_ANSWER(wrapUpRequired, (void)0)
         case CmsOp::get_items:
             CB_ANSWER(getItems, {
                 r.calls = soap_new_ici__PhoneCallList(s);
@@ -445,6 +377,14 @@ std::string CmsCodec::encode_reply(const CmsRequest& req, const CmsReply& reply)
                     }
                 }
             })
+#define CB_ANSWER_EMPTY(OP, NAME) \
+    case CmsOp::OP:               \
+        CB_ANSWER(NAME, (void)0)
+#define CB_ANSWER_ITEM(OP, NAME, FIELD) CB_ANSWER_EMPTY(OP, NAME)
+            CB_ITEM_OPS(CB_ANSWER_ITEM)
+            CB_EMPTY_REPLY_OPS(CB_ANSWER_EMPTY)
+#undef CB_ANSWER_ITEM
+#undef CB_ANSWER_EMPTY
 #undef CB_ANSWER
     }
     m.end();

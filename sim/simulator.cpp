@@ -30,10 +30,6 @@ using protocol::CmsRequest;
 
 namespace {
 
-std::string now_iso() {
-    return ch::iso_utc(std::chrono::system_clock::now());
-}
-
 daemon::Response json_response(http::status status, const json::value& body) {
     daemon::Response res{status, 11};
     res.set(http::field::content_type, "application/json");
@@ -193,7 +189,7 @@ struct Simulator::State {
 
     void changed(ch::Item& item) {
         ++item.version;
-        item.changed_at = now_iso();
+        item.changed_at = ch::iso_utc();
         ch::Item copy = item;
         if (ch::is_terminal(item.state)) items.erase(item.id);
         send(std::move(copy));
@@ -330,7 +326,7 @@ struct Simulator::State {
 
     void customer_posts(const std::string& chat, const std::string& text) {
         send(ch::PostingEvent{options.system,
-                              ch::ChatPosting{chat, "customer", text, false, now_iso()}});
+                              ch::ChatPosting{chat, "customer", text, false, ch::iso_utc()}});
     }
 
     void talk_timer(const std::string& id) {
@@ -528,7 +524,7 @@ struct Simulator::State {
                 auto* i = std::get<ch::Item*>(found);
                 if (i->state != ch::State::active)
                     return refuse("invalidState", r.item_id + " is not active");
-                auto posting = ch::ChatPosting{i->id, r.user_id, r.text, false, now_iso()};
+                auto posting = ch::ChatPosting{i->id, r.user_id, r.text, false, ch::iso_utc()};
                 net::post(ioc, [this, posting] {
                     send(ch::PostingEvent{options.system, posting});
                 });

@@ -44,15 +44,27 @@ AGENTS = (("alice", "agent", "CMS-A"), ("bob", "agent", "CMS-A"), ("carol", "age
 
 
 @pytest.fixture
-def loop(make_sim, make_broker):
-    """Two commbroker-cmss (CMS-A, CMS-B) and commbrokerd with a desktop listener, subscribed to both."""
+def make_loop(make_sim, make_broker):
+    """Makes two commbroker-cmss (CMS-A, CMS-B) and a commbrokerd with a desktop listener,
+    subscribed to both; keyword arguments go to the Broker (limits, grace, extra, …)."""
     from harness import wait_for
-    sim = make_sim("CMS-A")
-    sim_b = make_sim("CMS-B")
-    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
-                         agents=AGENTS, desktop=True, probe="200ms").start()
-    wait_for(lambda: sim.state()["subscribed"] and sim_b.state()["subscribed"],
-             what="the broker subscribes at both simulators")
-    broker.sim = sim
-    broker.sim_b = sim_b
-    return broker
+
+    def make(**kwargs):
+        sim = make_sim("CMS-A")
+        sim_b = make_sim("CMS-B")
+        options = dict(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
+                       agents=AGENTS, desktop=True, probe="200ms")
+        options.update(kwargs)
+        broker = make_broker(**options).start()
+        wait_for(lambda: sim.state()["subscribed"] and sim_b.state()["subscribed"],
+                 what="the broker subscribes at both simulators")
+        broker.sim = sim
+        broker.sim_b = sim_b
+        return broker
+
+    return make
+
+
+@pytest.fixture
+def loop(make_loop):
+    return make_loop()

@@ -60,7 +60,8 @@ class Broker:
     """One commbrokerd process with its own directory, config and journal."""
 
     def __init__(self, sync="normal", systems=("CMS-A",), extra="", directory=None, cms_urls=None,
-                 agents=(), desktop=False, limits='maxBodyBytes="16384"', probe="5s", grace="30s"):
+                 agents=(), desktop=False, limits='maxBodyBytes="16384"', probe="5s", grace="30s",
+                 probe_timeout="15s"):
         self.dir = directory or tempfile.mkdtemp(prefix="commbroker-it-")
         self.config_path = os.path.join(self.dir, "commbroker.xml")
         self.socket_path = os.path.join(self.dir, "admin.sock")
@@ -72,7 +73,7 @@ class Broker:
         cms = "\n".join(
             f'  <cms id="{s}" url="{cms_urls.get(s, "http://127.0.0.1:9/cms")}" user="broker" password="secret" '
             f'inboundUser="{s.lower()}" inboundPasswordHash="{hash_password("pw-" + s)}" '
-            f'probeInterval="{probe}" requestTimeout="1s"/>' for s in systems)
+            f'probeInterval="{probe}" probeTimeout="{probe_timeout}" requestTimeout="1s"/>' for s in systems)
         # agents: (id, role, cms) tuples; every agent's password is "pw-" + id
         agent_xml = "\n".join(
             f'  <agent id="{a}" passwordHash="{hash_password("pw-" + a)}" role="{role}" cms="{c}"/>'

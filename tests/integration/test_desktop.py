@@ -92,15 +92,9 @@ def test_a_reconnect_with_the_resume_token_gets_exactly_the_missed_events_in_ord
     assert not [f for f in d2.frames if f["type"] == "snapshot"]
 
 
-def test_a_resume_too_late_gets_a_resync_snapshot(make_sim, make_broker):
-    from conftest import AGENTS
-    sim = make_sim("CMS-A")
-    sim_b = make_sim("CMS-B")
-    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
-                         agents=AGENTS, desktop=True, probe="200ms",
-                         limits='replayEvents="2" desktopQueue="3"').start()
-    wait_for(lambda: sim.state()["subscribed"], what="subscribed")
-    broker.sim = sim
+def test_a_resume_too_late_gets_a_resync_snapshot(make_loop):
+    broker = make_loop(limits='replayEvents="2" desktopQueue="3"')
+    sim = broker.sim
     d = logged_on(broker)
     welcome = d.frames[0]
     last = d.events()[-1]["seq"]
@@ -114,14 +108,9 @@ def test_a_resume_too_late_gets_a_resync_snapshot(make_sim, make_broker):
     assert sorted(i["id"] for i in snap["items"]) == sorted(calls)
 
 
-def test_a_page_reload_does_not_log_the_agent_off_but_a_lost_desktop_is_after_grace(make_sim, make_broker):
-    from conftest import AGENTS
-    sim = make_sim("CMS-A")
-    sim_b = make_sim("CMS-B")
-    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
-                         agents=AGENTS, desktop=True, probe="200ms", grace="2s").start()
-    wait_for(lambda: sim.state()["subscribed"], what="subscribed")
-    broker.sim = sim
+def test_a_page_reload_does_not_log_the_agent_off_but_a_lost_desktop_is_after_grace(make_loop):
+    broker = make_loop(grace="2s")
+    sim = broker.sim
     d = logged_on(broker)
     welcome = d.frames[0]
     d.close()
@@ -201,14 +190,9 @@ def test_a_supervisor_monitoring_a_system_sees_every_event_in_it(loop):
     alice.close()
 
 
-def test_a_desktop_that_stops_reading_is_cut_off_while_others_keep_pace(make_sim, make_broker):
-    from conftest import AGENTS
+def test_a_desktop_that_stops_reading_is_cut_off_while_others_keep_pace(make_loop):
     from harness import call_xml, envelope
-    sim = make_sim("CMS-A")
-    sim_b = make_sim("CMS-B")
-    broker = make_broker(cms_urls={"CMS-A": sim.url, "CMS-B": sim_b.url}, systems=("CMS-A", "CMS-B"),
-                         agents=AGENTS, desktop=True, probe="200ms",
-                         limits='maxBodyBytes="200000" desktopQueue="20" desktopSlowTimeout="1s"').start()
+    broker = make_loop(limits='maxBodyBytes="200000" desktopQueue="20" desktopSlowTimeout="1s"')
     import socket
     import websocket
     slow = websocket.create_connection(f"ws://127.0.0.1:{broker.desktop_port}/desktop", timeout=10,
@@ -253,3 +237,26 @@ def test_a_desktop_that_stops_reading_is_cut_off_while_others_keep_pace(make_sim
     types = [f["type"] for f in frames]
     assert "overload" in types, " ".join(types)
     assert frames[-1] == {"type": "bye", "reason": "tooSlow"}, frames[-1]
+
+
+def test_auto_logon_agents_are_logged_on_when_their_system_comes_up(make_loop):
+    from harness import hash_password
+    broker = make_loop(extra=f'<agent id="dave" passwordHash="{hash_password("pw-dave")}" cms="CMS-A" '
+                             'autoLogon="true"/>')
+    wait_for(lambda: {a["id"]: a["state"] for a in broker.sim.state()["agents"]}.get("dave") == "ready",
+             what="dave logged on by the broker")
+    wait_for(lambda: any(a["userId"] == "dave" for a in broker.admin("GET", "/admin/v1/agents")[1]["agents"]),
+             what="the broker knows dave's state from the CMS's event")
+
+
+def test_a_cms_that_stops_answering_is_unavailable_then_subscribed_again(make_loop):
+    broker = make_loop(probe_timeout="1s")
+    d = logged_on(broker)
+    subscribes = broker.sim.state()["requests"]["subscribe"]
+    broker.sim.control("stall", {"on": True})
+    d.expect_event("systemStateChanged", system="CMS-A", available=False, timeout=10)
+    systems = {s["id"]: s for s in broker.admin("GET", "/admin/v1/systems")[1]["systems"]}
+    assert systems["CMS-A"]["available"] is False and systems["CMS-B"]["available"] is True
+    broker.sim.control("stall", {"on": False})
+    d.expect_event("systemStateChanged", system="CMS-A", available=True, timeout=10)
+    assert broker.sim.state()["requests"]["subscribe"] > subscribes
