@@ -504,6 +504,18 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     if (a.limits.max_connections != b.limits.max_connections)
         kept.push_back("limits.maxConnections");
     if (a.log.target != b.log.target) kept.push_back("log.target");
+    // The links to the CMSs (URL, credentials, pool, probe timing) are made at start.
+    auto cms_key = [](const Config& c) {
+        std::vector<std::string> v;
+        for (auto& m : c.cms)
+            v.push_back(m.id + "|" + m.url + "|" + m.user + "|" + m.password + "|" +
+                        std::to_string(m.connections) + "|" + format_duration(m.probe_interval) +
+                        "|" + format_duration(m.probe_timeout) + "|" +
+                        format_duration(m.request_timeout));
+        std::sort(v.begin(), v.end());
+        return v;
+    };
+    if (cms_key(a) != cms_key(b)) kept.push_back("cms (url, user, password, connections, timing)");
     return kept;
 }
 

@@ -262,6 +262,18 @@ ReloadResult Broker::reload() {
     next->node.threads = running->node.threads;
     next->limits.max_connections = running->limits.max_connections;
     next->log.target = running->log.target;
+    // Inbound accounts of a CMS may change live; its outbound link keeps running as it is.
+    for (auto& m : next->cms)
+        for (auto& r : running->cms)
+            if (r.id == m.id) {
+                m.url = r.url;
+                m.user = r.user;
+                m.password = r.password;
+                m.connections = r.connections;
+                m.probe_interval = r.probe_interval;
+                m.probe_timeout = r.probe_timeout;
+                m.request_timeout = r.request_timeout;
+            }
     apply_config(*next);
     {
         std::lock_guard lock(config_mutex_);

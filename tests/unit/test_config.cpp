@@ -96,3 +96,22 @@ TEST_CASE("reload names the settings that need a restart") {
     REQUIRE(kept.size() == 1);
     CHECK(kept[0] == "listen");
 }
+
+TEST_CASE("reload names a changed CMS link, and the desktop limits parse with their bounds") {
+    auto text = [](const char* url, const char* limits) {
+        return std::string(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/>)") +
+               R"(<journal path="/a"/><limits )" + limits + R"(/><cms id="A" url=")" + url +
+               R"(" connections="2"/></commbroker>)";
+    };
+    auto a = parse(text("http://127.0.0.1:1/cms", R"(desktopSlowTimeout="2s")"), "a");
+    auto b = parse(text("http://127.0.0.1:2/cms", R"(desktopSlowTimeout="2s")"), "b");
+    REQUIRE(a.config);
+    REQUIRE(b.config);
+    CHECK(a.config->cms[0].connections == 2);
+    CHECK(a.config->limits.desktop_slow_timeout == std::chrono::seconds(2));
+    auto kept = reload_diff(*a.config, *b.config);
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0].rfind("cms", 0) == 0);
+    auto bad = parse(text("http://127.0.0.1:1/cms", R"(desktopSlowTimeout="1ms")"), "c");
+    CHECK_FALSE(bad.config);
+}
