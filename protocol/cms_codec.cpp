@@ -29,11 +29,13 @@ constexpr std::array<std::string_view, 21> kCmsOpNames = {
     X(wrap_up_required, wrapUpRequired, itemId)
 
 /// The operations whose response is empty: those above and these.
-#define CB_EMPTY_REPLY_OPS(X)                                                                      \
-    X(unsubscribe, unsubscribe)                                                                    \
-    X(logon, logon) X(logoff, logoff) X(set_work_mode, setWorkMode) X(transfer_call, transferCall) \
-        X(reject_call, rejectCall) X(post_chat_message, postChatMessage)                           \
-            X(set_attached_data, setAttachedData)
+// clang-format off
+#define CB_EMPTY_REPLY_OPS(X)                                                      \
+    X(unsubscribe, unsubscribe) X(logon, logon) X(logoff, logoff)                  \
+    X(set_work_mode, setWorkMode) X(transfer_call, transferCall)                   \
+    X(reject_call, rejectCall) X(post_chat_message, postChatMessage)               \
+    X(set_attached_data, setAttachedData)
+// clang-format on
 
 /// Serializes one body element inside an envelope with the current header.
 template <typename T>
