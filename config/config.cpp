@@ -46,6 +46,10 @@ const Operator* Config::find_operator(std::string_view id) const {
         if (o.id == id) return &o;
     return nullptr;
 }
+const Agent* Config::find_agent(const std::string& id) const {
+    auto it = agent_index.find(id);
+    return it == agent_index.end() ? nullptr : &agents[it->second];
+}
 const Listen* Config::find_listen(Service s) const {
     for (auto& l : listens)
         if (l.service == s) return &l;
@@ -296,9 +300,10 @@ void read_agent(pugi::xml_node n, Errors& e, Config& c) {
     r.string("heartbeatProfile", a.heartbeat_profile);
     r.boolean("autoLogon", a.auto_logon);
     r.check_unknown();
-    for (auto& other : c.agents)
-        if (other.id == a.id) r.error("a second <agent id=\"" + a.id + "\">");
-    c.agents.push_back(std::move(a));
+    if (!c.agent_index.emplace(a.id, c.agents.size()).second)
+        r.error("a second <agent id=\"" + a.id + "\">");
+    else
+        c.agents.push_back(std::move(a));
 }
 
 }  // namespace

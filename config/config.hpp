@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace cb::config {
@@ -133,6 +134,7 @@ struct Config {
     std::vector<HeartbeatProfile> heartbeat_profiles;
     std::vector<Cms> cms;
     std::vector<Agent> agents;
+    std::unordered_map<std::string, std::size_t> agent_index;  // id → position in agents
     std::vector<Operator> operators;
     Trace trace;
     Statistics statistics;
@@ -141,6 +143,7 @@ struct Config {
     const Cms* find_cms(std::string_view id) const;
     const Cms* find_cms_by_inbound_user(std::string_view user) const;
     const Operator* find_operator(std::string_view id) const;
+    const Agent* find_agent(const std::string& id) const;
     const Listen* find_listen(Service s) const;
 };
 

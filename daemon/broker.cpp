@@ -302,9 +302,8 @@ void Broker::flush_hub(bool with_replay) {
 
 std::chrono::milliseconds Broker::grace_of(const std::string& agent) const {
     auto c = config();
-    std::string profile = "default";
-    for (auto& a : c->agents)
-        if (a.id == agent) profile = a.heartbeat_profile;
+    auto* a = c->find_agent(agent);
+    std::string profile = a ? a->heartbeat_profile : "default";
     for (auto& p : c->heartbeat_profiles)
         if (p.id == profile) return std::chrono::duration_cast<std::chrono::milliseconds>(p.grace);
     return std::chrono::seconds(30);

@@ -20,11 +20,6 @@ using protocol::DesktopType;
 
 namespace {
 
-const config::Agent* find_agent(const config::Config& c, const std::string& id) {
-    for (auto& a : c.agents)
-        if (a.id == id) return &a;
-    return nullptr;
-}
 
 const config::HeartbeatProfile& profile_of(const config::Config& c, const config::Agent& a) {
     for (auto& p : c.heartbeat_profiles)
@@ -105,7 +100,7 @@ void DesktopProtocol::on_event_written(channels::SteadyTime received) {
 
 void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, DesktopMessage m) {
     auto config = broker_.config();
-    auto* agent = find_agent(*config, m.agent);
+    auto* agent = config->find_agent(m.agent);
     // The hash check runs on this session's thread (PBKDF2 is slow on purpose; the cache makes
     // a reconnect cheap); an unknown agent is refused the same way as a wrong password.
     if (!agent || !broker_.credentials().verify(m.agent, m.password, agent->password_hash)) {
@@ -151,7 +146,7 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
 
 void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, DesktopMessage m) {
     auto config = broker_.config();
-    auto* agent = find_agent(*config, session->agent());
+    auto* agent = config->find_agent(session->agent());
     if (!agent) return session->close(ch::ByeReason::auth_failed);  // removed by a reload
     auto id = m.id;
     auto reply = [session, id](CmsResult r) { session->send_frame(result_of(id, r)); };
@@ -229,7 +224,7 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
 void DesktopProtocol::item_command(const std::shared_ptr<DesktopSession>& session,
                                    DesktopMessage m) {
     auto config = broker_.config();
-    auto* agent = find_agent(*config, session->agent());
+    auto* agent = config->find_agent(session->agent());
     broker_.on_core_state([this, session, m = std::move(m),
                            default_system = agent ? agent->cms : std::string()](
                               Broker::CoreState& core) mutable {
