@@ -50,6 +50,12 @@ const Agent* Config::find_agent(const std::string& id) const {
     auto it = agent_index.find(id);
     return it == agent_index.end() ? nullptr : &agents[it->second];
 }
+const HeartbeatProfile& Config::profile_of(const Agent& agent) const {
+    for (auto& p : heartbeat_profiles)
+        if (p.id == agent.heartbeat_profile) return p;
+    static const HeartbeatProfile built_in{"default"};
+    return built_in;
+}
 const Listen* Config::find_listen(Service s) const {
     for (auto& l : listens)
         if (l.service == s) return &l;

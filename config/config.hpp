@@ -144,6 +144,8 @@ struct Config {
     const Cms* find_cms_by_inbound_user(std::string_view user) const;
     const Operator* find_operator(std::string_view id) const;
     const Agent* find_agent(const std::string& id) const;
+    /// The agent's heartbeat profile (the built-in default if the config has none by that name).
+    const HeartbeatProfile& profile_of(const Agent& agent) const;
     const Listen* find_listen(Service s) const;
 };
 

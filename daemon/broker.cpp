@@ -303,10 +303,8 @@ void Broker::flush_hub(bool with_replay) {
 std::chrono::milliseconds Broker::grace_of(const std::string& agent) const {
     auto c = config();
     auto* a = c->find_agent(agent);
-    std::string profile = a ? a->heartbeat_profile : "default";
-    for (auto& p : c->heartbeat_profiles)
-        if (p.id == profile) return std::chrono::duration_cast<std::chrono::milliseconds>(p.grace);
-    return std::chrono::seconds(30);
+    auto grace = a ? c->profile_of(*a).grace : config::HeartbeatProfile{}.grace;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(grace);
 }
 
 void Broker::schedule_sweep() {

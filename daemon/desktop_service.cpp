@@ -20,14 +20,6 @@ using protocol::DesktopType;
 
 namespace {
 
-
-const config::HeartbeatProfile& profile_of(const config::Config& c, const config::Agent& a) {
-    for (auto& p : c.heartbeat_profiles)
-        if (p.id == a.heartbeat_profile) return p;
-    static const config::HeartbeatProfile fallback;
-    return fallback;
-}
-
 /// The result frame of a finished CMS request.
 std::string result_of(const std::string& id, const CmsResult& r) {
     if (auto* f = std::get_if<CmsFault>(&r))
@@ -50,7 +42,7 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
     bool authed = !session->agent().empty();
     if (auto* e = std::get_if<proto::DesktopError>(&parsed)) {
         if (!authed) {
-            bool was_hello = text.find("\"hello\"") != std::string::npos && !e->fatal;
+            bool was_hello = e->type == "hello";
             spdlog::info("desktop {}: {} before hello: {}", session->peer(),
                          was_hello ? "a bad hello" : "a message", e->message);
             return session->close(was_hello ? ch::ByeReason::auth_failed
@@ -111,7 +103,7 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
     std::optional<ch::ResumeRequest> resume;
     if (m.resume_session) resume = ch::ResumeRequest{*m.resume_session, m.resume_last_seq};
     auto interval =
-        std::chrono::duration_cast<std::chrono::seconds>(profile_of(*config, *agent).interval)
+        std::chrono::duration_cast<std::chrono::seconds>(config->profile_of(*agent).interval)
             .count();
     broker_.on_core_state([session, resume, interval, default_system = agent->cms,
                            agent_id = m.agent](Broker::CoreState& core) {

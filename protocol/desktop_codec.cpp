@@ -82,18 +82,19 @@ constexpr std::string_view kOps[] = {
 std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_view text) {
     json::error_code ec;
     auto v = json::parse(text, ec);
-    if (ec) return DesktopError{true, {}, "invalidMessage", "not JSON: " + ec.message()};
-    if (!v.is_object()) return DesktopError{true, {}, "invalidMessage", "not a JSON object"};
+    if (ec) return DesktopError{true, {}, {}, "invalidMessage", "not JSON: " + ec.message()};
+    if (!v.is_object()) return DesktopError{true, {}, {}, "invalidMessage", "not a JSON object"};
     auto& o = v.as_object();
     DesktopMessage m;
     if (auto* id = o.if_contains("id")) {
         if (!id->is_string() && !id->is_number())
-            return DesktopError{false, {}, "invalidField", "\"id\" must be a string or a number"};
+            return DesktopError{
+                false, {}, {}, "invalidField", "\"id\" must be a string or a number"};
         m.id = json::serialize(*id);
     }
     auto* type = o.if_contains("type");
     if (!type || !type->is_string())
-        return DesktopError{true, m.id, "invalidMessage", "a message needs a string \"type\""};
+        return DesktopError{true, m.id, {}, "invalidMessage", "a message needs a string \"type\""};
     bool known = false;
     for (auto& [name, t] : kTypes)
         if (type->as_string() == name) {
@@ -101,7 +102,7 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
             known = true;
         }
     if (!known)
-        return DesktopError{false, m.id, "unknownType",
+        return DesktopError{false, m.id, std::string(type->as_string()), "unknownType",
                             "no message type \"" + std::string(type->as_string()) + "\""};
     Fields f(o);
     try {
@@ -188,7 +189,7 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
                 break;
         }
     } catch (const Invalid& e) {
-        return DesktopError{false, m.id, "invalidField", e.message};
+        return DesktopError{false, m.id, std::string(type->as_string()), "invalidField", e.message};
     }
     return m;
 }

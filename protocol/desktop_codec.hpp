@@ -58,6 +58,7 @@ struct DesktopMessage {
 struct DesktopError {
     bool fatal = false;
     std::string id;
+    std::string type;  ///< the message's `type` when it had a string one
     std::string code;  ///< invalidMessage, unknownType, invalidField
     std::string message;
 };
