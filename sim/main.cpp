@@ -23,7 +23,7 @@ constexpr const char* kUsage =
   --ring-time D             an unanswered offer is abandoned after D (default 15s)
   --talk-time D             the customer ends a conversation after D (default: never)
   --request-timeout D       for events sent to the broker (default 5s)
-  --connections N           connections to the broker (default 4)
+  --connections N           connections to the broker (default 1: events arrive in order)
   --scenario FILE           a JSON array of steps {"at": "2s", "do": "offer", …}, played once
 )";
 

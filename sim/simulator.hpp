@@ -40,8 +40,8 @@ struct Options {
     std::chrono::milliseconds ring_time{15000};  ///< an unanswered offer is abandoned after it
     std::chrono::milliseconds talk_time{0};      ///< the customer ends after it; 0: never
     std::chrono::milliseconds request_timeout{5000};
-    std::string scenario;  ///< a scenario file, played once after the first subscribe
-    unsigned connections = 4;
+    std::string scenario;      ///< a scenario file, played once after the first subscribe
+    unsigned connections = 1;  ///< to the broker; more may reorder events
 };
 
 /// Reads the command line; throws std::invalid_argument with a message for the user.

@@ -74,10 +74,14 @@ def test_a_reconnect_with_the_resume_token_gets_exactly_the_missed_events_in_ord
     last = d.events()[-1]["seq"]
     d.close()
     # While the desktop is away: three changes.
+    # (each waits until the broker has it: the simulator sends over several connections)
+    ids = lambda: sorted(i["id"] for i in loop.items("?agent=alice"))
     other = loop.sim.offer("phone", "alice")
+    wait_for(lambda: ids() == sorted([call, other]), what="the second call")
     loop.sim.control("end", {"item": call})
+    wait_for(lambda: ids() == [other], what="the first call ended")
     loop.sim.control("end", {"item": other})
-    wait_for(lambda: loop.items("?agent=alice") == [], what="both calls ended")
+    wait_for(lambda: ids() == [], what="both calls ended")
     d2 = Desktop(loop, "alice", resume={"session": welcome["session"], "lastSeq": last})
     w = d2.expect_type("welcome")
     assert w["resumed"] is True and w["session"] == welcome["session"]
