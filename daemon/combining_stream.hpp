@@ -18,10 +18,10 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
-#include <type_traits>
-#include <vector>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace cb::daemon {
 
@@ -91,9 +91,8 @@ class CombiningStream {
   private:
     template <class Handler>
     void complete(Handler&& handler, boost::beast::error_code ec, std::size_t n) {
-        boost::asio::post(get_executor(), [h = std::forward<Handler>(handler), ec, n]() mutable {
-            h(ec, n);
-        });
+        boost::asio::post(get_executor(),
+                          [h = std::forward<Handler>(handler), ec, n]() mutable { h(ec, n); });
     }
     template <class Handler>
     void complete_drain(Handler&& done) {
@@ -110,8 +109,7 @@ class CombiningStream {
         waiting_.clear();
         boost::asio::async_write(
             next_, boost::asio::buffer(sending_),
-            [this, waiting = std::move(waiting)](boost::beast::error_code ec,
-                                                 std::size_t) mutable {
+            [this, waiting = std::move(waiting)](boost::beast::error_code ec, std::size_t) mutable {
                 flushing_ = false;
                 sending_.clear();
                 if (ec && !error_) error_ = ec;
