@@ -102,11 +102,6 @@ DesktopHub::Session* DesktopHub::find(const std::string& agent) {
     return it == sessions_.end() ? nullptr : &it->second;
 }
 
-bool DesktopHub::attached(const std::string& agent) const {
-    auto it = sessions_.find(agent);
-    return it != sessions_.end() && it->second.link;
-}
-
 std::string DesktopHub::system_of(const std::string& agent) const {
     auto it = sessions_.find(agent);
     return it == sessions_.end() ? std::string() : it->second.system;
@@ -406,15 +401,6 @@ void DesktopHub::close_all(ByeReason reason) {
             s.link->close(reason);
             s.link.reset();
         }
-}
-
-void DesktopHub::end(const std::string& agent, ByeReason reason) {
-    auto it = sessions_.find(agent);
-    if (it == sessions_.end()) return;
-    if (it->second.link) it->second.link->close(reason);
-    journal_.push_back(SessionEnded{it->second.token});
-    set_monitor(agent, false);
-    sessions_.erase(it);
 }
 
 std::vector<Change> DesktopHub::take_journal(bool with_replay) {

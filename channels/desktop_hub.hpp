@@ -169,8 +169,6 @@ class DesktopHub {
         SteadyTime now, const std::function<std::chrono::milliseconds(const std::string&)>& grace);
     /// Closes every link with `reason` (shutdown).
     void close_all(ByeReason reason);
-    /// Ends an agent's session (logged off by an operator or the heartbeat).
-    void end(const std::string& agent, ByeReason reason);
 
     /// What must be made durable since the last call. Replay records are collected per session
     /// and only taken with `with_replay` (a timer does so), so that a supervisor's thousands of
@@ -183,7 +181,6 @@ class DesktopHub {
     std::size_t connected() const;
     std::size_t queued() const;
     const HubCounters& counters() const { return counters_; }
-    bool attached(const std::string& agent) const;
 
   private:
     struct Session {

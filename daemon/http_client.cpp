@@ -70,11 +70,9 @@ struct HttpClient::Impl {
     std::deque<Job> waiting;
     unsigned busy = 0;
     bool closed = false;
-    std::atomic<std::size_t> pending{0};
     std::weak_ptr<HttpClient> self;
 
     void finish(Job& job, HttpReply reply) {
-        pending.fetch_sub(1);
         auto done = std::move(job.done);
         done(std::move(reply));
     }
@@ -208,7 +206,6 @@ HttpClient::~HttpClient() = default;
 
 void HttpClient::post(std::string body, std::string action, std::chrono::milliseconds timeout,
                       Done done) {
-    impl_->pending.fetch_add(1);
     net::post(impl_->strand, [self = shared_from_this(),
                               job = Job{std::move(body), std::move(action), Clock::now() + timeout,
                                         std::move(done)}]() mutable {
@@ -235,10 +232,6 @@ void HttpClient::close() {
             m.finish(job, Impl::failure("closed"));
         }
     });
-}
-
-std::size_t HttpClient::pending() const {
-    return impl_->pending.load();
 }
 
 }  // namespace cb::daemon

@@ -54,8 +54,6 @@ class HttpClient : public std::enable_shared_from_this<HttpClient> {
     void post(std::string body, std::string action, std::chrono::milliseconds timeout, Done done);
     /// Fails what is queued and closes every connection.
     void close();
-    /// Requests in flight or waiting for a connection (approximate, any thread).
-    std::size_t pending() const;
 
     struct Impl;
 
