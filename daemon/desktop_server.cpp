@@ -276,12 +276,15 @@ DesktopServer::~DesktopServer() {
 
 namespace {
 
+/// The accept loop of one desktop listener. The acceptor lives on its own strand: stop() posts
+/// its close there, and an accept that completed before the close finds the acceptor closed and
+/// ends the loop instead of arming it again.
 void accept_next(net::io_context& ioc, std::shared_ptr<tcp::acceptor> acceptor,
                  std::shared_ptr<DesktopServer::Shared> shared) {
     acceptor->async_accept(net::make_strand(ioc), [&ioc, acceptor, shared](beast::error_code ec,
                                                                            tcp::socket socket) {
+        if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
         if (ec) {
-            if (ec == net::error::operation_aborted) return;
             spdlog::warn("desktop listener: accept failed: {}", ec.message());
             return accept_next(ioc, acceptor, shared);
         }
@@ -305,26 +308,30 @@ void accept_next(net::io_context& ioc, std::shared_ptr<tcp::acceptor> acceptor,
 }  // namespace
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port) {
-    auto acceptor = std::make_shared<tcp::acceptor>(ioc_);
+    auto acceptor = std::make_shared<tcp::acceptor>(net::make_strand(ioc_));
     tcp::endpoint ep(net::ip::make_address(address), port);
     acceptor->open(ep.protocol());
     acceptor->set_option(net::socket_base::reuse_address(true));
     acceptor->bind(ep);
     acceptor->listen(net::socket_base::max_listen_connections);
+    auto bound = acceptor->local_endpoint();
     {
         std::lock_guard lock(shared_->mutex);
         shared_->acceptors.push_back(acceptor);
     }
-    accept_next(ioc_, acceptor, shared_);
-    return acceptor->local_endpoint();
+    // The first accept is armed on the acceptor's strand too, so that it never races a stop().
+    net::post(acceptor->get_executor(),
+              [&ioc = ioc_, acceptor, shared = shared_] { accept_next(ioc, acceptor, shared); });
+    return bound;
 }
 
 void DesktopServer::stop() {
     std::lock_guard lock(shared_->mutex);
-    for (auto& a : shared_->acceptors) {
-        beast::error_code ec;
-        a->close(ec);
-    }
+    for (auto& a : shared_->acceptors)
+        net::post(a->get_executor(), [a] {
+            beast::error_code ec;
+            a->close(ec);
+        });
     shared_->acceptors.clear();
 }
 

@@ -85,7 +85,7 @@ class DesktopServer {
     ~DesktopServer();
 
     boost::asio::ip::tcp::endpoint listen(const std::string& address, std::uint16_t port);
-    /// Stops accepting.
+    /// Stops accepting: each acceptor is closed on its own strand. Any thread.
     void stop();
     std::size_t connections() const;
 

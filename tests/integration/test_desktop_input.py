@@ -1,6 +1,7 @@
 """Bad input on /desktop: each gets a clear error or bye protocolError, and nothing changes."""
 import json
 import socket
+import time
 
 import pytest
 
@@ -130,3 +131,43 @@ def test_a_desktop_resumes_after_a_broker_restart_from_the_journal(loop):
     # After a restart the replay is followed by a snapshot: what was routed but unsent is gone.
     snap = d2.expect_type("snapshot")
     assert snap["resync"] is True and [i["id"] for i in snap["items"]] == [call]
+
+
+def _drop_at_bye(broker, agent, password, deadline):
+    """Says hello, waits for the first frame, then drops the TCP connection with a reset."""
+    import struct
+    import websocket
+    rounds = 0
+    while time.monotonic() < deadline:
+        try:
+            ws = websocket.create_connection(f"ws://127.0.0.1:{broker.desktop_port}/desktop",
+                                             timeout=10)
+            ws.send(json.dumps({"type": "hello", "agent": agent, "password": password}))
+            ws.recv()
+        except (OSError, websocket.WebSocketException):
+            if broker.proc.poll() is not None:
+                break  # the broker is gone: the test says so below
+            continue
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.sock.close()
+        rounds += 1
+    return rounds
+
+
+def test_clients_that_drop_the_connection_at_bye_cannot_crash_the_broker(loop):
+    # Unknown agents get bye authFailed and drop at once; alice's reloads replace each other
+    # (bye replaced) and drop too. The broker's writes are still in flight when the sockets go.
+    from concurrent.futures import ThreadPoolExecutor
+    deadline = time.monotonic() + 6
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(_drop_at_bye, loop, "mallory", "pw-mallory", deadline),
+                pool.submit(_drop_at_bye, loop, "mallory", "pw-mallory", deadline),
+                pool.submit(_drop_at_bye, loop, "alice", "pw-alice", deadline),
+                pool.submit(_drop_at_bye, loop, "alice", "pw-alice", deadline)]
+        rounds = sum(r.result() for r in runs)
+    assert loop.proc.poll() is None, f"commbrokerd died ({loop.proc.returncode}): {loop.log_text()[-3000:]}"
+    assert rounds > 100
+    wait_for(lambda: loop.status()["counts"]["desktops"] == 0, what="every dropped connection closed")
+    d = welcomed(loop, "bob")
+    d.send({"type": "heartbeat"})
+    assert "serverTime" in d.expect_type("heartbeat")
