@@ -3,7 +3,8 @@
 // numbers, its replay buffer (persisted through the journal), the events waiting for its socket,
 // and the link to that socket while one is attached.
 //
-// Flow: after a batch of changes is durable, route() turns it into desktop events, each rendered
+// Flow: as soon as the registry has applied a batch of changes, before the journal commits it,
+// route() turns it into desktop events, each rendered
 // to JSON once and shared by every session that gets it (the owner, a previous owner, supervisors
 // monitoring its scope). A session queues them as pending; pump() hands them to the link a window
 // at a time, giving each its `seq` as it leaves (so seq has no gaps), recording it in the replay
@@ -149,7 +150,8 @@ class DesktopHub {
     /// The link's socket is gone; the session waits for a resume (until sweep() expires it).
     void detach(const std::string& agent, const DesktopLink* link, SteadyTime now);
 
-    /// Routes the changes of one durable batch.
+    /// Routes the changes of one applied batch (not yet durable: desktops see a change before its
+    /// commit; docs/protocol-notes.md says what a desktop sees after a crash).
     void route(const std::vector<Change>& changes, SteadyTime received, SteadyTime now);
     /// systemStateChanged to the agents logged on at `system` and to supervisors in scope.
     void route_system_state(const std::string& system, bool available, SteadyTime now);

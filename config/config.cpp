@@ -380,6 +380,15 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.string("path", c->journal.path, true);
             r.choice("sync", c->journal.sync, {{"full", Sync::full}, {"normal", Sync::normal}});
             r.number("maxBatch", c->journal.max_batch, 1, 100000);
+            r.number("walLimitBytes", c->journal.wal_limit_bytes, 65536,
+                     std::uint64_t{1024} * 1024 * 1024);
+            r.duration("retryDelay", c->journal.retry_delay, Duration(10), Duration(10000));
+            r.duration("retryMaxDelay", c->journal.retry_max_delay, Duration(100),
+                       Duration(300000));
+            r.duration("unhealthyAfter", c->journal.unhealthy_after, Duration(1000),
+                       Duration(3600000));
+            r.duration("fileCheckInterval", c->journal.file_check_interval, Duration(50),
+                       Duration(1000));
             r.check_unknown();
         } else if (tag == "limits") {
             auto& l = c->limits;
@@ -510,6 +519,15 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     if (a.journal.path != b.journal.path) kept.push_back("journal.path");
     if (a.journal.sync != b.journal.sync) kept.push_back("journal.sync");
     if (a.journal.max_batch != b.journal.max_batch) kept.push_back("journal.maxBatch");
+    if (a.journal.wal_limit_bytes != b.journal.wal_limit_bytes)
+        kept.push_back("journal.walLimitBytes");
+    if (a.journal.retry_delay != b.journal.retry_delay ||
+        a.journal.retry_max_delay != b.journal.retry_max_delay)
+        kept.push_back("journal.retryDelay");
+    if (a.journal.unhealthy_after != b.journal.unhealthy_after)
+        kept.push_back("journal.unhealthyAfter");
+    if (a.journal.file_check_interval != b.journal.file_check_interval)
+        kept.push_back("journal.fileCheckInterval");
     if (a.node.id != b.node.id) kept.push_back("node.id");
     if (a.node.threads != b.node.threads) kept.push_back("node.threads");
     if (a.limits.max_connections != b.limits.max_connections)

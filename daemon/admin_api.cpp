@@ -142,6 +142,21 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "# TYPE commbroker_journal_commit_seconds_max "
         "gauge\ncommbroker_journal_commit_seconds_max " +
         std::to_string(static_cast<double>(js.commit_micros_max) / 1e6) + "\n";
+    out +=
+        "# HELP commbroker_journal_wal_bytes Size of the journal's WAL after the last commit.\n"
+        "# TYPE commbroker_journal_wal_bytes gauge\ncommbroker_journal_wal_bytes " +
+        std::to_string(js.wal_bytes) + "\n";
+    out +=
+        "# HELP commbroker_journal_checkpoints_total WAL checkpoints (background and forced).\n"
+        "# TYPE commbroker_journal_checkpoints_total counter\n"
+        "commbroker_journal_checkpoints_total{kind=\"background\"} " +
+        std::to_string(js.checkpoints) +
+        "\ncommbroker_journal_checkpoints_total{kind=\"forced\"} " +
+        std::to_string(js.forced_checkpoints) + "\n";
+    out +=
+        "# HELP commbroker_journal_healthy 1 while commits succeed, 0 while failing or lost.\n"
+        "# TYPE commbroker_journal_healthy gauge\ncommbroker_journal_healthy " +
+        std::string(b.journal().healthy() ? "1" : "0") + "\n";
     auto& h = b.http().counters();
     out +=
         "# HELP commbroker_http_connections Open HTTP connections (ici and admin).\n"
@@ -188,17 +203,17 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
             return respond(
                 error_response(http::status::method_not_allowed, "methodNotAllowed", "use GET"));
         if (path == "/healthz") {
-            Response res{http::status::ok, 11};
+            auto why = broker_.unhealthy();
+            Response res{why ? http::status::service_unavailable : http::status::ok, 11};
             res.set(http::field::content_type, "text/plain");
-            res.body() = "ok\n";
+            res.body() = why ? "unhealthy: " + *why + "\n" : "ok\n";
             return respond(std::move(res));
         }
         if (path == "/readyz") {
-            bool ready = broker_.ready();
-            Response res{ready ? http::status::ok : http::status::service_unavailable, 11};
+            auto why = broker_.not_ready_reason();
+            Response res{why.empty() ? http::status::ok : http::status::service_unavailable, 11};
             res.set(http::field::content_type, "text/plain");
-            res.body() =
-                ready ? "ready\n" : (broker_.stopping() ? "stopping\n" : "journal unavailable\n");
+            res.body() = why.empty() ? "ready\n" : "not ready: " + why + "\n";
             return respond(std::move(res));
         }
         return broker_.on_core(
@@ -289,6 +304,15 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                     listeners.push_back(
                         json::object{{"service", "admin"}, {"path", config->admin_socket.path}});
                 auto js = broker_.journal().stats();
+                auto jh = broker_.journal().health();
+                json::object journal{{"path", broker_.journal().path()},
+                                     {"sync", broker_.journal().sync_full() ? "full" : "normal"},
+                                     {"healthy", broker_.journal().healthy()},
+                                     {"state", recovery::to_string(jh.state)},
+                                     {"commits", js.commits},
+                                     {"changes", js.changes},
+                                     {"walBytes", js.wal_bytes}};
+                if (jh.state != recovery::JournalHealth::State::ok) journal["reason"] = jh.reason;
                 json::object status{
                     {"version", COMMBROKER_VERSION},
                     {"node", config->node.id},
@@ -297,12 +321,7 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                     {"listeners", std::move(listeners)},
                     {"counts", std::move(counts)},
                     {"systems", std::move(systems)},
-                    {"journal",
-                     json::object{{"path", broker_.journal().path()},
-                                  {"sync", broker_.journal().sync_full() ? "full" : "normal"},
-                                  {"healthy", broker_.journal().healthy()},
-                                  {"commits", js.commits},
-                                  {"changes", js.changes}}},
+                    {"journal", std::move(journal)},
                     {"reconciliation", json::object{{"state", "none"}}},
                 };
                 respond(json_response(http::status::ok, status));

@@ -56,7 +56,7 @@ std::string new_token() {
 
 }  // namespace
 
-Broker::Broker(std::shared_ptr<const config::Config> config)
+Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
     : ioc_(static_cast<int>(config->node.threads
                                 ? config->node.threads
                                 : std::max(1u, std::thread::hardware_concurrency()))),
@@ -69,7 +69,8 @@ Broker::Broker(std::shared_ptr<const config::Config> config)
       prune_timer_(ioc_),
       watchdog_timer_(ioc_),
       drain_timer_(ioc_),
-      signals_(std::make_unique<SignalState>(ioc_)) {}
+      signals_(std::make_unique<SignalState>(ioc_)),
+      start_empty_(start_empty) {}
 
 Broker::~Broker() {
     if (journal_) journal_->stop();
@@ -104,6 +105,31 @@ void Broker::start() {
     jo.path = c->journal.path;
     jo.sync_full = c->journal.sync == config::Sync::full;
     jo.max_batch = c->journal.max_batch;
+    jo.wal_limit_bytes = c->journal.wal_limit_bytes;
+    jo.retry_delay = c->journal.retry_delay;
+    jo.retry_max_delay = c->journal.retry_max_delay;
+    jo.file_check_interval = c->journal.file_check_interval;
+    jo.start_empty = start_empty_;
+    jo.on_health = [](const recovery::JournalHealth& h) {
+        // Logged once per change of state, never once per refused event.
+        switch (h.state) {
+            case recovery::JournalHealth::State::ok:
+                spdlog::warn("journal: commits succeed again; the broker accepts events");
+                break;
+            case recovery::JournalHealth::State::retrying:
+                spdlog::error(
+                    "journal: commit failed ({}); events are refused (503) while it is "
+                    "retried",
+                    h.reason);
+                break;
+            case recovery::JournalHealth::State::lost:
+                spdlog::critical(
+                    "journal: {}; nothing more is acknowledged, and /healthz fails "
+                    "so that the broker is restarted",
+                    h.reason);
+                break;
+        }
+    };
     journal_ = recovery::Journal::open(jo);
     auto loaded = journal_->load(now() - c->limits.ended_item_retention);
     spdlog::info("journal {} (sync={}): {} live items, {} ended items remembered, {} agent states",
@@ -234,9 +260,6 @@ void Broker::submit(channels::Event event, std::chrono::steady_clock::time_point
             flush_hub();
         }
         journal_->submit(std::move(r.changes), [this, outcome, done = std::move(done)](bool ok) {
-            if (!ok)
-                spdlog::error("journal commit failed ({}): the broker stops accepting events",
-                              journal_->last_error());
             done(ok ? SubmitResult{outcome} : SubmitResult{outcome, true});
             inflight_.fetch_sub(1);
         });
@@ -244,6 +267,9 @@ void Broker::submit(channels::Event event, std::chrono::steady_clock::time_point
 }
 
 ReloadResult Broker::reload() {
+    // SIGHUP and the admin API may reload at once: one at a time, so that the config stored
+    // last is also the one whose limits were applied last.
+    std::lock_guard serial(reload_mutex_);
     auto running = config();
     auto parsed = config::load_file(running->source);
     ReloadResult r;
@@ -390,7 +416,17 @@ void Broker::schedule_watchdog(std::chrono::microseconds interval) {
     watchdog_timer_.async_wait([this, interval](const boost::system::error_code& ec) {
         if (ec) return;
         // The ping goes through the core: a wedged core stops the pings and systemd restarts us.
-        net::post(core_, [] { sd_notify(0, "WATCHDOG=1"); });
+        // So does a journal that is lost or has failed for longer than unhealthyAfter.
+        net::post(core_, [this] {
+            auto why = unhealthy();
+            if (!why) {
+                watchdog_starved_ = false;
+                sd_notify(0, "WATCHDOG=1");
+            } else if (!watchdog_starved_) {
+                watchdog_starved_ = true;
+                spdlog::critical("not feeding the systemd watchdog: {}", *why);
+            }
+        });
         schedule_watchdog(interval);
     });
 }
@@ -399,18 +435,40 @@ void Broker::shutdown(const std::string& why) {
     if (stopping_.exchange(true)) return;
     spdlog::info("stopping ({}): draining connections and committing the journal", why);
     sd_notify(0, "STOPPING=1");
-    net::post(core_, [this] {
-        accepting_ = false;
-        hub_.close_all(channels::ByeReason::shutdown);
-        flush_hub(true);
-    });
     prune_timer_.cancel();
     watchdog_timer_.cancel();
     sweep_timer_.cancel();
     if (desktop_) desktop_->stop();
     cms_.stop();
     if (http_) http_->drain();
-    wait_for_drain(std::chrono::steady_clock::now() + kDrainTimeout);
+    // The drain starts on the core once the byes are queued and the hub's records submitted, so
+    // that its first look cannot find everything idle before they exist.
+    net::post(core_, [this] {
+        accepting_ = false;
+        hub_.close_all(channels::ByeReason::shutdown);
+        flush_hub(true);
+        wait_for_drain(std::chrono::steady_clock::now() + kDrainTimeout);
+    });
+}
+
+std::optional<std::string> Broker::unhealthy() const {
+    auto h = journal_->health();
+    using State = recovery::JournalHealth::State;
+    if (h.state == State::lost) return "journal lost: " + h.reason;
+    auto limit = config()->journal.unhealthy_after;
+    if (h.state == State::retrying && std::chrono::steady_clock::now() - h.since >= limit)
+        return "journal failing for longer than " + config::format_duration(limit) + ": " +
+               h.reason;
+    return std::nullopt;
+}
+
+std::string Broker::not_ready_reason() const {
+    if (stopping_.load()) return "stopping";
+    if (!ready_.load()) return "starting";
+    auto h = journal_->health();
+    if (h.state != recovery::JournalHealth::State::ok)
+        return "journal " + std::string(recovery::to_string(h.state)) + ": " + h.reason;
+    return {};
 }
 
 void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
@@ -420,10 +478,15 @@ void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
         if (!idle)
             spdlog::warn("stopping with {} connection(s) and {} event(s) still in flight",
                          http_->connections(), inflight_.load());
-        journal_->stop();
-        signals_->set.cancel();
-        spdlog::info("stopped");
-        ioc_.stop();
+        // Last, on the core: what the closed sessions recorded goes to the journal, which then
+        // commits everything queued before its thread ends.
+        net::post(core_, [this] {
+            flush_hub(true);
+            journal_->stop();
+            signals_->set.cancel();
+            spdlog::info("stopped");
+            ioc_.stop();
+        });
         return;
     }
     drain_timer_.expires_after(std::chrono::milliseconds(20));

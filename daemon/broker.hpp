@@ -54,7 +54,8 @@ struct ReloadResult {
 
 class Broker {
   public:
-    explicit Broker(std::shared_ptr<const config::Config> config);
+    /// `start_empty`: create an empty journal even where one was kept before (--start-empty).
+    explicit Broker(std::shared_ptr<const config::Config> config, bool start_empty = false);
     ~Broker();
 
     /// Opens the journal, restores the registry and starts the listeners. Throws on failure.
@@ -63,12 +64,12 @@ class Broker {
     int run();
     /// Begins a graceful stop: no new work, finish in-flight requests, commit, exit.
     void shutdown(const std::string& why);
-    /// Re-reads the config file. Thread-safe.
+    /// Re-reads the config file. Thread-safe; concurrent reloads run one after the other.
     ReloadResult reload();
 
     /// Applies an inbound event on the core and calls `done` once it is durable (or refused, or
     /// unavailable), from the core or the journal thread. `received` is when its request
-    /// arrived; desktops get the change once it is durable.
+    /// arrived; desktops get the change as soon as it is applied, before it is durable.
     void submit(channels::Event event, std::chrono::steady_clock::time_point received,
                 std::function<void(SubmitResult)> done);
 
@@ -114,6 +115,11 @@ class Broker {
     const std::vector<BoundListener>& listeners() const { return listeners_; }
     const HttpServer& http() const { return *http_; }
     bool ready() const { return ready_.load() && journal_->healthy() && !stopping_.load(); }
+    /// Why the broker is not ready (empty when it is): for /readyz.
+    std::string not_ready_reason() const;
+    /// Why the broker should be restarted, if it should: the journal is lost, or has failed for
+    /// longer than unhealthyAfter. /healthz fails and the watchdog is not fed while it is set.
+    std::optional<std::string> unhealthy() const;
     bool stopping() const { return stopping_.load(); }
     std::chrono::seconds uptime() const;
     std::string public_url() const;
@@ -134,6 +140,7 @@ class Broker {
     net::io_context ioc_;
     net::strand<net::io_context::executor_type> core_;
     mutable std::mutex config_mutex_;
+    std::mutex reload_mutex_;  // held for the whole of a reload
     std::shared_ptr<const config::Config> config_;
     channels::Registry registry_;
     channels::DesktopHub hub_;
@@ -155,7 +162,9 @@ class Broker {
     std::atomic<bool> ready_{false};
     std::atomic<bool> stopping_{false};
     std::atomic<std::uint64_t> inflight_{0};
-    bool accepting_ = true;  // core only
+    bool accepting_ = true;          // core only
+    bool watchdog_starved_ = false;  // core only
+    bool start_empty_ = false;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

@@ -15,11 +15,13 @@ namespace {
 constexpr const char* kDefaultConfig = "/etc/commbroker/commbroker.xml";
 
 void usage(std::ostream& out) {
-    out << "usage: commbrokerd [--config FILE] [--check-config] [--version]\n"
+    out << "usage: commbrokerd [--config FILE] [--check-config] [--start-empty] [--version]\n"
            "  --config FILE    the configuration file (default "
         << kDefaultConfig
         << ")\n"
            "  --check-config   check the configuration, print every error, and exit\n"
+           "  --start-empty    create an empty journal even though one was kept before and is\n"
+           "                   now missing (everything it held is given up)\n"
            "  --version        print the version and exit\n";
 }
 
@@ -28,6 +30,7 @@ void usage(std::ostream& out) {
 int main(int argc, char** argv) {
     std::string config_path = kDefaultConfig;
     bool check_only = false;
+    bool start_empty = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--config" && i + 1 < argc)
@@ -36,6 +39,8 @@ int main(int argc, char** argv) {
             config_path = a.substr(9);
         else if (a == "--check-config" || a == "-t")
             check_only = true;
+        else if (a == "--start-empty")
+            start_empty = true;
         else if (a == "--version") {
             std::cout << "commbrokerd " << COMMBROKER_VERSION << "\n";
             return 0;
@@ -64,7 +69,7 @@ int main(int argc, char** argv) {
 
     cb::daemon::setup_logging(parsed.config->log.target, parsed.config->log.level);
     try {
-        cb::daemon::Broker broker(parsed.config);
+        cb::daemon::Broker broker(parsed.config, start_empty);
         broker.start();
         return broker.run();
     } catch (const cb::recovery::JournalError& e) {

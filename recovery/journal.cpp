@@ -5,8 +5,13 @@
 #include <sqlite3.h>
 #include <boost/json.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <unordered_map>
@@ -101,6 +106,28 @@ void bind_int(sqlite3_stmt* s, int i, std::int64_t v) {
     check_bind(s, i, sqlite3_bind_int64(s, i, v));
 }
 
+/// Writes the marker that says a journal was created at this path, durably (file and folder).
+void write_marker(const std::string& marker) {
+    std::time_t t = std::time(nullptr);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    std::string text = std::string("created ") + when + "\n";
+    int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    bool ok = fd >= 0 &&
+              ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              ::fsync(fd) == 0;
+    int saved = errno;
+    if (fd >= 0) ::close(fd);
+    if (!ok)
+        throw JournalError(marker + ": cannot write the journal's marker: " + std::strerror(saved));
+    auto dir = std::filesystem::path(marker).parent_path();
+    int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+}
+
 std::string column_text(sqlite3_stmt* s, int i) {
     auto* p = sqlite3_column_text(s, i);
     return p ? std::string(reinterpret_cast<const char*>(p),
@@ -158,14 +185,32 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
                 ": not a commbroker journal (not an SQLite 3 database); "
                 "the file was left untouched. Move it away or point <journal path> elsewhere.");
     } else {
+        auto marker = marker_path(path);
+        if (fs::exists(marker, ec) && !options.start_empty) {
+            std::ifstream in(marker);
+            std::string created;
+            std::getline(in, created);
+            throw JournalError(
+                path + ": the journal is missing, but " + marker +
+                " shows that one was kept here (" + created +
+                "). Every event the broker acknowledged is in that file: put it back (with its "
+                "-wal file) and start again, or start with an empty journal, losing that state, by "
+                "running commbrokerd once with --start-empty.");
+        }
+        // Whatever a vanished journal left beside it belongs to no file any more.
+        fs::remove(path + "-wal", ec);
+        fs::remove(path + "-shm", ec);
         auto dir = fs::path(path).parent_path();
         if (!dir.empty()) fs::create_directories(dir, ec);
     }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (exists ? 0 : SQLITE_OPEN_CREATE);
-    if (sqlite3_open_v2(path.c_str(), &j->db_, flags, nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2(path.c_str(), &j->db_, flags,
+                        options.vfs.empty() ? nullptr : options.vfs.c_str()) != SQLITE_OK) {
         std::string msg = j->db_ ? sqlite3_errmsg(j->db_) : "out of memory";
         throw JournalError(path + ": cannot open the journal: " + msg);
     }
+    // Until the file has passed every check, closing must not checkpoint a leftover WAL into it.
+    sqlite3_db_config(j->db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     sqlite3_extended_result_codes(j->db_, 1);
     sqlite3_busy_timeout(j->db_, 5000);
 
@@ -209,9 +254,20 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
                                "Restore it from a backup or move it away to start empty.");
     }
 
+    sqlite3_db_config(j->db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
     j->exec("PRAGMA journal_mode=WAL");
-    // Checkpoints run on their own connection and thread (start()), never inside a commit.
+    // Checkpoints run on their own connection and thread (start()), never inside a commit; the
+    // journal thread truncates the WAL itself only when it grows over its limit.
     j->exec("PRAGMA wal_autocheckpoint=0");
+    j->exec(("PRAGMA journal_size_limit=" + std::to_string(options.wal_limit_bytes)).c_str());
+    j->page_size_ = static_cast<std::size_t>(pragma_int("PRAGMA page_size"));
+    sqlite3_wal_hook(
+        j->db_,
+        [](void* self, sqlite3*, const char*, int pages) {
+            static_cast<Journal*>(self)->wal_pages_ = pages;
+            return SQLITE_OK;
+        },
+        j.get());
     j->exec(options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     if (!exists) {
         j->exec("BEGIN");
@@ -227,6 +283,7 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
         j->exec("PRAGMA user_version=2");
         j->exec("COMMIT");
     }
+    if (!fs::exists(marker_path(path), ec)) write_marker(marker_path(path));
 
     auto st = std::make_unique<Statements>();
     auto mk = [&](const char* sql) { return std::make_unique<Stmt>(j->prepare(sql)); };
@@ -377,10 +434,26 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
 
 void Journal::start() {
     if (sqlite3_open_v2(options_.path.c_str(), &checkpoint_db_,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        options_.vfs.empty() ? nullptr : options_.vfs.c_str()) != SQLITE_OK)
         throw JournalError(options_.path + ": cannot open the checkpoint connection: " +
                            sqlite3_errmsg(checkpoint_db_));
     sqlite3_busy_timeout(checkpoint_db_, 1000);
+    // A connection learns that the file is in WAL mode when it first reads it; until then a
+    // checkpoint on it answers OK and copies nothing.
+    if (sqlite3_exec(checkpoint_db_, "SELECT count(*) FROM sqlite_master", nullptr, nullptr,
+                     nullptr) != SQLITE_OK)
+        throw JournalError(options_.path + ": the checkpoint connection cannot read: " +
+                           sqlite3_errmsg(checkpoint_db_));
+    auto id_of = [](const std::string& name) {
+        FileId id;
+        struct stat st {};
+        if (::stat(name.c_str(), &st) == 0) id = {st.st_dev, st.st_ino, true};
+        return id;
+    };
+    db_id_ = id_of(options_.path);
+    wal_id_ = id_of(options_.path + "-wal");
+    if (!db_id_.known) throw JournalError(options_.path + ": the journal vanished while opening");
     thread_ = std::thread([this] { run(); });
     checkpointer_ = std::thread([this] { run_checkpoints(); });
 }
@@ -394,8 +467,12 @@ void Journal::run_checkpoints() {
         if (stopping_) break;
         lock.unlock();
         int wal_frames = 0, copied = 0;
-        sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames,
-                                  &copied);
+        int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                           &wal_frames, &copied);
+        if (rc == SQLITE_OK && copied > 0) {
+            std::lock_guard stats(stats_mutex_);
+            ++stats_.checkpoints;
+        }
         lock.lock();
     }
 }
@@ -446,6 +523,72 @@ void Journal::prune(channels::TimePoint cutoff, std::uint64_t events_below) {
             Entry{{}, nullptr, to_ms(cutoff), static_cast<std::int64_t>(events_below)});
     }
     wake_.notify_one();
+}
+
+std::string_view to_string(JournalHealth::State s) {
+    switch (s) {
+        case JournalHealth::State::ok:
+            return "ok";
+        case JournalHealth::State::retrying:
+            return "retrying";
+        case JournalHealth::State::lost:
+            return "lost";
+    }
+    return "?";
+}
+
+JournalHealth Journal::health() const {
+    std::lock_guard lock(stats_mutex_);
+    return health_;
+}
+
+void Journal::set_health(JournalHealth::State state, std::string reason) {
+    JournalHealth now;
+    {
+        std::lock_guard lock(stats_mutex_);
+        bool changed = health_.state != state;
+        if (state == JournalHealth::State::ok) {
+            health_ = {};
+        } else {
+            if (health_.state == JournalHealth::State::ok)
+                health_.since = std::chrono::steady_clock::now();
+            health_.state = state;
+            health_.reason = std::move(reason);
+            ++health_.attempts;
+        }
+        healthy_.store(state == JournalHealth::State::ok);
+        if (!changed) return;
+        now = health_;
+    }
+    if (options_.on_health) options_.on_health(now);
+}
+
+std::optional<std::string> Journal::file_changed() const {
+    for (auto* f : {&db_id_, &wal_id_}) {
+        if (!f->known) continue;
+        auto name = f == &db_id_ ? options_.path : options_.path + "-wal";
+        struct stat st {};
+        if (::stat(name.c_str(), &st) != 0)
+            return name + " is gone (" + std::strerror(errno) +
+                   "): it was deleted or moved while the broker had it open";
+        if (st.st_dev != f->dev || st.st_ino != f->ino)
+            return name + " is no longer the file the broker opened: it was replaced";
+    }
+    return std::nullopt;
+}
+
+void Journal::checkpoint_if_over_limit() {
+    if (static_cast<std::size_t>(wal_pages_) * page_size_ <= options_.wal_limit_bytes) return;
+    // Between two commits nothing else writes: a TRUNCATE checkpoint copies the whole WAL into
+    // the database and empties it, which the background PASSIVE ones cannot promise under a
+    // steady stream of commits.
+    int frames = 0, copied = 0;
+    if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &frames, &copied) ==
+        SQLITE_OK) {
+        wal_pages_ = 0;
+        std::lock_guard lock(stats_mutex_);
+        ++stats_.forced_checkpoints;
+    }
 }
 
 std::string Journal::last_error() const {
@@ -557,14 +700,72 @@ void Journal::write(const Change& change) {
         change);
 }
 
+bool Journal::commit(std::vector<Entry>& batch, std::size_t& count) {
+    auto simple = [&](Stmt& s) {
+        int rc = sqlite3_step(s.get());
+        sqlite3_reset(s.get());
+        return rc == SQLITE_DONE;
+    };
+    try {
+        if (!simple(*stmts_->begin))
+            throw JournalError(std::string("BEGIN: ") + sqlite3_errmsg(db_));
+        for (auto& c : retained_)
+            write(c);
+        count += retained_.size();
+        for (auto& e : batch) {
+            for (auto& c : e.changes)
+                write(c);
+            count += e.changes.size();
+            if (e.prune_cutoff_ms >= 0) {
+                bind_int(stmts_->prune_items->get(), 1, e.prune_cutoff_ms);
+                if (!simple(*stmts_->prune_items)) throw JournalError(sqlite3_errmsg(db_));
+                bind_int(stmts_->prune_events->get(), 1, e.prune_events_below);
+                if (!simple(*stmts_->prune_events)) throw JournalError(sqlite3_errmsg(db_));
+            }
+        }
+        if (!simple(*stmts_->commit))
+            throw JournalError(std::string("COMMIT: ") + sqlite3_errmsg(db_));
+        return true;
+    } catch (const std::exception& e) {
+        {
+            std::lock_guard lock(stats_mutex_);
+            last_error_ = e.what();
+        }
+        if (!sqlite3_get_autocommit(db_)) simple(*stmts_->rollback);
+        return false;
+    }
+}
+
 void Journal::run() {
+    using Clock = std::chrono::steady_clock;
     std::vector<Entry> batch;
+    auto delay = options_.retry_delay;
+    Clock::time_point retry_at{};  // while retrying: not before then
+    auto next_check = Clock::now() + options_.file_check_interval;
     while (true) {
+        bool final_round = false;
         {
             std::unique_lock lock(mutex_);
-            wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty() && stopping_) return;
-            if (queue_.size() < kSmallBatch && !stopping_) {
+            while (true) {
+                auto now = Clock::now();
+                if (now >= next_check) {
+                    next_check = now + options_.file_check_interval;
+                    if (healthy_.load() || !retained_.empty() || !queue_.empty()) {
+                        lock.unlock();
+                        if (auto why = file_changed()) set_health(JournalHealth::State::lost, *why);
+                        lock.lock();
+                    }
+                }
+                if (stopping_) {
+                    final_round = true;
+                    break;
+                }
+                bool work = !queue_.empty() || !retained_.empty();
+                if (work && now >= retry_at) break;
+                wake_.wait_until(lock, work ? std::min(retry_at, next_check) : next_check);
+            }
+            if (final_round && queue_.empty() && retained_.empty()) return;
+            if (queue_.size() < kSmallBatch && !final_round && healthy_.load()) {
                 // Every commit writes whole pages to the WAL: give threads that are about to
                 // submit one chance to join this transaction before it starts.
                 lock.unlock();
@@ -579,45 +780,40 @@ void Journal::run() {
                 queue_.pop_front();
             }
         }
-        bool ok = healthy_.load();
+
+        bool lost = health().state == JournalHealth::State::lost;
+        bool ok = false;
         std::size_t count = 0;
-        auto started = std::chrono::steady_clock::now();
-        if (ok) {
-            auto simple = [&](Stmt& s) {
-                int rc = sqlite3_step(s.get());
-                sqlite3_reset(s.get());
-                return rc == SQLITE_DONE;
-            };
-            try {
-                if (!simple(*stmts_->begin))
-                    throw JournalError(std::string("BEGIN: ") + sqlite3_errmsg(db_));
-                for (auto& e : batch) {
-                    for (auto& c : e.changes)
-                        write(c);
-                    count += e.changes.size();
-                    if (e.prune_cutoff_ms >= 0) {
-                        bind_int(stmts_->prune_items->get(), 1, e.prune_cutoff_ms);
-                        if (!simple(*stmts_->prune_items)) throw JournalError(sqlite3_errmsg(db_));
-                        bind_int(stmts_->prune_events->get(), 1, e.prune_events_below);
-                        if (!simple(*stmts_->prune_events)) throw JournalError(sqlite3_errmsg(db_));
-                    }
+        auto started = Clock::now();
+        if (!lost) {
+            ok = commit(batch, count);
+            if (ok) {
+                // A commit into a file that is no longer at the path is read by nobody.
+                if (auto why = file_changed()) {
+                    ok = false;
+                    lost = true;
+                    set_health(JournalHealth::State::lost, *why);
                 }
-                if (!simple(*stmts_->commit))
-                    throw JournalError(std::string("COMMIT: ") + sqlite3_errmsg(db_));
-            } catch (const std::exception& e) {
-                {
-                    std::lock_guard lock(stats_mutex_);
-                    last_error_ = e.what();
-                }
-                simple(*stmts_->rollback);
-                ok = false;
-                healthy_.store(false);
             }
         }
-        auto micros =
-            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                           std::chrono::steady_clock::now() - started)
-                                           .count());
+        auto micros = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+        if (ok) {
+            retained_.clear();
+            delay = options_.retry_delay;
+            retry_at = {};
+            set_health(JournalHealth::State::ok, {});
+        } else if (lost) {
+            retained_.clear();  // nothing will be written any more
+        } else {
+            // Keep what failed, in order, for the next attempt; its senders hear no at once.
+            for (auto& e : batch)
+                for (auto& c : e.changes)
+                    retained_.push_back(std::move(c));
+            set_health(JournalHealth::State::retrying, last_error());
+            retry_at = Clock::now() + delay;
+            delay = std::min(delay * 2, options_.retry_max_delay);
+        }
         {
             std::lock_guard lock(stats_mutex_);
             if (ok) {
@@ -625,6 +821,7 @@ void Journal::run() {
                 stats_.changes += count;
                 stats_.commit_micros_total += micros;
                 stats_.commit_micros_max = std::max(stats_.commit_micros_max, micros);
+                stats_.wal_bytes = static_cast<std::uint64_t>(wal_pages_) * page_size_;
             } else {
                 ++stats_.failures;
             }
@@ -632,6 +829,26 @@ void Journal::run() {
         for (auto& e : batch)
             if (e.done) e.done(ok);
         batch.clear();
+        if (ok) checkpoint_if_over_limit();
+        if (final_round && !ok) {
+            // Stopping: one last attempt was made; what it could not write is reported and the
+            // thread ends (none of it was acknowledged).
+            std::deque<Entry> left;
+            {
+                std::lock_guard lock(mutex_);
+                left.swap(queue_);
+            }
+            for (auto& e : left)
+                if (e.done) e.done(false);
+            {
+                std::lock_guard lock(stats_mutex_);
+                if (!retained_.empty())
+                    last_error_ = std::to_string(retained_.size()) +
+                                  " change(s) never reached the journal: " + last_error_;
+            }
+            retained_.clear();
+            return;
+        }
     }
 }
 

@@ -9,9 +9,21 @@
 //   journal's own thread, as many as are waiting in one transaction (group commit, at most
 //   max_batch changes), and each completion runs on that thread after the commit (ok = true) or
 //   after it failed (ok = false). An empty batch is a barrier: it completes once everything
-//   submitted before it is durable. After a failed commit the journal stays failed: every later
-//   batch completes with ok = false and healthy() is false.
-// - The journal never calls back into the registry.
+//   submitted before it is durable.
+// - A failed commit is retried with back-off (retry_delay doubling up to retry_max_delay): its
+//   completions report ok = false at once, but its changes are kept and written, in order, ahead
+//   of anything newer, by the first commit that succeeds. healthy() is false from the failure
+//   until that commit; the registry and the file therefore never disagree once it is healthy.
+// - The journal knows its file: after every commit and every file_check_interval it checks that
+//   the path (and its -wal) is still the file it opened. A file deleted, moved or replaced makes
+//   the journal lost for good: nothing more is written, every batch completes with ok = false,
+//   and the commit that noticed it is not acknowledged either.
+// - The WAL stays bounded: a second connection copies it into the database (PASSIVE, every
+//   200 ms, never blocking a commit), and once it holds more than wal_limit_bytes the journal
+//   thread checkpoints and truncates it between two commits.
+// - open() refuses to create a journal where one was before (the `<path>.created` marker exists)
+//   unless start_empty is set: a vanished journal is never silently replaced by an empty one.
+// - The journal never calls back into the registry; on_health runs on the journal thread.
 #pragma once
 
 #include "channels/desktop_hub.hpp"
@@ -25,8 +37,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -58,7 +72,24 @@ struct JournalStats {
     std::uint64_t failures = 0;
     std::uint64_t commit_micros_total = 0;
     std::uint64_t commit_micros_max = 0;
+    std::uint64_t checkpoints = 0;         ///< background checkpoints that copied frames
+    std::uint64_t forced_checkpoints = 0;  ///< WAL over its limit: truncated between commits
+    std::uint64_t wal_bytes = 0;           ///< the WAL's size after the last commit
 };
+
+/// Whether the journal can take commits, and if not since when and why.
+struct JournalHealth {
+    enum class State {
+        ok,        ///< commits succeed
+        retrying,  ///< the last commit failed; retried with back-off
+        lost,      ///< the file was deleted, moved or replaced: nothing is written any more
+    };
+    State state = State::ok;
+    std::string reason;                           ///< why not ok
+    std::chrono::steady_clock::time_point since;  ///< when it stopped being ok
+    std::uint64_t attempts = 0;                   ///< failed commits in a row
+};
+std::string_view to_string(JournalHealth::State s);
 
 class Journal {
   public:
@@ -66,6 +97,14 @@ class Journal {
         std::string path;
         bool sync_full = true;
         unsigned max_batch = 1024;
+        std::size_t wal_limit_bytes = 16 * 1024 * 1024;
+        std::chrono::milliseconds retry_delay{100};
+        std::chrono::milliseconds retry_max_delay{5000};
+        std::chrono::milliseconds file_check_interval{250};
+        bool start_empty = false;  ///< create an empty journal even where one was before
+        std::string vfs;           ///< SQLite VFS; empty for the default (tests inject faults)
+        /// Called on the journal thread whenever the health state changes.
+        std::function<void(const JournalHealth&)> on_health;
     };
     using Completion = std::function<void(bool ok)>;
 
@@ -87,7 +126,10 @@ class Journal {
     void prune(channels::TimePoint cutoff, std::uint64_t events_below = 0);
 
     bool healthy() const { return healthy_.load(); }
+    JournalHealth health() const;
     const std::string& path() const { return options_.path; }
+    /// The file whose existence says a journal was created at `path`.
+    static std::string marker_path(const std::string& path) { return path + ".created"; }
     bool sync_full() const { return options_.sync_full; }
     JournalStats stats() const;
     /// Why the last commit failed (empty if none did).
@@ -101,8 +143,18 @@ class Journal {
         std::int64_t prune_cutoff_ms = -1;
         std::int64_t prune_events_below = 0;
     };
+    struct FileId {
+        unsigned long long dev = 0, ino = 0;
+        bool known = false;
+    };
     void run();
     void run_checkpoints();
+    /// One transaction: the kept changes of failed commits, then `batch`. False if it failed.
+    bool commit(std::vector<Entry>& batch, std::size_t& count);
+    void set_health(JournalHealth::State state, std::string reason);
+    /// Why the file is no longer the one opened, if it is not.
+    std::optional<std::string> file_changed() const;
+    void checkpoint_if_over_limit();
     void write(const channels::Change& c);
     void exec(const char* sql);
     sqlite3_stmt* prepare(const char* sql);
@@ -123,8 +175,15 @@ class Journal {
     std::condition_variable wake_checkpoint_;
     std::atomic<bool> healthy_{true};
 
+    // Journal thread only.
+    std::vector<channels::Change> retained_;  // of failed commits, written first by the next
+    FileId db_id_, wal_id_;
+    int wal_pages_ = 0;  // from the WAL hook after each commit
+    std::size_t page_size_ = 4096;
+
     mutable std::mutex stats_mutex_;
-    JournalStats stats_;
+    JournalStats stats_;      // guarded by stats_mutex_
+    JournalHealth health_;    // guarded by stats_mutex_
     std::string last_error_;  // guarded by stats_mutex_
 };
 

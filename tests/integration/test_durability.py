@@ -126,3 +126,74 @@ def test_commbrokerctl_usage_and_failure_exit_statuses(broker):
     assert gone.returncode == 1 and "cannot reach" in gone.stderr
     out = broker.ctl("status")
     assert out.returncode == 0 and "ready        yes" in out.stdout
+
+
+def _http_get(b, path):
+    from harness import UnixHTTPConnection
+    conn = UnixHTTPConnection(b.socket_path)
+    conn.request("GET", path)
+    res = conn.getresponse()
+    text = res.read().decode()
+    conn.close()
+    return res.status, text
+
+
+def test_a_journal_moved_away_under_load_stops_acknowledgements_and_a_restart_refuses(make_broker):
+    import sqlite3
+    b = make_broker(sync="normal").start()
+    accepted = set()
+    refused = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender(worker):
+        n = 0
+        while not stop.is_set():
+            n += 1
+            item = f"w{worker}-c{n}"
+            try:
+                status, _, text = b.soap(envelope(call_xml(id=item)))
+            except OSError:
+                return
+            with lock:
+                if status == 200 and status_of(text) == "accepted":
+                    accepted.add(item)
+                elif status == 503:
+                    refused.append(item)
+
+    threads = [threading.Thread(target=sender, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(accepted) >= 200, timeout=30, what="traffic")
+    # The operator's mistake: the journal goes somewhere else while the broker writes it.
+    moved = os.path.join(b.dir, "moved")
+    os.mkdir(moved)
+    for suffix in ("", "-wal", "-shm"):
+        os.rename(b.journal_path + suffix, os.path.join(moved, "journal.db" + suffix))
+    noticed = time.monotonic()
+    wait_for(lambda: not b.status()["journal"]["healthy"], timeout=5, what="the journal noticed gone")
+    assert time.monotonic() - noticed < 1.5
+    wait_for(lambda: len(refused) >= 20, timeout=10, what="events refused")
+    stop.set()
+    for t in threads:
+        t.join()
+    status = b.status()
+    assert status["ready"] is False and status["journal"]["state"] == "lost"
+    code, text = _http_get(b, "/readyz")
+    assert code == 503 and "journal lost" in text
+    code, text = _http_get(b, "/healthz")
+    assert code == 503 and "journal lost" in text
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait()
+    b.log.close()
+    # Every acknowledged event is in the journal that was there.
+    db = sqlite3.connect(os.path.join(moved, "journal.db"))
+    held = {row[0] for row in db.execute("SELECT id FROM items")}
+    db.close()
+    lost = accepted - held
+    assert not lost, f"{len(lost)} acknowledged events are not in the moved journal"
+    # A restart does not start over with an empty journal without being told to.
+    b.start(expect_ready=False)
+    assert b.proc.wait(timeout=15) == 1
+    assert "the journal is missing" in b.log_text() and "--start-empty" in b.log_text()
+    assert not os.path.exists(b.journal_path)
