@@ -61,7 +61,7 @@ class Broker:
 
     def __init__(self, sync="normal", systems=("CMS-A",), extra="", directory=None, cms_urls=None,
                  agents=(), desktop=False, limits='maxBodyBytes="16384"', probe="5s", grace="30s",
-                 probe_timeout="15s"):
+                 probe_timeout="15s", journal_attrs="", env=None):
         self.dir = directory or tempfile.mkdtemp(prefix="commbroker-it-")
         self.config_path = os.path.join(self.dir, "commbroker.xml")
         self.socket_path = os.path.join(self.dir, "admin.sock")
@@ -69,6 +69,7 @@ class Broker:
         self.log_path = os.path.join(self.dir, "commbrokerd.log")
         self.systems = systems
         self.proc = None
+        self.env = dict(os.environ, **(env or {}))
         cms_urls = cms_urls or {}
         cms = "\n".join(
             f'  <cms id="{s}" url="{cms_urls.get(s, "http://127.0.0.1:9/cms")}" user="broker" password="secret" '
@@ -84,7 +85,7 @@ class Broker:
   <listen service="ici" address="127.0.0.1" port="0"/>
 {desktop_listen}
   <adminSocket path="{self.socket_path}" mode="0600"/>
-  <journal path="{self.journal_path}" sync="{sync}"/>
+  <journal path="{self.journal_path}" sync="{sync}" {journal_attrs}/>
   <limits {limits}/>
   <heartbeatProfile id="default" grace="{grace}"/>
 {cms}
@@ -101,7 +102,8 @@ class Broker:
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([DAEMON, "--config", self.config_path], stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen([DAEMON, "--config", self.config_path], stdout=self.log, stderr=self.log,
+                                     env=self.env)
         if expect_ready:
             wait_for(self._ready, what="commbrokerd ready")
             listeners = self.status()["listeners"]

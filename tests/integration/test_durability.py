@@ -197,3 +197,41 @@ def test_a_journal_moved_away_under_load_stops_acknowledgements_and_a_restart_re
     assert b.proc.wait(timeout=15) == 1
     assert "the journal is missing" in b.log_text() and "--start-empty" in b.log_text()
     assert not os.path.exists(b.journal_path)
+
+
+def test_a_full_disk_is_refused_with_503_and_the_broker_accepts_again_on_its_own(make_broker):
+    faults = os.environ.get("COMMBROKER_WRITE_FAULTS")
+    assert faults and os.path.exists(faults), "run through ctest: the write-fault library is needed"
+    b = make_broker(sync="full", journal_attrs='retryDelay="20ms" retryMaxDelay="200ms" unhealthyAfter="1s"')
+    flag = os.path.join(b.dir, "disk-full")
+    b.env.update(LD_PRELOAD=faults, COMMBROKER_WRITE_FAULT=flag,
+                 ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+    b.start()
+    assert status_of(b.soap(envelope(call_xml(id="before", version=1)))[2]) == "accepted"
+
+    open(flag, "w").close()  # the disk is full from now on
+    status, headers, text = b.soap(envelope(call_xml(id="during", version=1)))
+    assert status == 503 and "Retry-After" in headers
+    assert "unavailable" in text
+    status, _, _ = b.soap(envelope(call_xml(id="refused", version=1)))
+    assert status == 503
+    code, text = _http_get(b, "/readyz")
+    assert code == 503 and "journal retrying" in text
+    # Failing for longer than unhealthyAfter: the broker asks to be restarted.
+    wait_for(lambda: _http_get(b, "/healthz")[0] == 503, timeout=5, what="/healthz failing")
+    assert "journal failing" in _http_get(b, "/healthz")[1]
+
+    os.unlink(flag)  # room again
+    wait_for(lambda: b.status()["journal"]["healthy"], timeout=5, what="the journal recovering")
+    assert _http_get(b, "/healthz")[0] == 200 and _http_get(b, "/readyz")[0] == 200
+    # The CMS retries what was refused: the event that was applied before the failure is now
+    # durable and answered as such; the one that was never applied is accepted now.
+    assert status_of(b.soap(envelope(call_xml(id="during", version=1)))[2]) == "duplicate"
+    assert status_of(b.soap(envelope(call_xml(id="refused", version=1)))[2]) == "accepted"
+    assert status_of(b.soap(envelope(call_xml(id="after", version=1)))[2]) == "accepted"
+    log = b.log_text()
+    assert log.count("commit failed") == 1, "one line when the journal starts failing, not one per event"
+    assert "commits succeed again" in log
+    b.stop(signal.SIGKILL)
+    b.start()
+    assert sorted(i["id"] for i in b.items()) == ["after", "before", "during", "refused"]
