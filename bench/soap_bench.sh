@@ -49,18 +49,24 @@ XML
   pids+=($!)
   for _ in $(seq 100); do [ -S "$d/admin.sock" ] && break; sleep 0.05; done
   port=$("$build/ctl/commbrokerctl" --socket "$d/admin.sock" status --json | python3 -c 'import json,sys; print([l["port"] for l in json.load(sys.stdin)["listeners"] if l["service"]=="ici"][0])')
+  # The WAL's size, sampled every 100 ms while the load runs: the largest is printed.
+  ( while :; do stat -c %s "$d/journal.db-wal" 2>/dev/null || echo 0; sleep 0.1; done ) > "$d/wal" &
+  sampler=$!
   load "$port" > "$d/result"
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true
   result[full-$sync]=$(cat "$d/result")
   commits=$("$build/ctl/commbrokerctl" --socket "$d/admin.sock" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal"]["commits"])')
-  result[full-$sync]="${result[full-$sync]} commits=$commits"
+  wal_mb=$(sort -n "$d/wal" | tail -1 | awk '{printf "%.1f", $1 / 1048576}')
+  result[full-$sync]="${result[full-$sync]} commits=$commits wal_mb=$wal_mb"
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 done
 
 field() { sed -n "s/.*$2=\([0-9.]*\).*/\1/p" <<<"${result[$1]}"; }
-printf '\n%-14s %10s %9s %9s %9s %8s %8s\n' path req/s p50_ms p99_ms max_ms errors commits
+printf '\n%-14s %10s %9s %9s %9s %8s %8s %8s\n' path req/s p50_ms p99_ms max_ms errors commits wal_max_MB
 for k in fixed codec full-normal full-full; do
-  printf '%-14s %10s %9s %9s %9s %8s %8s\n' "$k" "$(field "$k" rps)" "$(field "$k" p50_ms)" "$(field "$k" p99_ms)" \
-    "$(field "$k" max_ms)" "$(( $(field "$k" errors) + $(field "$k" non2xx) ))" "$(field "$k" commits || true)"
+  printf '%-14s %10s %9s %9s %9s %8s %8s %8s\n' "$k" "$(field "$k" rps)" "$(field "$k" p50_ms)" "$(field "$k" p99_ms)" \
+    "$(field "$k" max_ms)" "$(( $(field "$k" errors) + $(field "$k" non2xx) ))" "$(field "$k" commits || true)" \
+    "$(field "$k" wal_mb || true)"
 done
 ratio() { python3 -c "print(f'{$1/$2*100:.1f}%')"; }
 echo

@@ -1,5 +1,6 @@
 """Bad input on /desktop: each gets a clear error or bye protocolError, and nothing changes."""
 import json
+import signal
 import socket
 import time
 
@@ -171,3 +172,21 @@ def test_clients_that_drop_the_connection_at_bye_cannot_crash_the_broker(loop):
     d = welcomed(loop, "bob")
     d.send({"type": "heartbeat"})
     assert "serverTime" in d.expect_type("heartbeat")
+
+
+def test_at_sigterm_every_desktop_gets_bye_shutdown_and_resumes_after_the_restart(loop):
+    alice, bob = welcomed(loop, "alice"), welcomed(loop, "bob")
+    assert alice.request({"type": "logon", "system": "CMS-A", "address": "+49301111"})["ok"]
+    alice.expect_event("userChanged", state="ready")
+    welcome = alice.frames[0]
+    last = alice.events()[-1]["seq"]
+    loop.proc.send_signal(signal.SIGTERM)
+    for d in (alice, bob):
+        assert d.expect_type("bye")["reason"] == "shutdown"
+        d.close()  # answers the broker's close frame, as a browser does
+    assert loop.proc.wait(timeout=15) == 0
+    loop.log.close()
+    loop.start()
+    d = Desktop(loop, "alice", resume={"session": welcome["session"], "lastSeq": last})
+    w = d.expect_type("welcome")
+    assert w["resumed"] is True and w["session"] == welcome["session"]
