@@ -55,10 +55,6 @@ Response encoded_response(proto::SoapVersion version, int status, std::optional<
     return soap_response(version, status, std::move(*body));
 }
 
-std::size_t outcome_index(channels::Outcome o) {
-    return static_cast<std::size_t>(o);
-}
-
 }  // namespace
 
 void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
@@ -124,7 +120,7 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     auto& metrics = broker_.soap_metrics();
     auto fault_response = [&metrics](proto::IciServerCodec& codec, const proto::ReplyContext& reply,
                                      const proto::Fault& fault) {
-        metrics.faults[static_cast<std::size_t>(fault.code)].fetch_add(1);
+        metrics.count_fault(fault.code);
         auto res = encoded_response(reply.version, proto::http_status(reply.version, fault),
                                     codec.encode_fault(reply, fault));
         if (fault.code == proto::FaultCode::unavailable && res.result_int() == 503)
@@ -155,15 +151,13 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
 
     auto& event = std::get<proto::DecodedEvent>(decoded);
     auto reply = event.reply;
-    auto op_index = static_cast<std::size_t>(*reply.operation);
     broker_.submit(
         std::move(event.event), started,
-        [this, reply, op_index, started, respond = std::move(respond), fault_response,
+        [this, reply, started, respond = std::move(respond), fault_response,
          system = cms->id](SubmitResult r) mutable {
             // Encode on an I/O thread, never on the core or the journal thread.
-            boost::asio::post(broker_.io(), [this, reply, op_index, started,
-                                             respond = std::move(respond), fault_response,
-                                             system = std::move(system),
+            boost::asio::post(broker_.io(), [this, reply, started, respond = std::move(respond),
+                                             fault_response, system = std::move(system),
                                              r = std::move(r)]() mutable {
                 auto& codec = proto::IciServerCodec::for_this_thread();
                 auto& metrics = broker_.soap_metrics();
@@ -185,7 +179,7 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                         proto::Fault{code, rejection->error.message, rejection->error.field}));
                 }
                 auto outcome = std::get<channels::Outcome>(r.result);
-                metrics.events[op_index][outcome_index(outcome)].fetch_add(1);
+                metrics.count_event(*reply.operation, outcome);
                 metrics.ack_latency.observe(static_cast<std::uint64_t>(
                     std::chrono::duration_cast<std::chrono::microseconds>(
                         std::chrono::steady_clock::now() - started)

@@ -27,6 +27,8 @@ std::string_view to_string(FaultCode c) {
             return "tooLarge";
         case FaultCode::unavailable:
             return "unavailable";
+        case FaultCode::count:
+            break;
     }
     return "?";
 }
@@ -41,6 +43,7 @@ namespace {
 constexpr std::string_view kOperationNames[] = {"phoneCallChanged", "chatChanged",
                                                 "chatNewPosting",   "messageChanged",
                                                 "userChanged",      "subscriptionEnded"};
+static_assert(std::size(kOperationNames) == kOperationCount, "a name for every operation");
 
 /// Attached data is stored and forwarded untouched, but must be a well-formed XML document whose
 /// root is ItemAttachedData.
@@ -121,7 +124,8 @@ std::string find_missing_field(std::string_view body, std::string_view tag) {
 }  // namespace
 
 std::string_view to_string(Operation op) {
-    return kOperationNames[static_cast<int>(op)];
+    auto i = static_cast<std::size_t>(op);
+    return i < std::size(kOperationNames) ? kOperationNames[i] : "?";
 }
 
 std::optional<Operation> operation_from_name(std::string_view name) {
@@ -291,6 +295,8 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
             event = ch::SubscriptionEnded{system, req.reason};
             break;
         }
+        case Operation::count:  // operation_from_name() never gives it
+            return DecodeFailed{reply, Fault{FaultCode::unknown_operation, "no operation", {}}};
     }
     if (fault) return DecodeFailed{reply, *fault};
     if (soap_body_end_in(s) || soap_envelope_end_in(s) || soap_end_recv(s)) return failed();
@@ -366,6 +372,8 @@ std::optional<std::string> IciServerCodec::encode_status(const ReplyContext& rep
         CB_PUT_RESPONSE(user_changed, userChanged)
         CB_PUT_RESPONSE(subscription_ended, subscriptionEnded)
 #undef CB_PUT_RESPONSE
+        case Operation::count:  // not an operation: nothing to answer
+            return std::nullopt;
     }
     if (rc || soap_body_end_out(s) || soap_envelope_end_out(s) || soap_end_send(s) || m.out_failed)
         return std::nullopt;

@@ -26,7 +26,9 @@ enum class Operation {
     message_changed,
     user_changed,
     subscription_ended,
+    count,  ///< not an operation: how many there are. A new one goes above.
 };
+inline constexpr std::size_t kOperationCount = static_cast<std::size_t>(Operation::count);
 std::string_view to_string(Operation op);
 std::optional<Operation> operation_from_name(std::string_view local_name);
 
