@@ -38,13 +38,22 @@ class CodecHandler : public daemon::HttpHandler {
         auto decoded = codec.decode(req.body(), "CMS-A", {}, protocol::SoapVersion::v11);
         daemon::Response res{daemon::http::status::ok, 11};
         res.set(daemon::http::field::content_type, "text/xml; charset=utf-8");
+        std::optional<std::string> body;
+        auto version = protocol::SoapVersion::v11;
         if (auto* ok = std::get_if<protocol::DecodedEvent>(&decoded)) {
-            res.body() = codec.encode_status(ok->reply, channels::Outcome::accepted);
+            version = ok->reply.version;
+            body = codec.encode_status(ok->reply, channels::Outcome::accepted);
         } else {
             auto& f = std::get<protocol::DecodeFailed>(decoded);
+            version = f.reply.version;
             res.result(protocol::http_status(f.reply.version, f.fault));
-            res.body() = codec.encode_fault(f.reply, f.fault);
+            body = codec.encode_fault(f.reply, f.fault);
         }
+        if (!body) {
+            res.result(daemon::http::status::internal_server_error);
+            body = std::string(protocol::IciServerCodec::server_fault(version));
+        }
+        res.body() = std::move(*body);
         respond(std::move(res));
     }
 };

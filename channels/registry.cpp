@@ -12,6 +12,8 @@ std::string_view to_string(Outcome o) {
             return "duplicate";
         case Outcome::stale:
             return "stale";
+        case Outcome::count:
+            break;
     }
     return "?";
 }

@@ -25,7 +25,9 @@ enum class Outcome {
     accepted,   ///< applied; the change must be made durable before the sender is answered
     duplicate,  ///< the same version (or the same posting, agent state) is already held
     stale,      ///< an older version than the one held
+    count,      ///< not an outcome: how many there are. A new one goes above.
 };
+inline constexpr std::size_t kOutcomeCount = static_cast<std::size_t>(Outcome::count);
 std::string_view to_string(Outcome o);
 
 /// Why an event was refused. Nothing changed.

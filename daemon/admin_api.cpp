@@ -66,32 +66,7 @@ std::vector<std::string> split_path(std::string_view path) {
 }
 
 std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
-    auto& m = b.soap_metrics();
-    std::string out;
-    out +=
-        "# HELP commbroker_soap_events_total Events of the IciBroker port by operation and "
-        "status.\n"
-        "# TYPE commbroker_soap_events_total counter\n";
-    static const char* kStatus[] = {"accepted", "duplicate", "stale"};
-    for (std::size_t op = 0; op < m.events.size(); ++op)
-        for (std::size_t s = 0; s < 3; ++s)
-            out += "commbroker_soap_events_total{operation=\"" +
-                   std::string(protocol::to_string(static_cast<protocol::Operation>(op))) +
-                   "\",status=\"" + kStatus[s] + "\"} " + std::to_string(m.events[op][s].load()) +
-                   "\n";
-    out +=
-        "# HELP commbroker_soap_faults_total SOAP faults sent, by code.\n# TYPE "
-        "commbroker_soap_faults_total counter\n";
-    for (std::size_t c = 0; c < m.faults.size(); ++c)
-        out += "commbroker_soap_faults_total{code=\"" +
-               std::string(protocol::to_string(static_cast<protocol::FaultCode>(c))) + "\"} " +
-               std::to_string(m.faults[c].load()) + "\n";
-    out +=
-        "# HELP commbroker_soap_unauthorized_total SOAP requests refused for their credentials.\n"
-        "# TYPE commbroker_soap_unauthorized_total counter\ncommbroker_soap_unauthorized_total " +
-        std::to_string(m.unauthorized.load()) + "\n";
-    out += m.ack_latency.render("commbroker_soap_ack_seconds",
-                                "From SOAP request read to durable response.");
+    std::string out = b.soap_metrics().render();
     out += b.desktop_latency().render(
         "commbroker_desktop_event_latency_seconds",
         "From the SOAP request that caused an event to its desktop frame written.");

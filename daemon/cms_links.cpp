@@ -2,6 +2,7 @@
 
 #include "daemon/http_client.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <spdlog/spdlog.h>
@@ -32,7 +33,7 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
     std::atomic<std::uint64_t> next_message{1};
     std::atomic<bool> stopping{false};
 
-    mutable std::mutex mutex;  // guards status, last_answer, probing_since
+    mutable std::mutex mutex;  // guards status, last_answer, probing_since and probe_timer
     SystemStatus status;
     Clock::time_point last_answer{};
     Clock::time_point probing_since = Clock::now();
@@ -98,12 +99,23 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
         return result;
     }
 
+    /// Called from the timer's own completion, a probe's completion (the HTTP client's strand)
+    /// and start(); stop() cancels from yet another thread, hence the mutex. Once stopping, no
+    /// probe is scheduled, so nothing is left waiting on the io_context.
     void schedule_probe(Clock::duration after) {
+        std::lock_guard lock(mutex);
+        if (stopping.load()) return;
         probe_timer.expires_after(after);
         probe_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
             if (ec || self->stopping.load()) return;
             self->probe();
         });
+    }
+
+    void stop() {
+        std::lock_guard lock(mutex);
+        stopping.store(true);
+        probe_timer.cancel();
     }
 
     void probe() {
@@ -230,8 +242,7 @@ void CmsLinks::start(const config::Config& config, std::string app_id, std::stri
 
 void CmsLinks::stop() {
     for (auto& [id, link] : links_) {
-        link->stopping.store(true);
-        link->probe_timer.cancel();
+        link->stop();
         if (link->client) link->client->close();
     }
 }
@@ -242,13 +253,18 @@ bool CmsLinks::known(const std::string& system) const {
 
 void CmsLinks::request(const std::string& system, CmsRequest r, Done done) {
     auto it = links_.find(system);
-    if (it == links_.end())
-        return done(
-            CmsFault{"unknownSystem", "no CMS system " + system + " is configured", {}, true});
-    auto& link = it->second;
-    if (!link->client)
-        return done(CmsFault{"unavailable", system + " has no usable url", {}, false});
-    link->send(std::move(r), std::move(done), link->timeout(), true);
+    auto link = it == links_.end() ? nullptr : it->second;
+    // The caller may be the core: everything else, the encoding included, runs on an I/O thread.
+    // The handler holds the link, never this.
+    net::post(
+        ioc_, [link = std::move(link), system, r = std::move(r), done = std::move(done)]() mutable {
+            if (!link)
+                return done(CmsFault{
+                    "unknownSystem", "no CMS system " + system + " is configured", {}, true});
+            if (!link->client)
+                return done(CmsFault{"unavailable", system + " has no usable url", {}, false});
+            link->send(std::move(r), std::move(done), link->timeout(), true);
+        });
 }
 
 std::vector<SystemStatus> CmsLinks::status() const {

@@ -4,9 +4,11 @@
 // system's availability: probed with getSystemInfo every probeInterval, unavailable after
 // probeTimeout without an answer, subscribed again whenever it comes back.
 //
-// Ownership: a system's link state is guarded by its own mutex; completions run on the HTTP
-// client's strand. Nothing here touches the registry: availability changes are reported through
-// the callback given to start().
+// Ownership: a system's link state (status, probe timer) is guarded by its own mutex. request()
+// may be called from any thread, the core included: it only posts, and the request is encoded
+// (CmsCodec::for_this_thread()) and sent from an I/O thread. Completions run on an I/O thread,
+// never inside request(): on the HTTP client's strand once the request went out. Nothing here
+// touches the registry: availability changes are reported through the callback given to start().
 #pragma once
 
 #include "config/config.hpp"
@@ -57,8 +59,9 @@ class CmsLinks {
     void stop();
 
     bool known(const std::string& system) const;
-    /// Sends a request; `done` runs exactly once, with the reply or a fault (a CMS fault, or
-    /// code "timeout" / "unavailable" / "malformed" / "unauthorized" / "unknownSystem").
+    /// Sends a request from an I/O thread; `done` runs there exactly once, never inside this
+    /// call, with the reply or a fault (a CMS fault, or code "timeout" / "unavailable" /
+    /// "malformed" / "unauthorized" / "unknownSystem").
     void request(const std::string& system, protocol::CmsRequest request, Done done);
     std::vector<SystemStatus> status() const;
 

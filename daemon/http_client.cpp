@@ -4,10 +4,12 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <regex>
 #include <vector>
@@ -55,7 +57,10 @@ struct HttpClient::Impl {
     };
 
     Impl(net::io_context& ioc, HttpClientOptions o)
-        : strand(net::make_strand(ioc)), resolver(strand), options(std::move(o)) {
+        : strand(net::make_strand(ioc)),
+          resolver(strand),
+          wait_timer(strand),
+          options(std::move(o)) {
         if (!options.user.empty())
             authorization = "Basic " + config::base64_encode(options.user + ":" + options.password);
         if (options.max_connections == 0) options.max_connections = 1;
@@ -63,10 +68,13 @@ struct HttpClient::Impl {
 
     net::strand<net::io_context::executor_type> strand;
     tcp::resolver resolver;
+    /// Armed for the earliest deadline in `waiting` (at `wait_timer_at`) while any job waits.
+    net::steady_timer wait_timer;
+    Clock::time_point wait_timer_at = Clock::time_point::max();
     HttpClientOptions options;
     std::string authorization;
     std::vector<std::shared_ptr<Conn>> idle;
-    std::deque<Job> waiting;
+    std::deque<Job> waiting;  // for a connection, all max_connections being busy
     unsigned busy = 0;
     bool closed = false;
     std::weak_ptr<HttpClient> self;
@@ -83,7 +91,8 @@ struct HttpClient::Impl {
         return r;
     }
 
-    /// Starts waiting jobs while connections are free.
+    /// Starts waiting jobs while connections are free; the rest keep waiting, until their
+    /// deadline at most.
     void pump() {
         while (!waiting.empty() && (busy < options.max_connections)) {
             Job job = std::move(waiting.front());
@@ -101,6 +110,44 @@ struct HttpClient::Impl {
                 connect(std::move(job));
             }
         }
+        watch_waiting();
+    }
+
+    /// Keeps the wait timer on the earliest deadline of the waiting jobs, or idle if none waits.
+    /// Its completion holds the client, like every other one here; cancelling it lets go.
+    void watch_waiting() {
+        auto earliest = Clock::time_point::max();
+        for (auto& job : waiting)
+            earliest = std::min(earliest, job.deadline);
+        if (earliest == wait_timer_at) return;
+        wait_timer_at = earliest;
+        if (waiting.empty()) {
+            wait_timer.cancel();
+            return;
+        }
+        wait_timer.expires_at(earliest);  // cancels the wait for the previous deadline
+        wait_timer.async_wait([this, owner = self.lock()](beast::error_code ec) {
+            if (ec == net::error::operation_aborted) return;
+            wait_timer_at = Clock::time_point::max();
+            expire_waiting();
+        });
+    }
+
+    /// Fails the waiting jobs whose deadline has passed.
+    void expire_waiting() {
+        auto now = Clock::now();
+        std::vector<Job> expired;
+        for (auto it = waiting.begin(); it != waiting.end();) {
+            if (it->deadline <= now) {
+                expired.push_back(std::move(*it));
+                it = waiting.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        for (auto& job : expired)
+            finish(job, failure("timeout", true));
+        watch_waiting();
     }
 
     void connect(Job job) {
@@ -230,6 +277,7 @@ void HttpClient::close() {
             m.waiting.pop_front();
             m.finish(job, Impl::failure("closed"));
         }
+        m.watch_waiting();
     });
 }
 

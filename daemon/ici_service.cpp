@@ -44,8 +44,15 @@ Response soap_response(proto::SoapVersion version, int status, std::string body)
     return res;
 }
 
-std::size_t outcome_index(channels::Outcome o) {
-    return static_cast<std::size_t>(o);
+/// An encoded SOAP response; or, when the codec could not write one, the fixed server fault with
+/// HTTP 500, so that nothing partial ever goes out (the CMS sends the event again).
+Response encoded_response(proto::SoapVersion version, int status, std::optional<std::string> body) {
+    if (!body) {
+        spdlog::error("ici: a response could not be encoded; answered with a server fault");
+        return soap_response(version, 500,
+                             std::string(proto::IciServerCodec::server_fault(version)));
+    }
+    return soap_response(version, status, std::move(*body));
 }
 
 }  // namespace
@@ -113,10 +120,11 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     auto& metrics = broker_.soap_metrics();
     auto fault_response = [&metrics](proto::IciServerCodec& codec, const proto::ReplyContext& reply,
                                      const proto::Fault& fault) {
-        metrics.faults[static_cast<std::size_t>(fault.code)].fetch_add(1);
-        auto res = soap_response(reply.version, proto::http_status(reply.version, fault),
-                                 codec.encode_fault(reply, fault));
-        if (fault.code == proto::FaultCode::unavailable) res.set(http::field::retry_after, "5");
+        metrics.count_fault(fault.code);
+        auto res = encoded_response(reply.version, proto::http_status(reply.version, fault),
+                                    codec.encode_fault(reply, fault));
+        if (fault.code == proto::FaultCode::unavailable && res.result_int() == 503)
+            res.set(http::field::retry_after, "5");
         return res;
     };
 
@@ -143,43 +151,41 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
 
     auto& event = std::get<proto::DecodedEvent>(decoded);
     auto reply = event.reply;
-    auto op_index = static_cast<std::size_t>(*reply.operation);
     broker_.submit(
         std::move(event.event), started,
-        [this, reply, op_index, started, respond = std::move(respond), fault_response,
+        [this, reply, started, respond = std::move(respond), fault_response,
          system = cms->id](SubmitResult r) mutable {
             // Encode on an I/O thread, never on the core or the journal thread.
-            boost::asio::post(
-                broker_.io(),
-                [this, reply, op_index, started, respond = std::move(respond), fault_response,
-                 system = std::move(system), r = std::move(r)]() mutable {
-                    auto& codec = proto::IciServerCodec::for_this_thread();
-                    auto& metrics = broker_.soap_metrics();
-                    if (r.unavailable)
-                        return respond(
-                            fault_response(codec, reply,
-                                           proto::Fault{proto::FaultCode::unavailable,
-                                                        "the journal cannot take changes now",
-                                                        {}}));
-                    if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
-                        auto code = rejection->code == channels::Rejection::Code::invalid_transition
-                                        ? proto::FaultCode::invalid_transition
-                                        : proto::FaultCode::invalid_field;
-                        spdlog::info("ici: {} fault {} for {}: {}: {}", system,
-                                     proto::to_string(code), proto::to_string(*reply.operation),
-                                     rejection->error.field, rejection->error.message);
-                        return respond(fault_response(
-                            codec, reply,
-                            proto::Fault{code, rejection->error.message, rejection->error.field}));
-                    }
-                    auto outcome = std::get<channels::Outcome>(r.result);
-                    metrics.events[op_index][outcome_index(outcome)].fetch_add(1);
-                    metrics.ack_latency.observe(static_cast<std::uint64_t>(
-                        std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::steady_clock::now() - started)
-                            .count()));
-                    respond(soap_response(reply.version, 200, codec.encode_status(reply, outcome)));
-                });
+            boost::asio::post(broker_.io(), [this, reply, started, respond = std::move(respond),
+                                             fault_response, system = std::move(system),
+                                             r = std::move(r)]() mutable {
+                auto& codec = proto::IciServerCodec::for_this_thread();
+                auto& metrics = broker_.soap_metrics();
+                if (r.unavailable)
+                    return respond(
+                        fault_response(codec, reply,
+                                       proto::Fault{proto::FaultCode::unavailable,
+                                                    "the journal cannot take changes now",
+                                                    {}}));
+                if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
+                    auto code = rejection->code == channels::Rejection::Code::invalid_transition
+                                    ? proto::FaultCode::invalid_transition
+                                    : proto::FaultCode::invalid_field;
+                    spdlog::info("ici: {} fault {} for {}: {}: {}", system, proto::to_string(code),
+                                 proto::to_string(*reply.operation), rejection->error.field,
+                                 rejection->error.message);
+                    return respond(fault_response(
+                        codec, reply,
+                        proto::Fault{code, rejection->error.message, rejection->error.field}));
+                }
+                auto outcome = std::get<channels::Outcome>(r.result);
+                metrics.count_event(*reply.operation, outcome);
+                metrics.ack_latency.observe(static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count()));
+                respond(encoded_response(reply.version, 200, codec.encode_status(reply, outcome)));
+            });
         });
 }
 

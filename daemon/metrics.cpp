@@ -1,5 +1,8 @@
 #include "daemon/metrics.hpp"
 
+#include <cassert>
+#include <optional>
+
 namespace cb::daemon {
 
 void Histogram::observe(std::uint64_t micros) {
@@ -79,6 +82,73 @@ std::string LatencyRecorder::render(const std::string& name, const std::string& 
     out += name + "{quantile=\"1\"} " + secs(max()) + "\n";
     out += name + "_sum " + secs(sum_.load()) + "\n";
     out += name + "_count " + std::to_string(count()) + "\n";
+    return out;
+}
+
+namespace {
+
+/// The index of an enumerator in an array of `size` counters; nullopt (and an assertion) out of
+/// range.
+template <typename Enum>
+std::optional<std::size_t> index_in(Enum e, std::size_t size) {
+    auto i = static_cast<std::size_t>(e);
+    assert(i < size);
+    return i < size ? std::optional<std::size_t>(i) : std::nullopt;
+}
+
+}  // namespace
+
+void SoapMetrics::count_event(protocol::Operation op, channels::Outcome outcome) {
+    auto o = index_in(op, events_.size());
+    auto c = index_in(outcome, channels::kOutcomeCount);
+    if (o && c) events_[*o][*c].fetch_add(1, std::memory_order_relaxed);
+}
+
+void SoapMetrics::count_fault(protocol::FaultCode code) {
+    if (auto i = index_in(code, faults_.size()))
+        faults_[*i].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t SoapMetrics::events(protocol::Operation op, channels::Outcome outcome) const {
+    auto o = index_in(op, events_.size());
+    auto c = index_in(outcome, channels::kOutcomeCount);
+    return o && c ? events_[*o][*c].load(std::memory_order_relaxed) : 0;
+}
+
+std::uint64_t SoapMetrics::faults(protocol::FaultCode code) const {
+    auto i = index_in(code, faults_.size());
+    return i ? faults_[*i].load(std::memory_order_relaxed) : 0;
+}
+
+std::string SoapMetrics::render() const {
+    std::string out =
+        "# HELP commbroker_soap_events_total Events of the IciBroker port by operation and "
+        "status.\n"
+        "# TYPE commbroker_soap_events_total counter\n";
+    for (std::size_t o = 0; o < protocol::kOperationCount; ++o) {
+        auto op = static_cast<protocol::Operation>(o);
+        for (std::size_t c = 0; c < channels::kOutcomeCount; ++c) {
+            auto outcome = static_cast<channels::Outcome>(c);
+            out += "commbroker_soap_events_total{operation=\"" +
+                   std::string(protocol::to_string(op)) + "\",status=\"" +
+                   std::string(channels::to_string(outcome)) + "\"} " +
+                   std::to_string(events(op, outcome)) + "\n";
+        }
+    }
+    out +=
+        "# HELP commbroker_soap_faults_total SOAP faults sent, by code.\n# TYPE "
+        "commbroker_soap_faults_total counter\n";
+    for (std::size_t i = 0; i < protocol::kFaultCodeCount; ++i) {
+        auto code = static_cast<protocol::FaultCode>(i);
+        out += "commbroker_soap_faults_total{code=\"" + std::string(protocol::to_string(code)) +
+               "\"} " + std::to_string(faults(code)) + "\n";
+    }
+    out +=
+        "# HELP commbroker_soap_unauthorized_total SOAP requests refused for their credentials.\n"
+        "# TYPE commbroker_soap_unauthorized_total counter\ncommbroker_soap_unauthorized_total " +
+        std::to_string(unauthorized.load()) + "\n";
+    out += ack_latency.render("commbroker_soap_ack_seconds",
+                              "From SOAP request read to durable response.");
     return out;
 }
 

@@ -1,6 +1,10 @@
 // Counters and histograms for /metrics (Prometheus text format). Lock-free; any thread.
 #pragma once
 
+#include "channels/registry.hpp"
+#include "protocol/fault.hpp"
+#include "protocol/ici_codec.hpp"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -43,12 +47,25 @@ class LatencyRecorder {
     std::atomic<std::uint64_t> max_{0};
 };
 
-/// Events of the IciBroker port by operation (6) and outcome (accepted, duplicate, stale).
-struct SoapMetrics {
-    std::array<std::array<std::atomic<std::uint64_t>, 3>, 6> events{};
-    std::array<std::atomic<std::uint64_t>, 6> faults{};  // by protocol::FaultCode
+/// The IciBroker port's counters: events by operation and outcome, faults by code. There is a
+/// counter for every enumerator, however many the enums get; they are reached only through
+/// count_*() and the getters, which ignore a value out of range (only a `count` sentinel is).
+class SoapMetrics {
+  public:
+    void count_event(protocol::Operation op, channels::Outcome outcome);
+    void count_fault(protocol::FaultCode code);
+    std::uint64_t events(protocol::Operation op, channels::Outcome outcome) const;
+    std::uint64_t faults(protocol::FaultCode code) const;
+    /// These counters and the ack latency in the Prometheus text format.
+    std::string render() const;
+
     std::atomic<std::uint64_t> unauthorized{0};
     Histogram ack_latency;  // request read -> response handed to the session (durable)
+
+  private:
+    using Counter = std::atomic<std::uint64_t>;
+    std::array<std::array<Counter, channels::kOutcomeCount>, protocol::kOperationCount> events_{};
+    std::array<Counter, protocol::kFaultCodeCount> faults_{};
 };
 
 }  // namespace cb::daemon

@@ -122,6 +122,7 @@ struct CmsCodec::Impl : MemorySoap {
     }
     void end() {
         soap->header = nullptr;
+        out = nullptr;  // the string it pointed at belongs to the encode that just ended
         reset();
     }
     /// Reads up to the first Body child; false if that already failed.

@@ -1,6 +1,7 @@
 // SOAP faults of the IciBroker port (PROTOCOL.md section 1, "Faults and HTTP statuses").
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -16,7 +17,9 @@ enum class FaultCode {
     invalid_transition,  ///< the state move is not allowed
     too_large,           ///< a structural limit (depth, attributes, list length, string length)
     unavailable,         ///< the journal cannot take changes, or the broker is shutting down
+    count,               ///< not a code: how many there are. A new code goes above.
 };
+inline constexpr std::size_t kFaultCodeCount = static_cast<std::size_t>(FaultCode::count);
 std::string_view to_string(FaultCode c);
 
 struct Fault {

@@ -27,6 +27,8 @@ std::string_view to_string(FaultCode c) {
             return "tooLarge";
         case FaultCode::unavailable:
             return "unavailable";
+        case FaultCode::count:
+            break;
     }
     return "?";
 }
@@ -41,6 +43,7 @@ namespace {
 constexpr std::string_view kOperationNames[] = {"phoneCallChanged", "chatChanged",
                                                 "chatNewPosting",   "messageChanged",
                                                 "userChanged",      "subscriptionEnded"};
+static_assert(std::size(kOperationNames) == kOperationCount, "a name for every operation");
 
 /// Attached data is stored and forwarded untouched, but must be a well-formed XML document whose
 /// root is ItemAttachedData.
@@ -121,7 +124,8 @@ std::string find_missing_field(std::string_view body, std::string_view tag) {
 }  // namespace
 
 std::string_view to_string(Operation op) {
-    return kOperationNames[static_cast<int>(op)];
+    auto i = static_cast<std::size_t>(op);
+    return i < std::size(kOperationNames) ? kOperationNames[i] : "?";
 }
 
 std::optional<Operation> operation_from_name(std::string_view name) {
@@ -291,6 +295,8 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
             event = ch::SubscriptionEnded{system, req.reason};
             break;
         }
+        case Operation::count:  // operation_from_name() never gives it
+            return DecodeFailed{reply, Fault{FaultCode::unknown_operation, "no operation", {}}};
     }
     if (fault) return DecodeFailed{reply, *fault};
     if (soap_body_end_in(s) || soap_envelope_end_in(s) || soap_end_recv(s)) return failed();
@@ -303,8 +309,9 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
 namespace {
 
 /// Begins a message: version, the context header echoing messageId, and the envelope.
-int begin_message(struct soap* s, const ReplyContext& reply, ici__Context& context,
-                  SOAP_ENV__Header& header) {
+void begin_message(struct soap* s, const ReplyContext& reply, ici__Context& context,
+                   SOAP_ENV__Header& header) {
+    soap_begin(s);
     soap_set_version(s, static_cast<short>(reply.version));
     s->encodingStyle = nullptr;
     s->header = nullptr;
@@ -316,28 +323,41 @@ int begin_message(struct soap* s, const ReplyContext& reply, ici__Context& conte
         s->header = &header;
     }
     soap_serializeheader(s);
-    return SOAP_OK;
 }
+
+constexpr std::string_view kServerFault11 =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\">"
+    "<SOAP-ENV:Body><SOAP-ENV:Fault><faultcode>SOAP-ENV:Server</faultcode>"
+    "<faultstring>the broker could not encode its response</faultstring></SOAP-ENV:Fault>"
+    "</SOAP-ENV:Body></SOAP-ENV:Envelope>\n";
+constexpr std::string_view kServerFault12 =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://www.w3.org/2003/05/soap-envelope\">"
+    "<SOAP-ENV:Body><SOAP-ENV:Fault><SOAP-ENV:Code><SOAP-ENV:Value>SOAP-ENV:Receiver"
+    "</SOAP-ENV:Value></SOAP-ENV:Code><SOAP-ENV:Reason><SOAP-ENV:Text xml:lang=\"en\">the broker "
+    "could not encode its response</SOAP-ENV:Text></SOAP-ENV:Reason></SOAP-ENV:Fault>"
+    "</SOAP-ENV:Body></SOAP-ENV:Envelope>\n";
 
 }  // namespace
 
-std::string IciServerCodec::encode_status(const ReplyContext& reply, channels::Outcome outcome) {
+std::optional<std::string> IciServerCodec::encode_status(const ReplyContext& reply,
+                                                         channels::Outcome outcome) {
     Impl& m = *impl_;
     struct soap* s = m.soap;
     std::string out;
-    m.reset();
-    m.out = &out;
-    soap_begin(s);
+    MemorySoap::Encoding encoding(m, out);
     ici__Context context;
     SOAP_ENV__Header header;
     begin_message(s, reply, context, header);
     auto status = outcome == channels::Outcome::accepted    ? ici__EventStatus__accepted
                   : outcome == channels::Outcome::duplicate ? ici__EventStatus__duplicate
                                                             : ici__EventStatus__stale;
-    int rc = soap_response(s, SOAP_OK) || soap_envelope_begin_out(s) || soap_putheader(s) ||
-             soap_body_begin_out(s);
-    if (!rc) {
-        switch (reply.operation.value_or(Operation::phone_call_changed)) {
+    if (soap_response(s, SOAP_OK) || soap_envelope_begin_out(s) || soap_putheader(s) ||
+        soap_body_begin_out(s))
+        return std::nullopt;
+    int rc = SOAP_OK;
+    switch (reply.operation.value_or(Operation::phone_call_changed)) {
 #define CB_PUT_RESPONSE(OP, NAME)                                                     \
     case Operation::OP: {                                                             \
         ici__##NAME##Response r;                                                      \
@@ -345,28 +365,27 @@ std::string IciServerCodec::encode_status(const ReplyContext& reply, channels::O
         rc = soap_put_ici__##NAME##Response(s, &r, "ici:" #NAME "Response", nullptr); \
         break;                                                                        \
     }
-            CB_PUT_RESPONSE(phone_call_changed, phoneCallChanged)
-            CB_PUT_RESPONSE(chat_changed, chatChanged)
-            CB_PUT_RESPONSE(chat_new_posting, chatNewPosting)
-            CB_PUT_RESPONSE(message_changed, messageChanged)
-            CB_PUT_RESPONSE(user_changed, userChanged)
-            CB_PUT_RESPONSE(subscription_ended, subscriptionEnded)
+        CB_PUT_RESPONSE(phone_call_changed, phoneCallChanged)
+        CB_PUT_RESPONSE(chat_changed, chatChanged)
+        CB_PUT_RESPONSE(chat_new_posting, chatNewPosting)
+        CB_PUT_RESPONSE(message_changed, messageChanged)
+        CB_PUT_RESPONSE(user_changed, userChanged)
+        CB_PUT_RESPONSE(subscription_ended, subscriptionEnded)
 #undef CB_PUT_RESPONSE
-        }
+        case Operation::count:  // not an operation: nothing to answer
+            return std::nullopt;
     }
-    if (!rc) rc = soap_body_end_out(s) || soap_envelope_end_out(s) || soap_end_send(s);
-    s->header = nullptr;
-    m.reset();
+    if (rc || soap_body_end_out(s) || soap_envelope_end_out(s) || soap_end_send(s) || m.out_failed)
+        return std::nullopt;
     return out;
 }
 
-std::string IciServerCodec::encode_fault(const ReplyContext& reply, const Fault& fault) {
+std::optional<std::string> IciServerCodec::encode_fault(const ReplyContext& reply,
+                                                        const Fault& fault) {
     Impl& m = *impl_;
     struct soap* s = m.soap;
     std::string out;
-    m.reset();
-    m.out = &out;
-    soap_begin(s);
+    MemorySoap::Encoding encoding(m, out);
     ici__Context context;
     SOAP_ENV__Header header;
     begin_message(s, reply, context, header);
@@ -378,10 +397,19 @@ std::string IciServerCodec::encode_fault(const ReplyContext& reply, const Fault&
     else
         soap_sender_fault(s, fault.message.c_str(), nullptr);
     *soap_faultdetail(s) = soap_strdup(s, detail.c_str());
+    // soap_send_fault() returns the code of the fault it sent, so a failed write is known from
+    // the output itself.
     soap_send_fault(s);
-    s->header = nullptr;
-    m.reset();
+    if (m.out_failed) return std::nullopt;
     return out;
+}
+
+std::string_view IciServerCodec::server_fault(SoapVersion version) {
+    return version == SoapVersion::v12 ? kServerFault12 : kServerFault11;
+}
+
+void IciServerCodec::limit_output(std::optional<std::size_t> bytes) {
+    impl_->out_limit = bytes.value_or(static_cast<std::size_t>(-1));
 }
 
 }  // namespace cb::protocol

@@ -26,7 +26,9 @@ enum class Operation {
     message_changed,
     user_changed,
     subscription_ended,
+    count,  ///< not an operation: how many there are. A new one goes above.
 };
+inline constexpr std::size_t kOperationCount = static_cast<std::size_t>(Operation::count);
 std::string_view to_string(Operation op);
 std::optional<Operation> operation_from_name(std::string_view local_name);
 
@@ -69,8 +71,19 @@ class IciServerCodec {
                                                     const std::string& system,
                                                     const CodecLimits& limits, SoapVersion assumed);
 
-    std::string encode_status(const ReplyContext& reply, channels::Outcome outcome);
-    std::string encode_fault(const ReplyContext& reply, const Fault& fault);
+    /// The response to an event that was taken (HTTP 200). nullopt if gSOAP could not write it:
+    /// the caller then answers with server_fault(); a partial message is never returned.
+    std::optional<std::string> encode_status(const ReplyContext& reply, channels::Outcome outcome);
+    /// A fault response (HTTP status from http_status()). nullopt if gSOAP could not write it,
+    /// as for encode_status().
+    std::optional<std::string> encode_fault(const ReplyContext& reply, const Fault& fault);
+    /// The answer when a response could not be encoded (HTTP 500): a fixed soap:Server (SOAP 1.2:
+    /// Receiver) fault without detail. Written by hand, not by gSOAP, so it cannot fail.
+    static std::string_view server_fault(SoapVersion version);
+
+    /// Makes every later encode fail once its output passes `bytes`, as a failed write would;
+    /// nullopt for no limit (the default). The seam for tests of the failure paths.
+    void limit_output(std::optional<std::size_t> bytes);
 
   private:
     struct Impl;

@@ -18,8 +18,13 @@ MemorySoap::MemorySoap() {
         return n;
     };
     soap->fsend = [](struct soap* s, const char* p, std::size_t n) -> int {
-        static_cast<MemorySoap*>(s->user)->out->append(p, n);
-        return SOAP_OK;
+        auto* self = static_cast<MemorySoap*>(s->user);
+        std::size_t room =
+            self->out ? self->out_limit - std::min(self->out_limit, self->out->size()) : 0;
+        if (self->out) self->out->append(p, std::min(n, room));
+        if (n <= room) return SOAP_OK;
+        self->out_failed = true;
+        return SOAP_EOF;
     };
 }
 

@@ -20,7 +20,11 @@ struct MemorySoap {
     struct soap* soap;
     std::string_view in;
     std::size_t pos = 0;
-    std::string* out = nullptr;
+    std::string* out = nullptr;  ///< where an encode writes; null outside one (a write then fails)
+    /// Writes past this many bytes of `out` fail, as a failed write would: the seam that lets
+    /// tests reach the failure paths of the encoders. No limit by default.
+    std::size_t out_limit = static_cast<std::size_t>(-1);
+    bool out_failed = false;  ///< a write of the current encode failed
 
     MemorySoap();
     ~MemorySoap();
@@ -37,6 +41,27 @@ struct MemorySoap {
         in = body;
         pos = 0;
     }
+
+    /// One encode into `out`: resets the context first and, however the encode ends, forgets the
+    /// header and `out` and frees what was built, so nothing points at a string that is gone.
+    class Encoding {
+      public:
+        Encoding(MemorySoap& m, std::string& out) : m_(m) {
+            m_.reset();
+            m_.out = &out;
+            m_.out_failed = false;
+        }
+        ~Encoding() {
+            m_.soap->header = nullptr;
+            m_.out = nullptr;
+            m_.reset();
+        }
+        Encoding(const Encoding&) = delete;
+        Encoding& operator=(const Encoding&) = delete;
+
+      private:
+        MemorySoap& m_;
+    };
 };
 
 }  // namespace cb::protocol

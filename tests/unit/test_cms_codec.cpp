@@ -113,15 +113,33 @@ TEST_CASE("an event a CMS encodes is what the broker decodes, and the status com
     CHECK(item.state == ch::State::alerting);
     CHECK(item.attached_data == call.attached_data);
 
-    auto status = IciServerCodec::for_this_thread().encode_status(ev.reply, ch::Outcome::stale);
+    auto status =
+        IciServerCodec::for_this_thread().encode_status(ev.reply, ch::Outcome::stale).value();
     auto outcome = codec.decode_event_reply(status);
     REQUIRE(std::holds_alternative<ch::Outcome>(outcome));
     CHECK(std::get<ch::Outcome>(outcome) == ch::Outcome::stale);
 
-    auto fault = IciServerCodec::for_this_thread().encode_fault(
-        ev.reply, Fault{FaultCode::invalid_transition, "no", "state"});
+    auto fault = IciServerCodec::for_this_thread()
+                     .encode_fault(ev.reply, Fault{FaultCode::invalid_transition, "no", "state"})
+                     .value();
     auto refused = codec.decode_event_reply(fault);
     REQUIRE(std::holds_alternative<CmsFault>(refused));
     CHECK(std::get<CmsFault>(refused).code == "invalidTransition");
     CHECK(std::get<CmsFault>(refused).field == "state");
+}
+
+TEST_CASE("the server fault sent when a response cannot be encoded is read as a Server fault") {
+    CmsCodec codec;
+    for (auto v : {SoapVersion::v11, SoapVersion::v12}) {
+        CAPTURE(static_cast<int>(v));
+        auto text = IciServerCodec::server_fault(v);
+        auto read = codec.decode_event_reply(text);
+        REQUIRE(std::holds_alternative<CmsFault>(read));
+        auto& f = std::get<CmsFault>(read);
+        CHECK(f.code == "failed");  // a Server (Receiver) fault without detail
+        CHECK_FALSE(f.sender);
+        CHECK(f.message == "the broker could not encode its response");
+        CHECK(text.find(v == SoapVersion::v12 ? kSoap12Namespace : kSoap11Namespace) !=
+              std::string_view::npos);
+    }
 }

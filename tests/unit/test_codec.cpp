@@ -67,7 +67,7 @@ TEST_CASE("a missing field is a Client fault naming the field") {
     auto& f = std::get<DecodeFailed>(r);
     CHECK(f.fault.code == FaultCode::invalid_field);
     CHECK(f.fault.field == "state");
-    auto xml = codec.encode_fault(f.reply, f.fault);
+    auto xml = codec.encode_fault(f.reply, f.fault).value();
     CHECK(xml.find("<faultcode>SOAP-ENV:Client</faultcode>") != std::string::npos);
     CHECK(xml.find("<code>invalidField</code><field>state</field>") != std::string::npos);
 }
@@ -111,7 +111,7 @@ TEST_CASE("SOAP 1.2 requests get SOAP 1.2 responses and Sender faults with statu
     REQUIRE(std::holds_alternative<DecodedEvent>(ok));
     auto reply = std::get<DecodedEvent>(ok).reply;
     CHECK(reply.version == SoapVersion::v12);
-    auto xml = codec.encode_status(reply, ch::Outcome::accepted);
+    auto xml = codec.encode_status(reply, ch::Outcome::accepted).value();
     CHECK(xml.find(kSoap12) != std::string::npos);
     CHECK(xml.find("<status>accepted</status>") != std::string::npos);
     CHECK(xml.find("phoneCallChangedResponse") != std::string::npos);
@@ -119,7 +119,7 @@ TEST_CASE("SOAP 1.2 requests get SOAP 1.2 responses and Sender faults with statu
     auto bad = codec.decode(envelope(kSoap12, "<ici:nope/>"), "CMS-A", {}, SoapVersion::v12);
     REQUIRE(std::holds_alternative<DecodeFailed>(bad));
     auto& f = std::get<DecodeFailed>(bad);
-    auto fault = codec.encode_fault(f.reply, f.fault);
+    auto fault = codec.encode_fault(f.reply, f.fault).value();
     CHECK(fault.find(kSoap12) != std::string::npos);
     CHECK(fault.find("Sender") != std::string::npos);
     CHECK(fault.find("faultcode") == std::string::npos);
@@ -136,4 +136,57 @@ TEST_CASE("the codec keeps working after many requests and faults") {
         auto r = codec.decode(body, "CMS-A", {}, SoapVersion::v11);
         CHECK(std::holds_alternative<DecodedEvent>(r) == (i % 2 == 1));
     }
+}
+
+namespace {
+
+/// Limits the output of the thread's codec for one test, and lifts the limit however it ends.
+struct OutputLimit {
+    IciServerCodec& codec;
+    OutputLimit(IciServerCodec& c, std::size_t bytes) : codec(c) { codec.limit_output(bytes); }
+    ~OutputLimit() { codec.limit_output(std::nullopt); }
+};
+
+ReplyContext decoded_reply(IciServerCodec& codec, const std::string& ns, SoapVersion v) {
+    auto r = codec.decode(envelope(ns, call_body(kCallFields),
+                                   "<ici:context><messageId>m-3</messageId></ici:context>"),
+                          "CMS-A", {}, v);
+    REQUIRE(std::holds_alternative<DecodedEvent>(r));
+    return std::get<DecodedEvent>(r).reply;
+}
+
+}  // namespace
+
+TEST_CASE("a status that cannot be written whole is not returned, and the codec works on") {
+    auto& codec = IciServerCodec::for_this_thread();
+    const std::pair<std::string, SoapVersion> versions[] = {{kSoap11, SoapVersion::v11},
+                                                            {kSoap12, SoapVersion::v12}};
+    for (auto& [ns, v] : versions) {
+        auto reply = decoded_reply(codec, ns, v);
+        auto whole = codec.encode_status(reply, ch::Outcome::duplicate);
+        REQUIRE(whole);
+        for (std::size_t cut : {std::size_t{0}, whole->size() / 2, whole->size() - 1}) {
+            CAPTURE(cut);
+            OutputLimit limit(codec, cut);
+            CHECK_FALSE(codec.encode_status(reply, ch::Outcome::duplicate));
+        }
+        {
+            OutputLimit limit(codec, whole->size());  // exactly enough
+            CHECK(codec.encode_status(reply, ch::Outcome::duplicate) == whole);
+        }
+        CHECK(codec.encode_status(reply, ch::Outcome::duplicate) == whole);
+    }
+}
+
+TEST_CASE("a fault that cannot be written whole is not returned, and the codec works on") {
+    auto& codec = IciServerCodec::for_this_thread();
+    auto reply = decoded_reply(codec, kSoap11, SoapVersion::v11);
+    Fault fault{FaultCode::invalid_transition, "not from connected", "state"};
+    auto whole = codec.encode_fault(reply, fault);
+    REQUIRE(whole);
+    {
+        OutputLimit limit(codec, whole->size() / 2);
+        CHECK_FALSE(codec.encode_fault(reply, fault));
+    }
+    CHECK(codec.encode_fault(reply, fault) == whole);
 }

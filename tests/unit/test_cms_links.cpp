@@ -1,0 +1,111 @@
+// The CMS links: what request() does on the caller's thread, and stopping with a probe in flight.
+#include "daemon/cms_links.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace cb::daemon;
+using namespace cb::protocol;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A loopback port nobody listens on: bound, read, closed again.
+std::uint16_t closed_port() {
+    net::io_context ioc;
+    tcp::acceptor a(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    return a.local_endpoint().port();
+}
+
+cb::config::Cms cms_at(std::string id, std::string url) {
+    cb::config::Cms c;
+    c.id = std::move(id);
+    c.url = std::move(url);
+    c.request_timeout = 2s;
+    c.probe_timeout = 2s;
+    c.probe_interval = 1h;  // one probe at start, then none for the length of a test
+    return c;
+}
+
+CmsRequest logon(std::string user) {
+    CmsRequest r;
+    r.op = CmsOp::logon;
+    r.user_id = std::move(user);
+    r.channels = {"phone"};
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("request() only posts: nothing is encoded, sent or answered on the caller's stack") {
+    net::io_context ioc;
+    cb::config::Config config;
+    config.cms.push_back(
+        cms_at("CMS-A", "http://127.0.0.1:" + std::to_string(closed_port()) + "/cms"));
+    config.cms.push_back(cms_at("CMS-B", "ftp://nowhere"));
+    CmsLinks links(ioc);
+    links.start(config, "node", "http://127.0.0.1:1/ici", {});
+
+    std::vector<std::optional<CmsResult>> results(3);
+    auto done = [&](std::size_t i) { return [&results, i](CmsResult r) { results[i] = r; }; };
+    links.request("CMS-A", logon("alice"), done(0));
+    links.request("CMS-X", logon("bob"), done(1));
+    links.request("CMS-B", logon("carol"), done(2));
+    for (auto& r : results)
+        CHECK_FALSE(r.has_value());
+    for (auto& s : links.status())
+        CHECK(s.requests == 0);  // counted as it is encoded and handed to the HTTP client
+
+    auto all_done = [&] {
+        for (auto& r : results)
+            if (!r) return false;
+        return true;
+    };
+    while (!all_done() && ioc.run_one()) {
+    }
+    REQUIRE(all_done());
+    REQUIRE(std::holds_alternative<CmsFault>(*results[0]));
+    CHECK(std::get<CmsFault>(*results[0]).code == "unavailable");  // refused
+    REQUIRE(std::holds_alternative<CmsFault>(*results[1]));
+    CHECK(std::get<CmsFault>(*results[1]).code == "unknownSystem");
+    REQUIRE(std::holds_alternative<CmsFault>(*results[2]));
+    CHECK(std::get<CmsFault>(*results[2]).code == "unavailable");
+
+    links.stop();
+    ioc.run_for(30s);  // bounds a failure only
+    CHECK(ioc.stopped());
+}
+
+TEST_CASE("stop() with a probe in flight leaves nothing behind: the io_context runs out of work") {
+    net::io_context ioc;
+    tcp::acceptor peer(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    std::optional<tcp::socket> probe_connection;
+    peer.async_accept([&](boost::system::error_code ec, tcp::socket s) {
+        if (!ec) probe_connection = std::move(s);  // held open, never answered
+    });
+    cb::config::Config config;
+    auto cms = cms_at("CMS-A",
+                      "http://127.0.0.1:" + std::to_string(peer.local_endpoint().port()) + "/cms");
+    cms.probe_timeout = 200ms;  // the probe fails after this; the next is due an hour later
+    config.cms.push_back(cms);
+    CmsLinks links(ioc);
+    links.start(config, "node", "http://127.0.0.1:1/ici", {});
+    while (!probe_connection && ioc.run_one()) {
+    }
+    REQUIRE(probe_connection);
+    links.stop();
+    peer.close();
+    // The probe times out after stop(); it must not schedule the next one. run_for() only bounds
+    // a failure: the io_context stops as soon as it has no more work.
+    ioc.run_for(30s);
+    CHECK(ioc.stopped());
+}

@@ -1,0 +1,112 @@
+// The HTTP client against a loopback peer that accepts connections and never answers.
+#include "daemon/http_client.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+using namespace cb::daemon;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Accepts every connection on 127.0.0.1 and holds it open without reading or answering.
+struct SilentPeer {
+    tcp::acceptor acceptor;
+    std::vector<tcp::socket> held;
+    std::function<void()> accept_next;
+
+    explicit SilentPeer(net::io_context& ioc)
+        : acceptor(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)) {
+        accept_next = [this] {
+            acceptor.async_accept([this](boost::system::error_code ec, tcp::socket s) {
+                if (ec) return;
+                held.push_back(std::move(s));
+                accept_next();
+            });
+        };
+        accept_next();
+    }
+    std::string url() const {
+        return "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "/cms";
+    }
+    void close() {
+        boost::system::error_code ec;
+        acceptor.close(ec);
+        for (auto& s : held)
+            s.close(ec);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a request waiting for a connection fails at its own deadline, not when one frees up") {
+    net::io_context ioc;
+    SilentPeer peer(ioc);
+    HttpClientOptions o;
+    o.url = *HttpUrl::parse(peer.url());
+    o.max_connections = 1;
+    auto client = HttpClient::create(ioc, o);
+
+    std::vector<std::string> order;
+    HttpReply slow, quick;
+    client->post("<a/>", "a", 2s, [&](HttpReply r) {
+        slow = std::move(r);
+        order.push_back("slow");
+    });
+    // Waits for the one connection, which the first request holds until its deadline.
+    client->post("<b/>", "b", 100ms, [&](HttpReply r) {
+        quick = std::move(r);
+        order.push_back("quick");
+    });
+    while (order.size() < 2 && ioc.run_one()) {
+    }
+    REQUIRE(order.size() == 2);
+    CHECK(order[0] == "quick");
+    CHECK_FALSE(quick.ok);
+    CHECK(quick.timed_out);
+    CHECK(quick.error == "timeout");
+    CHECK(slow.timed_out);
+    CHECK(peer.held.size() == 1);  // the waiting request never had a connection
+
+    client->close();
+    peer.close();
+    ioc.run();  // nothing is left waiting: the io_context runs out of work
+    CHECK(order.size() == 2);
+}
+
+TEST_CASE("a request still waiting when the client is closed fails at once with closed") {
+    net::io_context ioc;
+    SilentPeer peer(ioc);
+    HttpClientOptions o;
+    o.url = *HttpUrl::parse(peer.url());
+    o.max_connections = 1;
+    auto client = HttpClient::create(ioc, o);
+
+    std::vector<std::string> order;
+    HttpReply waiting;
+    client->post("<a/>", "a", 2s, [&](HttpReply) { order.push_back("busy"); });
+    client->post("<b/>", "b", 1500ms, [&](HttpReply r) {
+        waiting = std::move(r);
+        order.push_back("waiting");
+    });
+    while (peer.held.empty() && ioc.run_one()) {
+    }
+    client->close();
+    while (order.empty() && ioc.run_one()) {
+    }
+    REQUIRE(order.size() == 1);
+    CHECK(order[0] == "waiting");
+    CHECK(waiting.error == "closed");
+    CHECK_FALSE(waiting.timed_out);
+    peer.close();
+    ioc.run();
+    CHECK(order.size() == 2);
+}
