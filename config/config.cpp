@@ -479,8 +479,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         c->heartbeat_profiles.push_back(p);
     }
     for (auto& [node, id] : agent_nodes) {
-        auto it =
-            std::find_if(c->agents.begin(), c->agents.end(), [&](auto& a) { return a.id == id; });
+        auto it = std::find_if(c->agents.begin(), c->agents.end(),
+                               [&id = id](auto& a) { return a.id == id; });
         if (it == c->agents.end()) continue;
         if (!it->cms.empty() && !c->find_cms(it->cms))
             errors.at(node, "agent " + id + ": no <cms id=\"" + it->cms + "\">");

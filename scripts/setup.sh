@@ -8,6 +8,7 @@ packages=(
   libboost1.81-all-dev libboost-json1.81-dev libpugixml-dev gsoap libgsoap-dev libspdlog-dev libfmt-dev doctest-dev
   libsqlite3-dev sqlite3 libssl-dev libsystemd-dev
   curl python3 python3-pytest python3-websocket wrk
+  clang libclang-rt-14-dev llvm  # the sanitizer and fuzz stages: clang, its sanitizer runtimes and libFuzzer, llvm-symbolizer
 )
 
 missing=()

@@ -1,0 +1,111 @@
+// The HTTP request path through the real session code: an HttpServer listens on 127.0.0.1 (port
+// 0) with a small handler, and each input is written to it over a loopback TCP connection, which
+// is then half-closed. The server must answer or close the connection in time and never crash.
+// One io_context on the fuzzer's thread runs both ends.
+#include "daemon/http_server.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+namespace {
+
+using namespace cb::daemon;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+/// Answers every request with its method, target and body size, as the services do: at once,
+/// keeping the connection open when the request asks for it.
+class EchoHandler : public HttpHandler {
+  public:
+    void handle(Request&& request, const PeerInfo&, Respond respond) override {
+        Response res{http::status::ok, request.version()};
+        res.set(http::field::content_type, "text/plain");
+        res.body() = std::string(request.method_string()) + " " + std::string(request.target()) +
+                     " " + std::to_string(request.body().size()) + "\n";
+        res.keep_alive(request.keep_alive());
+        respond(std::move(res));
+    }
+};
+
+/// Small limits so that the limit paths are reachable with short inputs.
+HttpLimits small_limits() {
+    HttpLimits limits;
+    limits.max_body_bytes = 1024;
+    limits.max_header_bytes = 512;
+    limits.idle_timeout = 500ms;
+    limits.max_connections = 16;
+    return limits;
+}
+
+struct Server {
+    net::io_context ioc;
+    HttpServer http{ioc, small_limits};
+    tcp::endpoint endpoint = http.listen_tcp("127.0.0.1", 0, std::make_shared<EchoHandler>());
+};
+
+/// One connection's client side; its handlers keep it alive.
+struct Client {
+    explicit Client(net::io_context& ioc) : socket(ioc), deadline(ioc) {}
+    tcp::socket socket;
+    net::steady_timer deadline;
+    std::string input;
+    std::string received;
+    bool done = false;
+    bool timed_out = false;
+};
+
+void read_until_closed(const std::shared_ptr<Client>& c) {
+    c->received.reserve(c->received.size() + 4096);
+    auto buffer = net::dynamic_buffer(c->received);
+    net::async_read(c->socket, buffer, [c](boost::system::error_code, std::size_t) {
+        // Closed by the server (eof), reset, or cancelled by the deadline: the exchange is over.
+        c->done = true;
+        c->deadline.cancel();
+    });
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    static Server& server = *new Server;  // lives for the whole run; never torn down mid-input
+    auto c = std::make_shared<Client>(server.ioc);
+    c->input.assign(reinterpret_cast<const char*>(data), size);
+    c->socket.connect(server.endpoint);
+    c->socket.set_option(net::socket_base::linger(true, 0));  // no TIME_WAIT pile-up
+    // The server closes an idle connection after 500 ms; it has much longer than that.
+    c->deadline.expires_after(5s);
+    c->deadline.async_wait([c](boost::system::error_code ec) {
+        if (ec) return;
+        c->timed_out = true;
+        boost::system::error_code ignored;
+        c->socket.cancel(ignored);
+    });
+    net::async_write(c->socket, net::buffer(c->input),
+                     [c](boost::system::error_code ec, std::size_t) {
+                         boost::system::error_code ignored;
+                         if (!ec) c->socket.shutdown(tcp::socket::shutdown_send, ignored);
+                         read_until_closed(c);
+                     });
+    while (!c->done)
+        server.ioc.run_one();
+    while (server.ioc.poll() > 0) {
+    }
+    if (c->timed_out) {
+        std::fprintf(stderr, "the server neither closed nor answered within 5 s; got %zu bytes\n",
+                     c->received.size());
+        std::abort();
+    }
+    boost::system::error_code ignored;
+    c->socket.close(ignored);
+    return 0;
+}
