@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <cmath>
+
 namespace cb::protocol {
 namespace json = boost::json;
 
@@ -87,9 +89,12 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
     auto& o = v.as_object();
     DesktopMessage m;
     if (auto* id = o.if_contains("id")) {
-        if (!id->is_string() && !id->is_number())
+        // A number too large for a double reads as infinity, whose text cannot be read back
+        // when the id is echoed: refused like any other id that is not a string or a number.
+        if (!(id->is_string() || id->is_int64() || id->is_uint64() ||
+              (id->is_double() && std::isfinite(id->get_double()))))
             return DesktopError{
-                false, {}, {}, "invalidField", "\"id\" must be a string or a number"};
+                false, {}, {}, "invalidField", "\"id\" must be a string or a finite number"};
         m.id = json::serialize(*id);
     }
     auto* type = o.if_contains("type");
@@ -234,7 +239,11 @@ std::string result_error_frame(const std::string& id, std::string_view code,
                    {"id", nullptr},
                    {"ok", false},
                    {"error", {{"code", code}, {"message", message}}}};
-    if (!id.empty()) o["id"] = json::parse(id);
+    if (!id.empty()) {
+        json::error_code ec;
+        auto value = json::parse(id, ec);  // the id's own text, as parse_desktop_message kept it
+        if (!ec) o["id"] = std::move(value);
+    }
     return json::serialize(o);
 }
 

@@ -68,6 +68,18 @@ def test_an_unknown_type_is_an_error_result_and_the_session_goes_on(loop):
     assert "serverTime" in d.expect_type("heartbeat")
 
 
+def test_a_request_id_beyond_the_range_of_a_number_is_an_error_result_and_the_broker_goes_on(loop):
+    # Found by fuzz_desktop_json: the id was kept as the text of an infinite double, which the
+    # error result could not read back, and the exception ended the broker.
+    d = welcomed(loop)
+    d.send('{"id":1e400,"type":"dance"}')
+    r = d.expect_type("result")
+    assert r["ok"] is False and r["id"] is None and r["error"]["code"] == "invalidField"
+    d.send({"type": "heartbeat"})
+    assert "serverTime" in d.expect_type("heartbeat")
+    assert loop.status()["ready"]
+
+
 @pytest.mark.parametrize("message,field", [
     ({"type": "command", "op": "answer"}, "item"),
     ({"type": "command", "item": "c-1", "op": "explode"}, "op"),
