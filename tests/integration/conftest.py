@@ -1,6 +1,6 @@
 import pytest
 
-from harness import Broker
+from harness import Broker, cleanup_all
 
 
 @pytest.fixture
@@ -20,8 +20,7 @@ def make_broker():
         return b
 
     yield make
-    for b in made:
-        b.cleanup()
+    cleanup_all(made)
 
 
 @pytest.fixture
@@ -35,8 +34,7 @@ def make_sim():
         return s
 
     yield make
-    for s in made:
-        s.stop()
+    cleanup_all(made)
 
 
 AGENTS = (("alice", "agent", "CMS-A"), ("bob", "agent", "CMS-A"), ("carol", "agent", "CMS-B"),

@@ -1,6 +1,8 @@
 """Starts the real commbrokerd on port 0 with a generated config and drives it over real sockets.
 
-Every wait is on a condition with a deadline; every process started here is stopped at teardown.
+Every wait is on a condition with a deadline; every process started here is stopped at teardown,
+and teardown fails the test if one of them wrote a sanitizer report or died of a signal the test
+did not send it.
 """
 import base64
 import http.client
@@ -23,13 +25,70 @@ SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 ICI = "urn:commbroker:ici:1"
 
+# What AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer write when they find something.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
+
 _hash_cache = {}
+
+
+def sanitizer_reports(text):
+    """The lines of a process's output that start a sanitizer report."""
+    return [line for line in text.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
+
+
+def check_tool_output(what, result):
+    """Fails when a short-lived tool (commbrokerctl) wrote a sanitizer report or died of a signal."""
+    reports = sanitizer_reports(result.stderr or "")
+    if reports or result.returncode < 0:
+        raise AssertionError(f"{what} exited with {result.returncode}, sanitizer reports {reports}:\n"
+                             f"{result.stderr}")
+    return result
+
+
+class ProcessWatch:
+    """Remembers how each process a wrapper started ended, for the check at cleanup."""
+
+    def __init__(self, name):
+        self.name = name
+        self.problems = []
+        self._signals_sent = set()
+
+    def started(self):
+        self._signals_sent = set()
+
+    def sent(self, sig):
+        self._signals_sent.add(sig)
+
+    def ended(self, returncode):
+        if returncode is not None and returncode < 0 and -returncode not in self._signals_sent:
+            self.problems.append(f"{self.name} died of {signal.Signals(-returncode).name}")
+
+    def check(self, log_text):
+        """Raises if a process died of a signal nobody sent, or its log has a sanitizer report."""
+        reports = sanitizer_reports(log_text)
+        if reports:
+            self.problems.append(f"{self.name} wrote sanitizer reports: {reports}")
+        if self.problems:
+            raise AssertionError("; ".join(self.problems) + "\n--- log ---\n" + log_text[-20000:])
+
+
+def cleanup_all(wrappers):
+    """Cleans up every wrapper, then raises the first failure any of them reported."""
+    failures = []
+    for w in wrappers:
+        try:
+            w.cleanup()
+        except AssertionError as e:
+            failures.append(e)
+    if failures:
+        raise failures[0]
 
 
 def hash_password(password):
     if password not in _hash_cache:
-        out = subprocess.run([CTL, "hash-password", "--iterations", "10000"], input=password + "\n",
-                             capture_output=True, text=True, check=True)
+        out = check_tool_output("commbrokerctl hash-password", subprocess.run(
+            [CTL, "hash-password", "--iterations", "10000"], input=password + "\n",
+            capture_output=True, text=True, check=True))
         _hash_cache[password] = out.stdout.strip()
     return _hash_cache[password]
 
@@ -70,6 +129,7 @@ class Broker:
         self.systems = systems
         self.proc = None
         self.env = dict(os.environ, **(env or {}))
+        self.watch = ProcessWatch("commbrokerd")
         cms_urls = cms_urls or {}
         cms = "\n".join(
             f'  <cms id="{s}" url="{cms_urls.get(s, "http://127.0.0.1:9/cms")}" user="broker" password="secret" '
@@ -101,9 +161,12 @@ class Broker:
     def start(self, expect_ready=True):
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
+        if self.proc:
+            self.watch.ended(self.proc.poll())
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([DAEMON, "--config", self.config_path], stdout=self.log, stderr=self.log,
                                      env=self.env)
+        self.watch.started()
         if expect_ready:
             wait_for(self._ready, what="commbrokerd ready")
             listeners = self.status()["listeners"]
@@ -142,8 +205,9 @@ class Broker:
         return body["items"]
 
     def ctl(self, *args, input=None):
-        return subprocess.run([CTL, "--socket", self.socket_path, *args], capture_output=True, text=True,
-                              input=input, timeout=30)
+        return check_tool_output("commbrokerctl", subprocess.run(
+            [CTL, "--socket", self.socket_path, *args], capture_output=True, text=True, input=input,
+            timeout=30))
 
     def soap(self, body, system="CMS-A", version=11, password=None, content_type=None, method="POST",
              target="/ici", headers=None):
@@ -161,21 +225,32 @@ class Broker:
         conn.close()
         return res.status, dict(res.getheaders()), text
 
+    def send_signal(self, sig):
+        """Signals the running commbrokerd; dying of this signal is then not a failure."""
+        self.watch.sent(sig)
+        self.proc.send_signal(sig)
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            self.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self.send_signal(signal.SIGKILL)
                 self.proc.wait()
         if self.proc:
             self.log.close()
         return self.proc.returncode if self.proc else None
 
     def cleanup(self):
+        """Stops the process and removes its directory; fails on a sanitizer report or a crash."""
         self.stop(signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            if self.proc:
+                self.watch.ended(self.proc.returncode)
+                self.watch.check(self.log_text())
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def envelope(body, version=11, header=""):
@@ -238,6 +313,7 @@ class Simulator:
         self.dir = tempfile.mkdtemp(prefix="commbroker-cmss-")
         self.log_path = os.path.join(self.dir, "cmss.log")
         self.log = open(self.log_path, "wb")
+        self.watch = ProcessWatch(f"commbroker-cmss {system}")
         self.proc = subprocess.Popen(
             [CMSS, "--listen", "127.0.0.1:0", "--system", system, "--broker-user", system.lower(),
              "--broker-password", "pw-" + system, *args],
@@ -269,15 +345,26 @@ class Simulator:
         return data["id"]
 
     def stop(self):
+        """Stops the process and removes its directory; fails on a sanitizer report or a crash."""
         if self.proc.poll() is None:
+            self.watch.sent(signal.SIGTERM)
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
+                self.watch.sent(signal.SIGKILL)
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.log.closed:
+            self.log.close()
+        try:
+            self.watch.ended(self.proc.returncode)
+            with open(self.log_path, errors="replace") as f:
+                self.watch.check(f.read())
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    cleanup = stop
 
 
 class Desktop:

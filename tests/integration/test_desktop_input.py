@@ -192,7 +192,7 @@ def test_at_sigterm_every_desktop_gets_bye_shutdown_and_resumes_after_the_restar
     alice.expect_event("userChanged", state="ready")
     welcome = alice.frames[0]
     last = alice.events()[-1]["seq"]
-    loop.proc.send_signal(signal.SIGTERM)
+    loop.send_signal(signal.SIGTERM)
     for d in (alice, bob):
         assert d.expect_type("bye")["reason"] == "shutdown"
         d.close()  # answers the broker's close frame, as a browser does

@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from harness import CTL, DAEMON, Broker, call_xml, envelope, status_of, wait_for
+from harness import CTL, DAEMON, Broker, call_xml, check_tool_output, envelope, status_of, wait_for
 
 
 def test_every_accepted_event_survives_kill_9(make_broker):
@@ -33,7 +33,7 @@ def test_every_accepted_event_survives_kill_9(make_broker):
     for t in threads:
         t.start()
     wait_for(lambda: len(accepted) >= 20 and sum(accepted.values()) > 400, timeout=30, what="traffic")
-    b.proc.send_signal(signal.SIGKILL)
+    b.send_signal(signal.SIGKILL)
     b.proc.wait()
     stop.set()
     for t in threads:
@@ -84,7 +84,9 @@ def test_check_config_reports_every_error_with_its_line(tmp_path):
     bad = tmp_path / "bad.xml"
     bad.write_text('<commbroker>\n  <listen service="ici" address="127.0.0.1" port="99999"/>\n'
                    '  <journal path="/tmp/x.db" sync="often"/>\n  <limitz/>\n</commbroker>\n')
-    out = subprocess.run([DAEMON, "--config", str(bad), "--check-config"], capture_output=True, text=True)
+    out = check_tool_output("commbrokerd --check-config",
+                            subprocess.run([DAEMON, "--config", str(bad), "--check-config"],
+                                           capture_output=True, text=True))
     assert out.returncode == 1
     assert f"{bad}:2: port=99999 is out of range" in out.stderr
     assert f"{bad}:3: sync=\"often\"" in out.stderr
@@ -113,7 +115,7 @@ def test_reload_applies_new_settings_and_names_what_needs_a_restart(make_broker)
     out = b.ctl("reload")
     assert out.returncode == 1 and "unknown element <journl>" in out.stderr
     b.write_config(text)
-    b.proc.send_signal(signal.SIGHUP)
+    b.send_signal(signal.SIGHUP)
     wait_for(lambda: b.soap(big)[0] == 200, what="SIGHUP reload")
 
 
@@ -122,7 +124,8 @@ def test_commbrokerctl_usage_and_failure_exit_statuses(broker):
     assert broker.ctl("items", "--colour", "red").returncode == 2
     bad = broker.ctl("items", "--channel", "fax")
     assert bad.returncode == 1 and "channel" in bad.stderr
-    gone = subprocess.run([CTL, "--socket", "/nonexistent/admin.sock", "status"], capture_output=True, text=True)
+    gone = check_tool_output("commbrokerctl", subprocess.run(
+        [CTL, "--socket", "/nonexistent/admin.sock", "status"], capture_output=True, text=True))
     assert gone.returncode == 1 and "cannot reach" in gone.stderr
     out = broker.ctl("status")
     assert out.returncode == 0 and "ready        yes" in out.stdout
@@ -183,7 +186,7 @@ def test_a_journal_moved_away_under_load_stops_acknowledgements_and_a_restart_re
     assert code == 503 and "journal lost" in text
     code, text = _http_get(b, "/healthz")
     assert code == 503 and "journal lost" in text
-    b.proc.send_signal(signal.SIGKILL)
+    b.send_signal(signal.SIGKILL)
     b.proc.wait()
     b.log.close()
     # Every acknowledged event is in the journal that was there.
