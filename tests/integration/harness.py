@@ -130,6 +130,7 @@ class Broker:
         self.proc = None
         self.env = dict(os.environ, **(env or {}))
         self.watch = ProcessWatch("commbrokerd")
+        self.desktops = []  # closed before the broker stops, so that it need not wait for them
         cms_urls = cms_urls or {}
         cms = "\n".join(
             f'  <cms id="{s}" url="{cms_urls.get(s, "http://127.0.0.1:9/cms")}" user="broker" password="secret" '
@@ -243,8 +244,12 @@ class Broker:
         return self.proc.returncode if self.proc else None
 
     def cleanup(self):
-        """Stops the process and removes its directory; fails on a sanitizer report or a crash."""
-        self.stop(signal.SIGKILL)
+        """Stops the process and removes its directory; fails on a sanitizer report or a crash.
+
+        SIGTERM, not SIGKILL: a process that exits normally is searched for leaks at exit."""
+        for d in self.desktops:
+            d.close()
+        self.stop(signal.SIGTERM)
         try:
             if self.proc:
                 self.watch.ended(self.proc.returncode)
@@ -373,6 +378,7 @@ class Desktop:
     def __init__(self, broker, agent=None, password=None, resume=None, hello=True):
         import websocket  # python3-websocket
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{broker.desktop_port}/desktop", timeout=10)
+        broker.desktops.append(self)
         self.frames = []
         self.closed = False
         self.agent = agent
@@ -450,3 +456,5 @@ class Desktop:
             self.ws.close()
         except Exception:
             pass
+        # close() leaves the TCP connection open when the broker closed the WebSocket first.
+        self.ws.shutdown()
