@@ -81,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto c = std::make_shared<Client>(server.ioc);
     c->input.assign(reinterpret_cast<const char*>(data), size);
     // The client closes first, so each connection leaves a TIME_WAIT behind; at thousands of
-    // inputs a second one source address would run out of ports. Loopback is 127.0.0.0/8: the
+    // inputs a second, a single source address runs out of ports. Loopback is 127.0.0.0/8: the
     // source address goes round 127.1.0.1 to 127.1.0.254.
     static unsigned next_source = 0;
     auto source = net::ip::make_address_v4(0x7f010001u + next_source++ % 254);
@@ -93,7 +93,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::fprintf(stderr, "cannot connect to the server: %s\n", connect_error.message().c_str());
         std::abort();
     }
-    c->socket.set_option(net::socket_base::linger(true, 0));  // no TIME_WAIT pile-up
+    // If the deadline cuts the exchange short, closing resets the connection at once.
+    c->socket.set_option(net::socket_base::linger(true, 0));
     // The server closes an idle connection after 500 ms; it has much longer than that.
     c->deadline.expires_after(5s);
     c->deadline.async_wait([c](boost::system::error_code ec) {
