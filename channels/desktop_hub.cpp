@@ -166,12 +166,13 @@ Attached DesktopHub::attach(const std::string& agent, const std::optional<Resume
     return a;
 }
 
-void DesktopHub::detach(const std::string& agent, const DesktopLink* link, SteadyTime now) {
+bool DesktopHub::detach(const std::string& agent, const DesktopLink* link, SteadyTime now) {
     Session* s = find(agent);
-    if (!s || s->link.get() != link) return;  // replaced already
+    if (!s || s->link.get() != link) return false;  // replaced already
     s->link.reset();
     s->detached_at = now;
     s->over_since.reset();
+    return true;
 }
 
 EventPtr DesktopHub::make_event(std::string name, std::string data, std::string key,
@@ -251,6 +252,17 @@ void DesktopHub::route_system_state(const std::string& system, bool available, S
     auto e = make_event("systemStateChanged", boost::json::serialize(o), {}, {});
     for (auto* s : to)
         deliver(*s, e, now);
+}
+
+void DesktopHub::route_supervisors(const std::string& name, const std::string& system,
+                                   std::string data, SteadyTime now) {
+    EventPtr e;
+    for (auto& agent : monitors_) {
+        auto* s = find(agent);
+        if (!s || !in_scope(s->scope, system)) continue;
+        if (!e) e = make_event(name, std::move(data), {}, {});
+        deliver(*s, e, now);
+    }
 }
 
 void DesktopHub::deliver(Session& s, const EventPtr& e, SteadyTime now) {
@@ -369,30 +381,35 @@ void DesktopHub::set_system(const std::string& agent, const std::string& system)
     }
 }
 
-std::vector<ExpiredSession> DesktopHub::sweep(
-    SteadyTime now, const std::function<std::chrono::milliseconds(const std::string&)>& grace) {
-    std::vector<ExpiredSession> expired;
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-        auto& s = it->second;
-        if (s.link && s.over_since && now - *s.over_since > limits_.slow_timeout) {
-            ++counters_.too_slow;
-            s.link->close(ByeReason::too_slow);
-            s.link.reset();
-            s.detached_at = now;
-            s.over_since.reset();
-            s.pending.clear();
-            s.lost_events = true;
-        }
-        if (!s.link && now - s.detached_at > grace(s.agent)) {
-            expired.push_back({s.agent, s.system});
-            journal_.push_back(SessionEnded{s.token});
-            set_monitor(s.agent, false);
-            it = sessions_.erase(it);
-            continue;
-        }
-        ++it;
+void DesktopHub::sweep(SteadyTime now) {
+    for (auto& [agent, s] : sessions_) {
+        if (!s.link || !s.over_since || now - *s.over_since <= limits_.slow_timeout) continue;
+        ++counters_.too_slow;
+        s.link->close(ByeReason::too_slow);
+        s.link.reset();
+        s.detached_at = now;
+        s.over_since.reset();
+        s.pending.clear();
+        s.lost_events = true;
     }
-    return expired;
+}
+
+bool DesktopHub::end_session(const std::string& agent, ByeReason reason) {
+    auto it = sessions_.find(agent);
+    if (it == sessions_.end()) return false;
+    if (it->second.link) it->second.link->close(reason);
+    journal_.push_back(SessionEnded{it->second.token});
+    set_monitor(agent, false);
+    sessions_.erase(it);
+    return true;
+}
+
+std::vector<SessionInfo> DesktopHub::session_infos() const {
+    std::vector<SessionInfo> out;
+    out.reserve(sessions_.size());
+    for (auto& [agent, s] : sessions_)
+        out.push_back({agent, s.system});
+    return out;
 }
 
 void DesktopHub::close_all(ByeReason reason) {

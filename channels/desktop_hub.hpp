@@ -118,7 +118,8 @@ struct ResumeRequest {
     std::uint64_t last_seq = 0;
 };
 
-struct ExpiredSession {
+/// A session as the heartbeat monitor needs to know it at start-up.
+struct SessionInfo {
     std::string agent;
     std::string system;
 };
@@ -147,14 +148,20 @@ class DesktopHub {
     /// be logged on by default.
     Attached attach(const std::string& agent, const std::optional<ResumeRequest>& resume,
                     std::shared_ptr<DesktopLink> link, const std::string& system);
-    /// The link's socket is gone; the session waits for a resume (until sweep() expires it).
-    void detach(const std::string& agent, const DesktopLink* link, SteadyTime now);
+    /// The link's socket is gone; the session waits for a resume (until the heartbeat monitor
+    /// ends it with end_session()). False if `link` was not the session's link (replaced).
+    bool detach(const std::string& agent, const DesktopLink* link, SteadyTime now);
 
     /// Routes the changes of one applied batch (not yet durable: desktops see a change before its
     /// commit; docs/protocol-notes.md says what a desktop sees after a crash).
     void route(const std::vector<Change>& changes, SteadyTime received, SteadyTime now);
     /// systemStateChanged to the agents logged on at `system` and to supervisors in scope.
     void route_system_state(const std::string& system, bool available, SteadyTime now);
+
+    /// An event `name` with `data` (a JSON object) to the supervisors whose scope covers
+    /// `system` (agentHeartbeat: an agent became suspect, was heard from again, or was lost).
+    void route_supervisors(const std::string& name, const std::string& system, std::string data,
+                           SteadyTime now);
 
     /// Hands pending events to the agent's link as far as its window allows.
     void pump(const std::string& agent, SteadyTime now);
@@ -166,9 +173,13 @@ class DesktopHub {
     void set_system(const std::string& agent, const std::string& system);
     std::string system_of(const std::string& agent) const;
 
-    /// Ends slow links and expires detached sessions whose grace is over.
-    std::vector<ExpiredSession> sweep(
-        SteadyTime now, const std::function<std::chrono::milliseconds(const std::string&)>& grace);
+    /// Ends the links that stayed over their queue budget for longer than slow_timeout.
+    void sweep(SteadyTime now);
+    /// Ends the agent's session: its link (if any) gets `bye` with `reason`, and the session
+    /// and its replay buffer are forgotten. False if the agent had none.
+    bool end_session(const std::string& agent, ByeReason reason);
+    /// Every session's agent and system (start-up: the heartbeat monitor's fresh windows).
+    std::vector<SessionInfo> session_infos() const;
     /// Closes every link with `reason` (shutdown).
     void close_all(ByeReason reason);
 

@@ -215,4 +215,16 @@ std::vector<AgentState> Registry::agents() const {
     return out;
 }
 
+const AgentState* Registry::find_agent(const std::string& system, const std::string& user) const {
+    auto it = agents_.find(key(system, user));
+    return it == agents_.end() ? nullptr : &it->second;
+}
+
+std::optional<Change> Registry::renew_subscription(const std::string& system) {
+    auto it = subscriptions_.find(system);
+    if (it == subscriptions_.end() || !it->second.ended) return std::nullopt;
+    subscriptions_.erase(it);
+    return Change{SubscriptionRenewed{system}};
+}
+
 }  // namespace cb::channels

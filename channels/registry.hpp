@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -84,9 +85,24 @@ struct ReplayTrimmed {
     std::uint64_t up_to;  ///< replay entries with seq <= up_to are gone
     std::uint64_t seq;    ///< the session's last seq, kept when the buffer is empty
 };
+/// The CMS accepted a new subscription: its stored subscriptionEnded is cleared.
+struct SubscriptionRenewed {
+    std::string system;
+};
+/// One automatic or operator action, with its reason and evidence (the audit log).
+struct AuditStored {
+    TimePoint at;
+    std::string action;   ///< heartbeatSuspect, heartbeatCleared, heartbeatLogoff, ...
+    std::string agent;    ///< "" if none
+    std::string system;   ///< "" if none
+    std::string item;     ///< "" if none
+    std::string reason;
+    std::string details;  ///< a JSON object: the evidence (last contact, profile, address, ...)
+};
 using Change =
     std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored, SessionStored,
-                 SessionEnded, DesktopEventStored, ReplayStored, ReplayTrimmed>;
+                 SessionEnded, DesktopEventStored, ReplayStored, ReplayTrimmed,
+                 SubscriptionRenewed, AuditStored>;
 
 struct ApplyResult {
     std::variant<Outcome, Rejection> result;
@@ -142,6 +158,7 @@ class Registry {
     void prune(TimePoint now);
 
     const Item* find(const std::string& system, const std::string& id) const;
+    const AgentState* find_agent(const std::string& system, const std::string& user) const;
     std::vector<Item> items(const ItemFilter& filter) const;
     std::vector<AgentState> agents() const;
     std::size_t item_count() const { return live_.size(); }
@@ -150,6 +167,9 @@ class Registry {
     const std::unordered_map<std::string, SystemSubscription>& subscriptions() const {
         return subscriptions_;
     }
+    /// The system subscribed again: forgets its subscriptionEnded. The change to journal, if
+    /// there was one to forget.
+    std::optional<Change> renew_subscription(const std::string& system);
 
   private:
     struct Ended {

@@ -4,8 +4,12 @@
 #include "daemon/desktop_service.hpp"
 #include "daemon/ici_service.hpp"
 #include "daemon/logging.hpp"
+#include "channels/item_json.hpp"
+#include "protocol/desktop_codec.hpp"
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/json.hpp>
 
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
@@ -66,6 +70,7 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       hub_(hub_limits(*config_), new_token),
       cms_(ioc_),
       sweep_timer_(ioc_),
+      heartbeat_timer_(ioc_),
       prune_timer_(ioc_),
       watchdog_timer_(ioc_),
       drain_timer_(ioc_),
@@ -195,9 +200,18 @@ void Broker::start() {
         }
         spdlog::info("listening: admin on unix:{}", c->admin_socket.path);
     }
-    cms_.start(*c, c->node.id, public_url(), [this](const std::string& system, bool available) {
-        system_changed(system, available);
-    });
+    cms_.start(
+        *c, c->node.id, public_url(),
+        [this](const std::string& system, bool available) { system_changed(system, available); },
+        [this](const std::string& system) {
+            // The stored subscriptionEnded, if any, is over.
+            net::post(core_, [this, system] {
+                if (auto change = registry_.renew_subscription(system)) {
+                    journal_->submit({std::move(*change)}, [](bool) {});
+                    audit("cmsSubscribed", {}, system, {}, "subscribed again", "{}");
+                }
+            });
+        });
     handle_signals();
     schedule_prune();
     schedule_sweep();
@@ -205,6 +219,11 @@ void Broker::start() {
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
         schedule_watchdog(std::chrono::microseconds(watchdog_usec / 2));
     ready_.store(true);
+    // Every desktop session the journal kept gets a fresh heartbeat window from now on.
+    net::post(core_, [this] {
+        watch_restored_sessions();
+        after_core_state({});
+    });
     sd_notify(0, "READY=1\nSTATUS=serving");
     spdlog::info("commbrokerd {} ready: node {}", COMMBROKER_VERSION, c->node.id);
 }
@@ -259,6 +278,7 @@ void Broker::submit(channels::Event event, std::chrono::steady_clock::time_point
             hub_.route(r.changes, received, std::chrono::steady_clock::now());
             flush_hub();
         }
+        inspect(r.changes);
         journal_->submit(std::move(r.changes), [this, outcome, done = std::move(done)](bool ok) {
             done(ok ? SubmitResult{outcome} : SubmitResult{outcome, true});
             inflight_.fetch_sub(1);
@@ -315,9 +335,15 @@ void Broker::apply_config(const config::Config& c) {
     set_log_level(c.log.level);
     auto limits = registry_limits(c);
     auto desktop = hub_limits(c);
-    net::post(core_, [this, limits, desktop] {
+    // Profiles changed by a reload apply from each agent's next contact; they act on no one.
+    std::vector<std::pair<std::string, heartbeat::Profile>> profiles;
+    for (auto& a : c.agents)
+        profiles.emplace_back(a.id, c.profile_of(a));
+    net::post(core_, [this, limits, desktop, profiles = std::move(profiles)] {
         registry_.set_limits(limits);
         hub_.set_limits(desktop);
+        for (auto& [agent, profile] : profiles)
+            monitor_.set_profile(agent, profile);
     });
 }
 
@@ -326,40 +352,18 @@ void Broker::flush_hub(bool with_replay) {
     if (!changes.empty()) journal_->submit(std::move(changes), [](bool) {});
 }
 
-std::chrono::milliseconds Broker::grace_of(const std::string& agent) const {
-    auto c = config();
-    auto* a = c->find_agent(agent);
-    auto grace = a ? c->profile_of(*a).grace : config::HeartbeatProfile{}.grace;
-    return std::chrono::duration_cast<std::chrono::milliseconds>(grace);
-}
-
 void Broker::schedule_sweep() {
     sweep_timer_.expires_after(kSweepInterval);
     sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec || stopping_.load()) return;
         net::post(core_, [this] {
-            auto expired = hub_.sweep(std::chrono::steady_clock::now(),
-                                      [this](const std::string& a) { return grace_of(a); });
+            hub_.sweep(std::chrono::steady_clock::now());
             flush_hub(true);
-            {
-                std::lock_guard lock(desktop_stats_mutex_);
-                desktop_stats_ = {hub_.sessions(), hub_.connected(), hub_.queued(),
-                                  hub_.counters()};
-            }
-            for (auto& e : expired) {
-                if (e.system.empty()) continue;
-                // The desktop did not come back within its grace: log the agent off at the CMS.
-                spdlog::warn("desktop of {} lost for longer than its grace: logging off at {}",
-                             e.agent, e.system);
-                protocol::CmsRequest r;
-                r.op = protocol::CmsOp::logoff;
-                r.user_id = e.agent;
-                r.reason = "desktopLost";
-                cms_.request(e.system, std::move(r), [agent = e.agent](CmsResult result) {
-                    if (auto* f = std::get_if<protocol::CmsFault>(&result))
-                        spdlog::warn("logoff of {} failed: {}: {}", agent, f->code, f->message);
-                });
-            }
+            DesktopStats stats{hub_.sessions(),    hub_.connected(),      hub_.queued(),
+                               hub_.counters(),    monitor_.size(),       monitor_.suspects(),
+                               monitor_.counters(), live_orphans()};
+            std::lock_guard lock(desktop_stats_mutex_);
+            desktop_stats_ = stats;
         });
         schedule_sweep();
     });
@@ -371,8 +375,11 @@ Broker::DesktopStats Broker::desktop_stats() const {
 }
 
 void Broker::system_changed(const std::string& system, bool available) {
+    if (!available) cms_outages_.fetch_add(1);
     net::post(core_, [this, system, available] {
         hub_.route_system_state(system, available, std::chrono::steady_clock::now());
+        audit(available ? "cmsAvailable" : "cmsUnavailable", {}, system, {},
+              available ? "answered a probe" : "no answer for longer than probeTimeout", "{}");
         flush_hub();
     });
     if (!available) return;
@@ -391,7 +398,9 @@ void Broker::system_changed(const std::string& system, bool available) {
             }
             spdlog::info("autoLogon: {} logged on at {}", agent, system);
             on_core_state([agent, system](CoreState& core) {
-                if (core.hub.system_of(agent).empty()) core.hub.set_system(agent, system);
+                if (!core.hub.system_of(agent).empty()) return;
+                core.hub.set_system(agent, system);
+                core.monitor.set_system(agent, system);
             });
         });
     }
@@ -438,6 +447,7 @@ void Broker::shutdown(const std::string& why) {
     prune_timer_.cancel();
     watchdog_timer_.cancel();
     sweep_timer_.cancel();
+    net::post(core_, [this] { heartbeat_timer_.cancel(); });
     if (desktop_) desktop_->stop();
     cms_.stop();
     if (http_) http_->drain();
@@ -492,6 +502,255 @@ void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
     drain_timer_.expires_after(std::chrono::milliseconds(20));
     drain_timer_.async_wait(
         [this, deadline](const boost::system::error_code&) { wait_for_drain(deadline); });
+}
+
+// --- heartbeat (DESIGN.md section 6) ---
+
+namespace {
+
+std::string key_of(const std::string& system, const std::string& id) {
+    return system + '\x1f' + id;
+}
+
+/// An item newly offered to its agent: a phone call alerting, a chat or an e-mail offered.
+bool is_offer(const channels::Item& i) {
+    return i.agent_id && (i.state == channels::State::alerting ||
+                          (i.channel != channels::Channel::phone &&
+                           i.state == channels::State::offered));
+}
+
+}  // namespace
+
+heartbeat::Profile Broker::profile_of(const std::string& agent) const {
+    auto c = config();
+    auto* a = c->find_agent(agent);
+    return a ? c->profile_of(*a) : heartbeat::Profile{};
+}
+
+void Broker::contact(const std::string& agent, heartbeat::Contact c) {
+    net::post(core_, [this, agent, c = std::move(c)]() mutable {
+        after_core_state(monitor_.contact(agent, std::move(c)));
+    });
+}
+
+void Broker::after_core_state(std::vector<heartbeat::Action> actions) {
+    if (!actions.empty()) run_heartbeat(std::move(actions));
+    arm_heartbeat();
+    flush_hub();
+}
+
+void Broker::arm_heartbeat() {
+    if (stopping_.load()) return;
+    auto next = monitor_.next_deadline();
+    if (!next || (heartbeat_armed_ && *heartbeat_armed_ <= *next)) return;
+    heartbeat_armed_ = *next;
+    heartbeat_timer_.expires_at(*next);
+    heartbeat_timer_.async_wait(
+        net::bind_executor(core_, [this](const boost::system::error_code& ec) {
+            if (ec || stopping_.load()) return;
+            heartbeat_armed_.reset();
+            after_core_state(monitor_.advance(std::chrono::steady_clock::now()));
+        }));
+}
+
+void Broker::watch_restored_sessions() {
+    heartbeat::Contact restart{std::chrono::steady_clock::now(), heartbeat::ContactKind::restart,
+                               {}};
+    for (auto& s : hub_.session_infos())
+        monitor_.watch(s.agent, s.system, profile_of(s.agent), restart);
+    if (monitor_.size() > 0)
+        spdlog::info("heartbeat: {} restored desktop session(s) get a fresh window from now",
+                     monitor_.size());
+}
+
+void Broker::audit(std::string action, const std::string& agent, const std::string& system,
+                   const std::string& item, std::string reason, std::string details) {
+    journal_->submit({channels::AuditStored{now(), std::move(action), agent, system, item,
+                                            std::move(reason), std::move(details)}},
+                     [](bool) {});
+}
+
+void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
+    namespace json = boost::json;
+    using heartbeat::ActionKind;
+    auto steady_now = std::chrono::steady_clock::now();
+    auto wall_now = now();
+    for (auto& a : actions) {
+        auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(steady_now -
+                                                                            a.last_contact.at);
+        auto last_wall = wall_now - std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                        steady_now - a.last_contact.at);
+        json::object evidence{{"profile", a.profile},
+                              {"lastContact", channels::iso_utc(last_wall)},
+                              {"contact", heartbeat::to_string(a.last_contact.kind)},
+                              {"peer", a.last_contact.peer},
+                              {"silentMs", silent.count()}};
+        auto tell_supervisors = [&](std::string_view state) {
+            if (a.system.empty() || hub_.sessions() == 0) return;
+            json::object o{{"userId", a.agent},
+                           {"system", a.system},
+                           {"state", state},
+                           {"lastContact", evidence["lastContact"]},
+                           {"peer", a.last_contact.peer}};
+            hub_.route_supervisors("agentHeartbeat", a.system, json::serialize(o), steady_now);
+        };
+        auto cms_request = [&](protocol::CmsRequest r, std::string what) {
+            r.user_id = a.agent;
+            cms_.request(a.system, std::move(r),
+                         [agent = a.agent, what = std::move(what)](CmsResult result) {
+                             if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                                 spdlog::warn("heartbeat: {} for {} failed: {}: {}", what, agent,
+                                              f->code, f->message);
+                         });
+        };
+        auto logoff = [&](const std::string& system) {
+            protocol::CmsRequest r;
+            r.op = protocol::CmsOp::logoff;
+            r.reason = "heartbeatLost";
+            r.user_id = a.agent;
+            cms_.request(system, std::move(r), [agent = a.agent, system](CmsResult result) {
+                if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                    spdlog::warn("heartbeat: logoff of {} at {} failed: {}: {}", agent, system,
+                                 f->code, f->message);
+            });
+        };
+        switch (a.kind) {
+            case ActionKind::suspect: {
+                spdlog::warn("heartbeat: {} silent for {} ms (last {} from {}): suspect", a.agent,
+                             silent.count(), heartbeat::to_string(a.last_contact.kind),
+                             a.last_contact.peer.empty() ? "-" : a.last_contact.peer);
+                auto* state = a.system.empty() ? nullptr : registry_.find_agent(a.system, a.agent);
+                if (a.set_not_ready && state &&
+                    (state->state == channels::AgentStateValue::ready ||
+                     state->state == channels::AgentStateValue::wrap_up)) {
+                    std::string previous(channels::to_string(state->state));
+                    monitor_.note_replaced_mode(a.agent, previous);
+                    evidence["previousMode"] = previous;
+                    protocol::CmsRequest r;
+                    r.op = protocol::CmsOp::set_work_mode;
+                    r.state = "notReady";
+                    cms_request(std::move(r), "setWorkMode notReady");
+                }
+                tell_supervisors("suspect");
+                audit("heartbeatSuspect", a.agent, a.system, {}, "silent for longer than lag",
+                      json::serialize(evidence));
+                break;
+            }
+            case ActionKind::cleared:
+                spdlog::info("heartbeat: {} heard from again ({})", a.agent,
+                             heartbeat::to_string(a.last_contact.kind));
+                if (!a.restore_mode.empty() && !a.system.empty()) {
+                    evidence["restoredMode"] = a.restore_mode;
+                    protocol::CmsRequest r;
+                    r.op = protocol::CmsOp::set_work_mode;
+                    r.state = a.restore_mode;
+                    cms_request(std::move(r), "setWorkMode " + a.restore_mode);
+                }
+                tell_supervisors("active");
+                audit("heartbeatCleared", a.agent, a.system, {}, "heard from again",
+                      json::serialize(evidence));
+                break;
+            case ActionKind::lost:
+            case ActionKind::expired: {
+                bool lost = a.kind == ActionKind::lost;
+                json::array orphaned;
+                if (lost && !a.system.empty()) {
+                    spdlog::warn("heartbeat: {} silent for {} ms: logging off at {}", a.agent,
+                                 silent.count(), a.system);
+                    logoff(a.system);
+                    channels::ItemFilter f;
+                    f.agent = a.agent;
+                    for (auto& item : registry_.items(f)) {
+                        orphans_[key_of(item.system, item.id)] =
+                            Orphan{"heartbeatLost", a.agent, wall_now};
+                        orphaned.push_back(json::string(item.system + "/" + item.id));
+                    }
+                    evidence["orphaned"] = std::move(orphaned);
+                } else {
+                    spdlog::info("heartbeat: the session of {} ends after {} ms of silence",
+                                 a.agent, silent.count());
+                }
+                hub_.end_session(a.agent, channels::ByeReason::heartbeat_lost);
+                if (lost) tell_supervisors("lost");
+                audit(lost ? "heartbeatLogoff" : "heartbeatSessionExpired", a.agent, a.system, {},
+                      "silent for longer than lag + grace", json::serialize(evidence));
+                break;
+            }
+            case ActionKind::rejected: {
+                auto* item = registry_.find(a.system, a.item);
+                std::string system = item ? item->system : a.system;
+                spdlog::warn("heartbeat: {} silent for {} ms was offered {}: rejected, logging off",
+                             a.agent, silent.count(), a.item);
+                if (auto name = protocol::cms_operation("reject", a.channel))
+                    if (auto op = protocol::cms_op_from_name(*name)) {
+                        protocol::CmsRequest r;
+                        r.op = *op;
+                        r.user_id = a.agent;
+                        r.item_id = a.item;
+                        r.reason = "heartbeatLost";
+                        cms_.request(system, std::move(r),
+                                     [agent = a.agent, item = a.item](CmsResult result) {
+                                         if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                                             spdlog::warn("heartbeat: reject of {} for {} "
+                                                          "failed: {}: {}",
+                                                          item, agent, f->code, f->message);
+                                     });
+                    }
+                logoff(system);
+                hub_.end_session(a.agent, channels::ByeReason::heartbeat_lost);
+                a.system = system;
+                tell_supervisors("lost");
+                audit("heartbeatReject", a.agent, system, a.item,
+                      "offered to an agent silent for longer than lag", json::serialize(evidence));
+                break;
+            }
+        }
+    }
+}
+
+void Broker::inspect(const std::vector<channels::Change>& changes) {
+    auto steady_now = std::chrono::steady_clock::now();
+    std::vector<heartbeat::Action> actions;
+    for (auto& c : changes) {
+        if (auto* stored = std::get_if<channels::ItemStored>(&c)) {
+            auto& i = stored->item;
+            if (!orphans_.empty() && channels::is_terminal(i.state))
+                orphans_.erase(key_of(i.system, i.id));
+            if (is_offer(i))
+                if (auto a = monitor_.offered(*i.agent_id, i.id, i.channel, steady_now)) {
+                    a->system = i.system;
+                    actions.push_back(std::move(*a));
+                }
+        } else if (auto* ended = std::get_if<channels::SubscriptionStored>(&c)) {
+            spdlog::warn("cms {}: subscription ended ({}); subscribing again",
+                         ended->ended.system, ended->ended.reason);
+            cms_.subscription_ended(ended->ended.system);
+        }
+    }
+    if (actions.empty()) return;
+    run_heartbeat(std::move(actions));
+    flush_hub();
+}
+
+std::size_t Broker::live_orphans() {
+    for (auto it = orphans_.begin(); it != orphans_.end();) {
+        auto sep = it->first.find('\x1f');
+        if (!registry_.find(it->first.substr(0, sep), it->first.substr(sep + 1)))
+            it = orphans_.erase(it);
+        else
+            ++it;
+    }
+    return orphans_.size();
+}
+
+std::vector<std::pair<channels::Item, Broker::Orphan>> Broker::orphans() const {
+    std::vector<std::pair<channels::Item, Orphan>> out;
+    for (auto& [key, o] : orphans_) {
+        auto sep = key.find('\x1f');
+        if (auto* item = registry_.find(key.substr(0, sep), key.substr(sep + 1)))
+            out.emplace_back(*item, o);
+    }
+    return out;
 }
 
 }  // namespace cb::daemon

@@ -1,8 +1,9 @@
 // The broker: wiring and lifecycle of commbrokerd.
 //
 // Ownership (docs/concurrency.md):
-// - the core strand owns the Registry, the DesktopHub and the `accepting_` flag: every read or
-//   change of them runs there (submit(), on_core(), on_core_state());
+// - the core strand owns the Registry, the DesktopHub, the heartbeat Monitor (with its one timer),
+//   the orphan list and the `accepting_` flag: every read or change of them runs there
+//   (submit(), on_core(), on_core_state(), contact());
 // - the journal has its own thread (recovery/journal.hpp);
 // - HTTP sessions run on their own strands and parse/serialize there;
 // - the config is an immutable snapshot swapped as a whole on reload (any thread may read it).
@@ -16,6 +17,7 @@
 #include "daemon/desktop_server.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/metrics.hpp"
+#include "heartbeat/monitor.hpp"
 #include "recovery/journal.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -26,6 +28,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -83,16 +86,34 @@ class Broker {
     struct CoreState {
         channels::Registry& registry;
         channels::DesktopHub& hub;
+        heartbeat::Monitor& monitor;
+        /// What the monitor returned to `f`: carried out once `f` is done.
+        std::vector<heartbeat::Action>& actions;
     };
-    /// Runs `f(state)` on the core strand, then journals what the hub recorded.
+    /// Runs `f(state)` on the core strand, then carries out the heartbeat actions `f` collected,
+    /// re-arms the heartbeat timer and journals what the hub recorded.
     template <typename F>
     void on_core_state(F&& f) {
         boost::asio::post(core_, [this, f = std::forward<F>(f)]() mutable {
-            CoreState state{registry_, hub_};
+            std::vector<heartbeat::Action> actions;
+            CoreState state{registry_, hub_, monitor_, actions};
             f(state);
-            flush_hub();
+            after_core_state(std::move(actions));
         });
     }
+    /// The agent's desktop was heard from (any thread): the heartbeat monitor's contact.
+    void contact(const std::string& agent, heartbeat::Contact c);
+    /// The heartbeat profile of an agent under the running config.
+    heartbeat::Profile profile_of(const std::string& agent) const;
+
+    /// An item whose agent was lost while it was live (DESIGN.md section 7), until it ends.
+    struct Orphan {
+        std::string reason;
+        std::string agent;
+        std::chrono::system_clock::time_point at;
+    };
+    /// The orphans whose items are still live, with their items (core only).
+    std::vector<std::pair<channels::Item, Orphan>> orphans() const;
 
     CmsLinks& cms() { return cms_; }
     LatencyRecorder& desktop_latency() { return desktop_latency_; }
@@ -104,6 +125,10 @@ class Broker {
         std::size_t connected = 0;
         std::size_t queued = 0;
         channels::HubCounters counters;
+        std::size_t watched = 0;   ///< agents the heartbeat monitor watches
+        std::size_t suspects = 0;  ///< of which suspect now
+        heartbeat::Counters heartbeat;
+        std::size_t orphans = 0;
     };
     DesktopStats desktop_stats() const;
 
@@ -122,6 +147,8 @@ class Broker {
     std::optional<std::string> unhealthy() const;
     bool stopping() const { return stopping_.load(); }
     std::chrono::seconds uptime() const;
+    /// Times a CMS went from available to unavailable since the start.
+    std::uint64_t cms_outages() const { return cms_outages_.load(); }
     std::string public_url() const;
     std::chrono::system_clock::time_point now() const { return std::chrono::system_clock::now(); }
 
@@ -135,7 +162,21 @@ class Broker {
     void flush_hub(bool with_replay = false);
     void schedule_sweep();
     void system_changed(const std::string& system, bool available);
-    std::chrono::milliseconds grace_of(const std::string& agent) const;
+    void after_core_state(std::vector<heartbeat::Action> actions);
+    /// Core: carries out what the heartbeat monitor decided.
+    void run_heartbeat(std::vector<heartbeat::Action> actions);
+    /// Core: sets the heartbeat timer to the monitor's next deadline if that is earlier.
+    void arm_heartbeat();
+    /// Core: gives every restored desktop session a fresh window (at readiness).
+    void watch_restored_sessions();
+    /// Core: journals an audit record.
+    void audit(std::string action, const std::string& agent, const std::string& system,
+               const std::string& item, std::string reason, std::string details);
+    /// Core: what an applied batch means beyond the registry: an offer to a silent onContact
+    /// agent, a subscriptionEnded, an orphan that ended.
+    void inspect(const std::vector<channels::Change>& changes);
+    /// Core: orphans whose items are still live (the others are forgotten on the way).
+    std::size_t live_orphans();
 
     net::io_context ioc_;
     net::strand<net::io_context::executor_type> core_;
@@ -150,6 +191,11 @@ class Broker {
     mutable std::mutex desktop_stats_mutex_;
     DesktopStats desktop_stats_;  // refreshed by the sweep, guarded by desktop_stats_mutex_
     net::steady_timer sweep_timer_;
+    heartbeat::Monitor monitor_;                    // core only
+    net::steady_timer heartbeat_timer_;             // core only
+    std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to
+    std::map<std::string, Orphan> orphans_;         // core only: by system + '\x1f' + item ID
+    std::atomic<std::uint64_t> cms_outages_{0};
     std::unique_ptr<recovery::Journal> journal_;
     std::unique_ptr<HttpServer> http_;
     CredentialCache credentials_;

@@ -30,6 +30,7 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
     std::string app_id;
     std::string app_url;
     AvailabilityChanged changed;
+    Subscribed subscribed;
     std::atomic<std::uint64_t> next_message{1};
     std::atomic<bool> stopping{false};
 
@@ -189,12 +190,14 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
         send(
             std::move(r),
             [self = shared_from_this(), then = std::move(then)](CmsResult result) {
+                bool accepted = false;
                 {
                     std::lock_guard lock(self->mutex);
                     if (auto* reply = std::get_if<CmsReply>(&result)) {
                         self->status.subscribed = true;
                         spdlog::info("cms {}: subscribed ({}) for {}", self->cms.id,
                                      reply->subscription_id, self->app_url);
+                        accepted = true;
                     } else {
                         auto& f = std::get<CmsFault>(result);
                         self->status.last_error = "subscribe: " + f.code + ": " + f.message;
@@ -204,6 +207,7 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
                             self->cms.id, f.code, f.message);
                     }
                 }
+                if (accepted && self->subscribed) self->subscribed(self->cms.id);
                 if (then) then();
             },
             timeout(), true);
@@ -214,13 +218,14 @@ CmsLinks::CmsLinks(net::io_context& ioc) : ioc_(ioc) {}
 CmsLinks::~CmsLinks() = default;
 
 void CmsLinks::start(const config::Config& config, std::string app_id, std::string app_url,
-                     AvailabilityChanged changed) {
+                     AvailabilityChanged changed, Subscribed subscribed) {
     for (auto& c : config.cms) {
         auto url = HttpUrl::parse(c.url);
         auto link = std::make_shared<Link>(ioc_, c);
         link->app_id = app_id;
         link->app_url = app_url;
         link->changed = changed;
+        link->subscribed = subscribed;
         if (!url) {
             spdlog::error("cms {}: url {} is not an http:// URL; the system stays unavailable",
                           c.id, c.url);
@@ -265,6 +270,18 @@ void CmsLinks::request(const std::string& system, CmsRequest r, Done done) {
                 return done(CmsFault{"unavailable", system + " has no usable url", {}, false});
             link->send(std::move(r), std::move(done), link->timeout(), true);
         });
+}
+
+void CmsLinks::subscription_ended(const std::string& system) {
+    auto it = links_.find(system);
+    if (it == links_.end() || !it->second->client) return;
+    auto link = it->second;
+    {
+        std::lock_guard lock(link->mutex);
+        link->status.subscribed = false;
+        if (link->stopping.load() || link->status.available != true) return;  // at the next probe
+    }
+    net::post(ioc_, [link] { link->subscribe({}); });
 }
 
 std::vector<SystemStatus> CmsLinks::status() const {

@@ -2,7 +2,8 @@
 // client per system, requests with the context header (a fresh messageId and the userId), a
 // timeout per request, automatic retry only for getSystemInfo, getItems and subscribe; and each
 // system's availability: probed with getSystemInfo every probeInterval, unavailable after
-// probeTimeout without an answer, subscribed again whenever it comes back.
+// probeTimeout without an answer, subscribed again whenever it comes back or reports that its
+// subscription ended.
 //
 // Ownership: a system's link state (status, probe timer) is guarded by its own mutex. request()
 // may be called from any thread, the core included: it only posts, and the request is encoded
@@ -47,18 +48,23 @@ class CmsLinks {
   public:
     using Done = std::function<void(CmsResult)>;
     using AvailabilityChanged = std::function<void(const std::string& system, bool available)>;
+    using Subscribed = std::function<void(const std::string& system)>;
 
     explicit CmsLinks(boost::asio::io_context& ioc);
     ~CmsLinks();
 
     /// Creates a link per configured CMS and starts probing. `app_id` and `app_url` are what
     /// subscribe tells each CMS.
+    /// `subscribed` runs (on an I/O thread) after every subscribe the CMS accepted.
     void start(const config::Config& config, std::string app_id, std::string app_url,
-               AvailabilityChanged changed);
+               AvailabilityChanged changed, Subscribed subscribed = {});
     /// Stops probing and closes the connections.
     void stop();
 
     bool known(const std::string& system) const;
+    /// The CMS said its subscription ended (subscriptionEnded): the link subscribes again now,
+    /// and at every probe after that until the CMS accepts. Any thread.
+    void subscription_ended(const std::string& system);
     /// Sends a request from an I/O thread; `done` runs there exactly once, never inside this
     /// call, with the reply or a fault (a CMS fault, or code "timeout" / "unavailable" /
     /// "malformed" / "unauthorized" / "unknownSystem").

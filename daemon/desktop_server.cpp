@@ -105,7 +105,8 @@ struct DesktopSession::Impl {
             res.set(http::field::server, "commbrokerd/" COMMBROKER_VERSION);
         }));
         ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
-            if (kind == websocket::frame_type::ping) shared->service->on_ping(owner());
+            if (kind != websocket::frame_type::close)
+                shared->service->on_ping(owner(), kind == websocket::frame_type::pong);
         });
         ws.async_accept(upgrade, [o = owner()](beast::error_code ec) {
             if (ec) return o->impl_->finish();

@@ -36,8 +36,8 @@ class DesktopService {
     virtual void on_text(const std::shared_ptr<DesktopSession>& session, std::string text) = 0;
     /// A binary frame: not part of the protocol.
     virtual void on_binary(const std::shared_ptr<DesktopSession>& session) = 0;
-    /// A WebSocket ping counts as contact.
-    virtual void on_ping(const std::shared_ptr<DesktopSession>& session) = 0;
+    /// A WebSocket ping (`pong` false) or pong (true): both count as contact.
+    virtual void on_ping(const std::shared_ptr<DesktopSession>& session, bool pong) = 0;
     virtual void on_closed(const std::shared_ptr<DesktopSession>& session) = 0;
     /// The session wrote everything it had while the hub was holding events back.
     virtual void on_drained(const std::shared_ptr<DesktopSession>& session) = 0;

@@ -59,6 +59,13 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
         if (m.type != DesktopType::hello) return session->close(ch::ByeReason::auth_required);
         return hello(session, std::move(m));
     }
+    // Any request after hello counts as contact (a refused one too: the desktop is there).
+    broker_.contact(session->agent(),
+                    heartbeat::Contact{std::chrono::steady_clock::now(),
+                                       m.type == DesktopType::heartbeat
+                                           ? heartbeat::ContactKind::heartbeat
+                                           : heartbeat::ContactKind::request,
+                                       session->peer()});
     request(session, std::move(m));
 }
 
@@ -68,14 +75,23 @@ void DesktopProtocol::on_binary(const std::shared_ptr<DesktopSession>& session) 
                                             : ch::ByeReason::protocol_error);
 }
 
-void DesktopProtocol::on_ping(const std::shared_ptr<DesktopSession>&) {
-    // Contact is what the heartbeat monitor will read; a ping needs no answer beyond Beast's pong.
+void DesktopProtocol::on_ping(const std::shared_ptr<DesktopSession>& session, bool pong) {
+    // Contact for the heartbeat monitor; a ping needs no answer beyond Beast's pong. Before
+    // hello there is nobody to credit it to.
+    if (session->agent().empty()) return;
+    broker_.contact(session->agent(),
+                    heartbeat::Contact{std::chrono::steady_clock::now(),
+                                       pong ? heartbeat::ContactKind::pong
+                                            : heartbeat::ContactKind::ping,
+                                       session->peer()});
 }
 
 void DesktopProtocol::on_closed(const std::shared_ptr<DesktopSession>& session) {
     if (session->agent().empty()) return;
     broker_.on_core_state([session](Broker::CoreState& core) {
-        core.hub.detach(session->agent(), session.get(), std::chrono::steady_clock::now());
+        // Only the session's current link: a replaced connection closing changes nothing.
+        if (core.hub.detach(session->agent(), session.get(), std::chrono::steady_clock::now()))
+            core.monitor.set_attached(session->agent(), false);
     });
 }
 
@@ -106,8 +122,13 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
         std::chrono::duration_cast<std::chrono::seconds>(config->profile_of(*agent).interval)
             .count();
     broker_.on_core_state([session, resume, interval, default_system = agent->cms,
-                           agent_id = m.agent](Broker::CoreState& core) {
+                           profile = config->profile_of(*agent), agent_id = m.agent,
+                           said = std::chrono::steady_clock::now()](Broker::CoreState& core) {
         auto a = core.hub.attach(agent_id, resume, session, default_system);
+        // A hello is contact: a resume inside the window clears any suspicion.
+        core.actions = core.monitor.watch(
+            agent_id, a.system, profile,
+            heartbeat::Contact{said, heartbeat::ContactKind::hello, session->peer()});
         if (a.replaced) {
             spdlog::info("desktop {}: a new hello replaces the connection of {}", session->peer(),
                          agent_id);
@@ -206,7 +227,9 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
                 bool ok = std::holds_alternative<CmsReply>(result);
                 if (ok && (op == CmsOp::logon || op == CmsOp::logoff))
                     broker_.on_core_state([agent, system, op](Broker::CoreState& core) {
-                        core.hub.set_system(agent, op == CmsOp::logon ? system : std::string());
+                        auto now_on = op == CmsOp::logon ? system : std::string();
+                        core.hub.set_system(agent, now_on);
+                        core.monitor.set_system(agent, now_on);
                     });
                 reply(std::move(result));
             });

@@ -21,7 +21,7 @@ class DesktopProtocol : public DesktopService {
 
     void on_text(const std::shared_ptr<DesktopSession>& session, std::string text) override;
     void on_binary(const std::shared_ptr<DesktopSession>& session) override;
-    void on_ping(const std::shared_ptr<DesktopSession>& session) override;
+    void on_ping(const std::shared_ptr<DesktopSession>& session, bool pong) override;
     void on_closed(const std::shared_ptr<DesktopSession>& session) override;
     void on_drained(const std::shared_ptr<DesktopSession>& session) override;
     void on_event_written(channels::SteadyTime received) override;

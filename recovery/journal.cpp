@@ -82,6 +82,21 @@ CREATE TABLE desktop_replay(           -- a run of events sent with consecutive 
   PRIMARY KEY(token, first_seq)) WITHOUT ROWID;
 )sql";
 
+// Schema 3: the audit log: every automatic action (heartbeat, CMS availability) and, later,
+// every operator action, with its reason and evidence.
+const char* kSchemaAudit = R"sql(
+CREATE TABLE audit(
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  at      INTEGER NOT NULL,          -- ms since the epoch
+  action  TEXT NOT NULL,
+  agent   TEXT NOT NULL,
+  system  TEXT NOT NULL,
+  item    TEXT NOT NULL,
+  reason  TEXT NOT NULL,
+  details TEXT NOT NULL);            -- a JSON object: the evidence
+CREATE INDEX audit_by_time ON audit(at);
+)sql";
+
 class Stmt {
   public:
     explicit Stmt(sqlite3_stmt* s) : s_(s) {}
@@ -140,8 +155,8 @@ std::string column_text(sqlite3_stmt* s, int i) {
 struct Journal::Statements {
     std::unique_ptr<Stmt> upsert_item, end_item, delete_postings, insert_posting, upsert_agent,
         upsert_subscription, prune_items, upsert_session, end_session, end_session_replay,
-        insert_event, insert_replay, trim_replay, update_session_seq, prune_events, begin, commit,
-        rollback;
+        insert_event, insert_replay, trim_replay, update_session_seq, prune_events,
+        delete_subscription, insert_audit, begin, commit, rollback;
 };
 
 Journal::Journal(Options options) : options_(std::move(options)) {}
@@ -273,14 +288,17 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
         j->exec("BEGIN");
         j->exec(kSchema);
         j->exec(kSchemaDesktops);
+        j->exec(kSchemaAudit);
         j->exec(("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
         j->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
         j->exec("COMMIT");
-    } else if (pragma_int("PRAGMA user_version") < 2) {
-        // Migration 1 → 2: the desktop tables are new; nothing else changes.
+    } else if (auto v = pragma_int("PRAGMA user_version"); v < kSchemaVersion) {
+        // Migrations, in one transaction: 1 → 2 adds the desktop tables, 2 → 3 the audit log;
+        // nothing else changes.
         j->exec("BEGIN");
-        j->exec(kSchemaDesktops);
-        j->exec("PRAGMA user_version=2");
+        if (v < 2) j->exec(kSchemaDesktops);
+        if (v < 3) j->exec(kSchemaAudit);
+        j->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
         j->exec("COMMIT");
     }
     if (!fs::exists(marker_path(path), ec)) write_marker(marker_path(path));
@@ -319,6 +337,10 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
     st->update_session_seq =
         mk("UPDATE desktop_sessions SET seq=max(seq,?3), trimmed=max(trimmed,?2) WHERE token=?1");
     st->prune_events = mk("DELETE FROM desktop_events WHERE id < ?1");
+    st->delete_subscription = mk("DELETE FROM subscriptions WHERE system=?1");
+    st->insert_audit =
+        mk("INSERT INTO audit(at,action,agent,system,item,reason,details) "
+           "VALUES(?1,?2,?3,?4,?5,?6,?7)");
     st->begin = mk("BEGIN");
     st->commit = mk("COMMIT");
     st->rollback = mk("ROLLBACK");
@@ -685,6 +707,19 @@ void Journal::write(const Change& change) {
                 check_bind(s.get(), 4,
                            sqlite3_bind_blob(s.get(), 4, ids.data(), static_cast<int>(ids.size()),
                                              SQLITE_TRANSIENT));
+                step(s);
+            } else if constexpr (std::is_same_v<T, channels::SubscriptionRenewed>) {
+                bind_text(stmts_->delete_subscription->get(), 1, c.system);
+                step(*stmts_->delete_subscription);
+            } else if constexpr (std::is_same_v<T, channels::AuditStored>) {
+                auto& s = *stmts_->insert_audit;
+                bind_int(s.get(), 1, to_ms(c.at));
+                bind_text(s.get(), 2, c.action);
+                bind_text(s.get(), 3, c.agent);
+                bind_text(s.get(), 4, c.system);
+                bind_text(s.get(), 5, c.item);
+                bind_text(s.get(), 6, c.reason);
+                bind_text(s.get(), 7, c.details);
                 step(s);
             } else {
                 static_assert(std::is_same_v<T, channels::ReplayTrimmed>);

@@ -54,7 +54,7 @@ class JournalError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 /// PRAGMA application_id of a commbroker journal ("CBJ1").
 inline constexpr std::int32_t kApplicationId = 0x43424a31;
 

@@ -13,7 +13,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 # -O1 and assertions on (no NDEBUG): the usual trade for a sanitizer build.
 [ -f "$build/CMakeCache.txt" ] || cmake -S . -B "$build" "${generator[@]}" \
     -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g" -DCOMMBROKER_SANITIZE=ON -DCOMMBROKER_FUZZ=ON
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g" -DCOMMBROKER_SANITIZE=ON -DCOMMBROKER_FUZZ=ON -DCOMMBROKER_BENCH=OFF
 cmake --build "$build" -j "${COMMBROKER_JOBS:-2}"
 
 # halt_on_error: the first report ends the process with exit code 1 (not an abort, so no core);

@@ -122,7 +122,7 @@ class Broker:
 
     def __init__(self, sync="normal", systems=("CMS-A",), extra="", directory=None, cms_urls=None,
                  agents=(), desktop=False, limits='maxBodyBytes="16384"', probe="5s", grace="30s",
-                 probe_timeout="15s", journal_attrs="", env=None):
+                 probe_timeout="15s", journal_attrs="", env=None, heartbeat='lag="15s"'):
         self.dir = directory or tempfile.mkdtemp(prefix="commbroker-it-")
         self.config_path = os.path.join(self.dir, "commbroker.xml")
         self.socket_path = os.path.join(self.dir, "admin.sock")
@@ -150,7 +150,7 @@ class Broker:
   <adminSocket path="{self.socket_path}" mode="0600"/>
   <journal path="{self.journal_path}" sync="{sync}" {journal_attrs}/>
   <limits {limits}/>
-  <heartbeatProfile id="default" grace="{grace}"/>
+  <heartbeatProfile id="default" grace="{grace}" {heartbeat}/>
 {cms}
 {agent_xml}
 {extra}

@@ -113,7 +113,7 @@ def test_a_resume_too_late_gets_a_resync_snapshot(make_loop):
 
 
 def test_a_page_reload_does_not_log_the_agent_off_but_a_lost_desktop_is_after_grace(make_loop):
-    broker = make_loop(grace="2s")
+    broker = make_loop(grace="2s", heartbeat='interval="1s" lag="1s"')
     sim = broker.sim
     d = logged_on(broker)
     welcome = d.frames[0]
@@ -124,7 +124,7 @@ def test_a_page_reload_does_not_log_the_agent_off_but_a_lost_desktop_is_after_gr
     assert agent_state() == "ready"
     assert "logoff" not in sim.state()["requests"]
     d2.close()
-    wait_for(lambda: agent_state() == "loggedOff", timeout=10, what="logoff after the grace")
+    wait_for(lambda: agent_state() == "loggedOff", timeout=10, what="logoff after lag + grace")
 
 
 def test_a_second_hello_replaces_the_first(loop):

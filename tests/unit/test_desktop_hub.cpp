@@ -189,10 +189,10 @@ TEST_CASE("a desktop that stays over budget gets overload, then bye tooSlow, and
     CHECK(slow->frames[0].find("\"overload\"") != std::string::npos);
     CHECK_FALSE(slow->bye);
     f.now += 500ms;
-    f.hub.sweep(f.now, [](const std::string&) { return 30s; });
+    f.hub.sweep(f.now);
     CHECK_FALSE(slow->bye);
     f.now += 600ms;
-    f.hub.sweep(f.now, [](const std::string&) { return 30s; });
+    f.hub.sweep(f.now);
     CHECK(slow->bye == ByeReason::too_slow);
     CHECK(f.hub.counters().too_slow == 1);
     // The other desktop kept its pace.
@@ -242,19 +242,31 @@ TEST_CASE("an item that changes owner leaves the old owner's desktop visibly") {
     CHECK(bob->queued.size() == 2);
 }
 
-TEST_CASE("a detached session expires after its grace and is reported for logoff") {
+TEST_CASE("a session ended by the heartbeat monitor says bye heartbeatLost and is forgotten") {
     Fixture f;
     auto link = f.attach("alice");
     f.hub.set_system("alice", "CMS-A");
-    f.hub.detach("alice", link.get(), f.now);
-    f.now += 10s;
-    CHECK(f.hub.sweep(f.now, [](const std::string&) { return 30s; }).empty());
-    f.now += 21s;
-    auto expired = f.hub.sweep(f.now, [](const std::string&) { return 30s; });
-    REQUIRE(expired.size() == 1);
-    CHECK(expired[0].agent == "alice");
-    CHECK(expired[0].system == "CMS-A");
+    f.hub.take_journal();
+    auto infos = f.hub.session_infos();
+    REQUIRE(infos.size() == 1);
+    CHECK(infos[0].agent == "alice");
+    CHECK(infos[0].system == "CMS-A");
+    CHECK(f.hub.end_session("alice", ByeReason::heartbeat_lost));
+    CHECK(link->bye == ByeReason::heartbeat_lost);
     CHECK(f.hub.sessions() == 0);
+    auto changes = f.hub.take_journal();
+    REQUIRE(changes.size() == 1);
+    CHECK(std::holds_alternative<cb::channels::SessionEnded>(changes[0]));
+    CHECK_FALSE(f.hub.end_session("alice", ByeReason::heartbeat_lost));
+}
+
+TEST_CASE("a detached session is kept however long it waits: only the monitor ends it") {
+    Fixture f;
+    auto link = f.attach("alice");
+    f.hub.detach("alice", link.get(), f.now);
+    f.now += 24h;
+    f.hub.sweep(f.now);
+    CHECK(f.hub.sessions() == 1);
 }
 
 TEST_CASE("the journal gets the session, each event once, runs of replay records and trims") {

@@ -252,7 +252,12 @@ TEST_CASE("desktop sessions come back with their replay runs, minus what was tri
     CHECK(loaded.last_event_id == 3);
 }
 
-TEST_CASE("a schema 1 journal is migrated to schema 2 and keeps its items") {
+namespace {
+
+/// Writes a journal with one live call, then makes it what a build of `schema` wrote by running
+/// `downgrade`; opens it again and checks that it was migrated to the current schema, kept the
+/// call, and takes what the newer tables hold.
+void check_migration_from(int schema, const char* downgrade) {
     TempDir dir;
     auto path = (dir.path / "journal.db").string();
     auto now = channels::TimePoint(std::chrono::hours(1000000));
@@ -264,22 +269,20 @@ TEST_CASE("a schema 1 journal is migrated to schema 2 and keeps its items") {
         j->stop();
     }
     {
-        // Make it what a schema 1 build wrote: no desktop tables.
         sqlite3* db = nullptr;
         REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-        REQUIRE(sqlite3_exec(db,
-                             "DROP TABLE desktop_sessions; DROP TABLE desktop_events; "
-                             "DROP TABLE desktop_replay; PRAGMA user_version=1;",
-                             nullptr, nullptr, nullptr) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(db, downgrade, nullptr, nullptr, nullptr) == SQLITE_OK);
         sqlite3_close(db);
     }
     auto j = recovery::Journal::open({path, true, 64});
     auto loaded = j->load(now);
     REQUIRE(loaded.live.size() == 1);
     CHECK(loaded.live[0].id == "c-1");
-    CHECK(loaded.sessions.empty());
+    if (schema < 2) CHECK(loaded.sessions.empty());
     j->start();
-    CHECK(commit(*j, {channels::SessionStored{"t-1", "alice", "CMS-A", "", 0}}));
+    CHECK(commit(*j, {channels::SessionStored{"t-1", "alice", "CMS-A", "", 0},
+                      channels::AuditStored{now, "heartbeatLogoff", "alice", "CMS-A", "",
+                                            "heartbeatLost", "{}"}}));
     j->stop();
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
@@ -287,6 +290,51 @@ TEST_CASE("a schema 1 journal is migrated to schema 2 and keeps its items") {
     REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);
     CHECK(sqlite3_column_int(st, 0) == recovery::kSchemaVersion);
+    sqlite3_finalize(st);
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT action, agent, reason FROM audit", -1, &st, nullptr) ==
+            SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) ==
+          "heartbeatLogoff");
+    CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 2))) ==
+          "heartbeatLost");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+}  // namespace
+
+TEST_CASE("a schema 1 journal is migrated to the current schema and keeps its items") {
+    check_migration_from(1,
+                         "DROP TABLE desktop_sessions; DROP TABLE desktop_events; "
+                         "DROP TABLE desktop_replay; DROP TABLE audit; PRAGMA user_version=1;");
+}
+
+TEST_CASE("a schema 2 journal is migrated to the current schema and keeps its items") {
+    check_migration_from(2, "DROP TABLE audit; PRAGMA user_version=2;");
+}
+
+TEST_CASE("a renewed subscription removes the stored subscriptionEnded") {
+    TempDir dir;
+    auto path = (dir.path / "journal.db").string();
+    auto now = channels::TimePoint(std::chrono::hours(1000000));
+    {
+        auto j = recovery::Journal::open({path, true, 64});
+        j->load(now);
+        j->start();
+        CHECK(commit(*j, {channels::SubscriptionStored{{"CMS-A", "maintenance"}, now},
+                          channels::SubscriptionStored{{"CMS-B", "restart"}, now}}));
+        CHECK(commit(*j, {channels::SubscriptionRenewed{"CMS-A"}}));
+        j->stop();
+    }
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT system FROM subscriptions", -1, &st, nullptr) ==
+            SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "CMS-B");
+    CHECK(sqlite3_step(st) == SQLITE_DONE);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
