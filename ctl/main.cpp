@@ -41,7 +41,9 @@ Commands:
   items [--agent A] [--channel phone|chat|email] [--state S] [--system ID]
                                   live items of the registry
   item SYSTEM ID                  one live item
-  agents                          agent states reported by the CMSs
+  agents                          agent states reported by the CMSs, with their desktops' heartbeat
+  audit [--since DURATION] [--agent A] [--item ID] [--limit N]
+                                  the audit log: automatic actions with their reason and evidence
   systems                         configured CMS systems
   reload [--dry-run]              re-read the broker's config file
   hash-password [--iterations N]  read a password from standard input, print its hash for the config
@@ -247,21 +249,26 @@ int cmd_status(const Options& o) {
     return 0;
 }
 
-int cmd_items(const Options& o) {
-    std::string target = "/admin/v1/items";
+/// `target` with the command's `--option VALUE` pairs as query parameters (`filters` maps each
+/// option to its parameter); `usage` is the message for anything else.
+std::string with_filters(const Options& o, std::string target,
+                         const std::map<std::string, std::string>& filters,
+                         const std::string& usage) {
     std::string sep = "?";
-    static const std::map<std::string, std::string> kFilters = {{"--agent", "agent"},
-                                                                {"--channel", "channel"},
-                                                                {"--state", "state"},
-                                                                {"--system", "system"}};
     for (std::size_t i = 1; i < o.args.size(); ++i) {
-        auto it = kFilters.find(o.args[i]);
-        if (it == kFilters.end() || i + 1 >= o.args.size())
-            throw UsageError(
-                "items takes --agent, --channel, --state and --system, each with a value");
+        auto it = filters.find(o.args[i]);
+        if (it == filters.end() || i + 1 >= o.args.size()) throw UsageError(usage);
         target += sep + it->second + "=" + query_escape(o.args[++i]);
         sep = "&";
     }
+    return target;
+}
+
+int cmd_items(const Options& o) {
+    auto target = with_filters(
+        o, "/admin/v1/items",
+        {{"--agent", "agent"}, {"--channel", "channel"}, {"--state", "state"}, {"--system", "system"}},
+        "items takes --agent, --channel, --state and --system, each with a value");
     auto v = call_json(o, http::verb::get, target);
     if (o.json) return std::cout << json::serialize(v) << "\n", 0;
     std::vector<std::vector<std::string>> rows;
@@ -299,10 +306,41 @@ int cmd_agents(const Options& o) {
     std::vector<std::vector<std::string>> rows;
     for (auto& a : v.as_object().at("agents").as_array()) {
         auto& ao = a.as_object();
-        rows.push_back({str(ao.at("system")), str(ao.at("userId")), str(ao.at("state")),
-                        str(ao.at("reasonCode"))});
+        std::vector<std::string> row{str(ao.at("system")), str(ao.at("userId")),
+                                     str(ao.at("state")), str(ao.at("reasonCode"))};
+        if (auto* hb = ao.if_contains("heartbeat")) {
+            auto& h = hb->as_object();
+            std::ostringstream silent;
+            silent << std::fixed << std::setprecision(1) << h.at("silentSeconds").to_number<double>()
+                   << " s (" << str(h.at("contact")) << ")";
+            row.insert(row.end(), {str(h.at("state")), silent.str(),
+                                   h.at("connected").as_bool() ? str(h.at("peer")) : "-"});
+        } else {
+            row.insert(row.end(), {"-", "-", "-"});
+        }
+        rows.push_back(std::move(row));
     }
-    print_table({"SYSTEM", "AGENT", "STATE", "REASON"}, rows);
+    print_table({"SYSTEM", "AGENT", "STATE", "REASON", "HEARTBEAT", "SILENT FOR", "DESKTOP"}, rows);
+    return 0;
+}
+
+int cmd_audit(const Options& o) {
+    auto target = with_filters(o, "/admin/v1/audit",
+                               {{"--since", "since"}, {"--agent", "agent"}, {"--item", "item"},
+                                {"--limit", "limit"}},
+                               "audit takes --since DURATION, --agent, --item and --limit, "
+                               "each with a value");
+    auto v = call_json(o, http::verb::get, target);
+    if (o.json) return std::cout << json::serialize(v) << "\n", 0;
+    std::vector<std::vector<std::string>> rows;
+    for (auto& e : v.as_object().at("entries").as_array()) {
+        auto& eo = e.as_object();
+        auto dash = [](std::string s) { return s.empty() ? std::string("-") : s; };
+        rows.push_back({str(eo.at("at")), str(eo.at("action")), dash(str(eo.at("agent"))),
+                        dash(str(eo.at("system"))), dash(str(eo.at("item"))),
+                        str(eo.at("reason")), json::serialize(eo.at("details"))});
+    }
+    print_table({"AT", "ACTION", "AGENT", "SYSTEM", "ITEM", "REASON", "EVIDENCE"}, rows);
     return 0;
 }
 
@@ -422,6 +460,7 @@ int main(int argc, char** argv) {
         if (cmd == "items") return cmd_items(o);
         if (cmd == "item") return cmd_item(o);
         if (cmd == "agents") return cmd_agents(o);
+        if (cmd == "audit") return cmd_audit(o);
         if (cmd == "systems") return cmd_systems(o);
         if (cmd == "reload") return cmd_reload(o);
         if (cmd == "hash-password") return cmd_hash_password(o);

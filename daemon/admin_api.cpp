@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <map>
 
 namespace cb::daemon {
@@ -51,6 +52,27 @@ std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space
         }
     }
     return out;
+}
+
+/// The most audit records one request returns.
+constexpr std::size_t kMaxAuditRecords = 10000;
+
+/// What the heartbeat monitor knows of an agent, for the admin API.
+json::object heartbeat_json(const heartbeat::AgentView& v,
+                            std::chrono::steady_clock::time_point steady_now,
+                            std::chrono::system_clock::time_point wall_now) {
+    auto silent = steady_now - v.last_contact.at;
+    auto last = wall_now - std::chrono::duration_cast<std::chrono::system_clock::duration>(silent);
+    return json::object{
+        {"state", heartbeat::to_string(v.state)},
+        {"lastContact", channels::iso_utc(last)},
+        {"silentSeconds",
+         std::chrono::duration_cast<std::chrono::milliseconds>(silent).count() / 1000.0},
+        {"contact", heartbeat::to_string(v.last_contact.kind)},
+        {"peer", v.last_contact.peer},
+        {"connected", v.attached},
+        {"profile", v.profile},
+        {"mode", v.mode == config::HeartbeatMode::watchdog ? "watchdog" : "onContact"}};
 }
 
 std::vector<std::string> split_path(std::string_view path) {
@@ -148,6 +170,33 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
            std::to_string(h.bad_requests.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"timeout\"} " + std::to_string(h.timeouts.load()) +
            "\n";
+    auto ds = b.desktop_stats();
+    out +=
+        "# HELP commbroker_heartbeat_watched Agents the heartbeat monitor watches.\n"
+        "# TYPE commbroker_heartbeat_watched gauge\ncommbroker_heartbeat_watched " +
+        std::to_string(ds.watched) + "\n";
+    out +=
+        "# HELP commbroker_heartbeat_suspects Agents suspect now (silent over lag).\n"
+        "# TYPE commbroker_heartbeat_suspects gauge\ncommbroker_heartbeat_suspects " +
+        std::to_string(ds.suspects) + "\n";
+    out +=
+        "# HELP commbroker_heartbeat_actions_total What the heartbeat monitor did, by action.\n"
+        "# TYPE commbroker_heartbeat_actions_total counter\n";
+    for (auto [name, n] : {std::pair<const char*, std::uint64_t>{"suspect", ds.heartbeat.suspects},
+                           {"cleared", ds.heartbeat.cleared},
+                           {"logoff", ds.heartbeat.lost},
+                           {"expired", ds.heartbeat.expired},
+                           {"reject", ds.heartbeat.rejected}})
+        out += "commbroker_heartbeat_actions_total{action=\"" + std::string(name) + "\"} " +
+               std::to_string(n) + "\n";
+    out +=
+        "# HELP commbroker_cms_outages_total Times a CMS became unavailable.\n"
+        "# TYPE commbroker_cms_outages_total counter\ncommbroker_cms_outages_total " +
+        std::to_string(b.cms_outages()) + "\n";
+    out +=
+        "# HELP commbroker_orphans Live items orphaned (their agent was lost).\n"
+        "# TYPE commbroker_orphans gauge\ncommbroker_orphans " +
+        std::to_string(ds.orphans) + "\n";
     out +=
         "# HELP commbroker_items Live items in the registry.\n# TYPE commbroker_items "
         "gauge\ncommbroker_items " +
@@ -259,7 +308,7 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                                     {"agents", reg.agent_count()},
                                     {"desktops", broker_.desktop_connections()},
                                     {"desktopSessions", broker_.desktop_stats().sessions},
-                                    {"orphans", 0},
+                                    {"orphans", broker_.desktop_stats().orphans},
                                     {"endedRemembered", reg.ended_count()}};
                 json::array systems;
                 for (auto& link : broker_.cms().status()) {
@@ -351,17 +400,92 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
 
     if (head == "agents" && decoded.size() <= 2) {
         if (!get) return respond(method_not_allowed("GET"));
-        return broker_.on_core([id = decoded.size() == 2 ? decoded[1] : std::string(),
-                                respond = std::move(respond)](channels::Registry& reg) mutable {
+        return broker_.on_core_state([id = decoded.size() == 2 ? decoded[1] : std::string(),
+                                      respond = std::move(respond)](Broker::CoreState& core) mutable {
+            auto steady_now = std::chrono::steady_clock::now();
+            auto wall_now = std::chrono::system_clock::now();
             json::array out;
-            for (auto& a : reg.agents())
-                if (id.empty() || a.user_id == id) out.push_back(channels::to_json(a));
+            for (auto& a : core.registry.agents()) {
+                if (!id.empty() && a.user_id != id) continue;
+                auto o = channels::to_json(a);
+                if (auto v = core.monitor.view(a.user_id)) o["heartbeat"] =
+                    heartbeat_json(*v, steady_now, wall_now);
+                out.push_back(std::move(o));
+            }
             if (!id.empty() && out.empty())
                 return respond(
                     error_response(http::status::not_found, "notFound", "no agent " + id));
             // One agent ID may be known at several systems: /agents/{id} lists each.
             respond(json_response(http::status::ok, json::object{{"agents", std::move(out)}}));
         });
+    }
+
+    if (head == "recovery" && decoded.size() == 2 && decoded[1] == "orphans") {
+        if (!get) return respond(method_not_allowed("GET"));
+        return broker_.on_core_state(
+            [this, respond = std::move(respond)](Broker::CoreState&) mutable {
+                json::array out;
+                for (auto& [item, orphan] : broker_.orphans()) {
+                    auto o = channels::to_json(item);
+                    o["reason"] = orphan.reason;
+                    o["orphanedAt"] = channels::iso_utc(orphan.at);
+                    o["orphanedFrom"] = orphan.agent;
+                    o["classification"] = "unchecked";
+                    out.push_back(std::move(o));
+                }
+                respond(json_response(http::status::ok, json::object{{"orphans", std::move(out)}}));
+            });
+    }
+
+    if (head == "audit" && decoded.size() == 1) {
+        if (!get) return respond(method_not_allowed("GET"));
+        recovery::AuditQuery q;
+        for (auto& [k, v] : params) {
+            if (k == "agent") {
+                q.agent = v;
+            } else if (k == "item") {
+                q.item = v;
+            } else if (k == "since") {
+                auto d = config::parse_duration(v);
+                if (!d)
+                    return respond(error_response(
+                        http::status::bad_request, "badRequest",
+                        "since must be a duration such as 90s, 15m or 2h, not \"" + v + "\""));
+                q.since = std::chrono::system_clock::now() - *d;
+            } else if (k == "limit") {
+                char* end = nullptr;
+                auto n = std::strtoull(v.c_str(), &end, 10);
+                if (v.empty() || *end || n < 1 || n > kMaxAuditRecords)
+                    return respond(error_response(
+                        http::status::bad_request, "badRequest",
+                        "limit must be a number from 1 to " + std::to_string(kMaxAuditRecords)));
+                q.limit = n;
+            } else {
+                return respond(error_response(http::status::bad_request, "badRequest",
+                                              "unknown filter \"" + k +
+                                                  "\" (agent, item, since, limit)"));
+            }
+        }
+        // A read-only connection of its own, on this session's thread: the journal's thread
+        // is never asked to wait for an operator.
+        std::vector<channels::AuditStored> records;
+        try {
+            records = recovery::read_audit(broker_.journal().path(), q);
+        } catch (const std::exception& e) {
+            return respond(
+                error_response(http::status::service_unavailable, "unavailable", e.what()));
+        }
+        json::array out;
+        for (auto& r : records) {
+            json::object o{{"at", channels::iso_utc(r.at)}, {"action", r.action},
+                           {"agent", r.agent},              {"system", r.system},
+                           {"item", r.item},                {"reason", r.reason}};
+            boost::system::error_code ec;
+            auto details = json::parse(r.details, ec);
+            o["details"] = ec ? json::value(r.details) : std::move(details);
+            out.push_back(std::move(o));
+        }
+        return respond(json_response(http::status::ok, json::object{{"entries", std::move(out)}}));
     }
 
     if (head == "systems" && decoded.size() == 1) {

@@ -91,6 +91,18 @@ struct JournalHealth {
 };
 std::string_view to_string(JournalHealth::State s);
 
+/// Which audit records to read (read_audit()).
+struct AuditQuery {
+    std::optional<channels::TimePoint> since;
+    std::string agent;  ///< "" for any
+    std::string item;   ///< "" for any
+    std::size_t limit = 1000;
+};
+
+/// Reads audit records, oldest first, on a read-only connection of its own (any thread; it
+/// blocks for the query). Throws JournalError if the file cannot be read.
+std::vector<channels::AuditStored> read_audit(const std::string& path, const AuditQuery& query);
+
 class Journal {
   public:
     struct Options {

@@ -202,6 +202,15 @@ class Broker:
     def status(self):
         return self.admin("GET", "/admin/v1/status")[1]
 
+    def admin_text(self, path):
+        """GET of a text resource (/metrics, /healthz) on the admin socket: its body."""
+        conn = UnixHTTPConnection(self.socket_path)
+        conn.request("GET", path)
+        res = conn.getresponse()
+        text = res.read().decode()
+        conn.close()
+        return text
+
     def items(self, query=""):
         status, body = self.admin("GET", "/admin/v1/items" + query)
         assert status == 200, body
