@@ -77,6 +77,7 @@ void DesktopHub::restore(std::vector<LoadedSession> sessions, std::uint64_t last
         s.system = std::move(l.system);
         s.scope = std::move(l.scope);
         s.seq = l.seq;
+        s.resume_hash = std::move(l.resume_hash);
         s.detached_at = now;
         s.restored = true;
         for (auto& r : l.replay) {
@@ -108,11 +109,12 @@ std::string DesktopHub::system_of(const std::string& agent) const {
 }
 
 void DesktopHub::stored(const Session& s) {
-    journal_.push_back(SessionStored{s.token, s.agent, s.system, s.scope, s.seq});
+    journal_.push_back(SessionStored{s.token, s.agent, s.system, s.scope, s.seq, s.resume_hash});
 }
 
 Attached DesktopHub::attach(const std::string& agent, const std::optional<ResumeRequest>& resume,
-                            std::shared_ptr<DesktopLink> link, const std::string& system) {
+                            std::shared_ptr<DesktopLink> link, const std::string& system,
+                            std::string resume_hash) {
     Attached a;
     Session* s = find(agent);
     if (s) {
@@ -132,6 +134,7 @@ Attached DesktopHub::attach(const std::string& agent, const std::optional<Resume
         fresh.agent = agent;
         fresh.system = system_now;
         fresh.scope = s ? s->scope : std::string();
+        fresh.resume_hash = std::move(resume_hash);
         sessions_[agent] = std::move(fresh);
         s = &sessions_[agent];
         stored(*s);
@@ -157,6 +160,10 @@ Attached DesktopHub::attach(const std::string& agent, const std::optional<Resume
         if (a.resync) s->pending.clear();  // the snapshot supersedes them
         s->lost_events = false;
         s->restored = false;
+        if (!resume_hash.empty()) {  // the key rotates with every welcome
+            s->resume_hash = std::move(resume_hash);
+            stored(*s);
+        }
     }
     a.token = s->token;
     a.seq = s->seq;

@@ -57,6 +57,7 @@ struct LoadedSession {
     std::string system;
     std::string scope;
     std::uint64_t seq = 0;
+    std::string resume_hash;
     std::vector<ReplayEntry> replay;
 };
 
@@ -146,8 +147,12 @@ class DesktopHub {
 
     /// A desktop said hello (credentials already checked). `system` is where the agent is to
     /// be logged on by default.
+    /// `resume_hash` is the hash of the resume key this welcome gives the desktop: it replaces
+    /// the session's previous one (journalled with the session).
     Attached attach(const std::string& agent, const std::optional<ResumeRequest>& resume,
-                    std::shared_ptr<DesktopLink> link, const std::string& system);
+                    std::shared_ptr<DesktopLink> link, const std::string& system,
+                    std::string resume_hash = {});
+
     /// The link's socket is gone; the session waits for a resume (until the heartbeat monitor
     /// ends it with end_session()). False if `link` was not the session's link (replaced).
     bool detach(const std::string& agent, const DesktopLink* link, SteadyTime now);
@@ -202,6 +207,7 @@ class DesktopHub {
         std::string system;
         std::string scope;
         std::uint64_t seq = 0;
+        std::string resume_hash;
         std::deque<std::pair<std::uint64_t, EventPtr>> ring;
         std::deque<EventPtr> pending;
         std::shared_ptr<DesktopLink> link;

@@ -70,8 +70,10 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
         if (is_terminal(next.state)) {
             ended_[k] = Ended{next.channel, next.version, now};
             r.changes.push_back(ItemStored{next, now});
+            reindex(k, &held, nullptr);
             live_.erase(it);
         } else {
+            reindex(k, &held, &next);
             held = std::move(next);
             r.changes.push_back(ItemStored{held, now});
         }
@@ -98,6 +100,7 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
     } else {
         auto& held = live_[k] = item;
         held.postings.clear();
+        reindex(k, nullptr, &held);
         r.changes.push_back(ItemStored{held, now});
     }
     return r;
@@ -164,7 +167,8 @@ void Registry::restore(std::vector<Item> live, std::vector<EndedItem> ended,
                 i.postings.begin(),
                 i.postings.begin() +
                     static_cast<std::ptrdiff_t>(i.postings.size() - limits_.max_chat_postings));
-        live_[k] = std::move(i);
+        auto& held = live_[k] = std::move(i);
+        reindex(k, nullptr, &held);
     }
     for (auto& e : ended)
         ended_[key(e.system, e.id)] = Ended{e.channel, e.version, e.ended_at};
@@ -186,14 +190,36 @@ const Item* Registry::find(const std::string& system, const std::string& id) con
     return it == live_.end() ? nullptr : &it->second;
 }
 
+void Registry::reindex(const std::string& k, const Item* before, const Item* after) {
+    const std::string* from = before && before->agent_id ? &*before->agent_id : nullptr;
+    const std::string* to = after && after->agent_id ? &*after->agent_id : nullptr;
+    if (from && to && *from == *to) return;
+    if (from) {
+        auto it = by_agent_.find(*from);
+        if (it != by_agent_.end()) {
+            it->second.erase(k);
+            if (it->second.empty()) by_agent_.erase(it);
+        }
+    }
+    if (to) by_agent_[*to].insert(k);
+}
+
 std::vector<Item> Registry::items(const ItemFilter& f) const {
     std::vector<const Item*> hits;
-    for (auto& [k, i] : live_) {
-        if (!f.system.empty() && i.system != f.system) continue;
-        if (!f.agent.empty() && i.agent_id.value_or("") != f.agent) continue;
-        if (f.channel && i.channel != *f.channel) continue;
-        if (f.state && i.state != *f.state) continue;
+    auto consider = [&](const Item& i) {
+        if (!f.system.empty() && i.system != f.system) return;
+        if (!f.agent.empty() && i.agent_id.value_or("") != f.agent) return;
+        if (f.channel && i.channel != *f.channel) return;
+        if (f.state && i.state != *f.state) return;
         hits.push_back(&i);
+    };
+    if (!f.agent.empty()) {
+        if (auto it = by_agent_.find(f.agent); it != by_agent_.end())
+            for (auto& k : it->second)
+                consider(live_.at(k));
+    } else {
+        for (auto& [k, i] : live_)
+            consider(i);
     }
     std::sort(hits.begin(), hits.end(), [](const Item* a, const Item* b) {
         return std::tie(a->system, a->id) < std::tie(b->system, b->id);

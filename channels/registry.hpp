@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
@@ -65,6 +66,7 @@ struct SessionStored {
     std::string system;  ///< where the agent is logged on ("" if not)
     std::string scope;   ///< monitor scope of a supervisor ("" if none)
     std::uint64_t seq = 0;
+    std::string resume_hash;  ///< hash of the resume key of the session's last welcome
 };
 struct SessionEnded {
     std::string token;
@@ -191,8 +193,14 @@ class Registry {
         return k;
     }
 
+    /// Keeps by_agent_ in step when the live item `k` goes from `before`'s agent to `after`'s.
+    void reindex(const std::string& k, const Item* before, const Item* after);
+
     Limits limits_;
     std::unordered_map<std::string, Item> live_;
+    // agent ID → keys of its live items: a desktop's snapshot and a lost agent's orphans are
+    // found without a pass over every item.
+    std::unordered_map<std::string, std::unordered_set<std::string>> by_agent_;
     std::unordered_map<std::string, Ended> ended_;
     std::unordered_map<std::string, AgentState> agents_;
     std::unordered_map<std::string, SystemSubscription> subscriptions_;

@@ -2,6 +2,7 @@
 
 #include "config/password.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -60,6 +61,55 @@ bool CredentialCache::verify(std::string_view user, std::string_view password,
     if (verified_.size() >= max_entries_) verified_.clear();
     verified_[key] = std::string(hash);
     return true;
+}
+
+std::string ResumeKeys::hash_of(std::string_view key) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(key.data(), key.size(), digest, &len, EVP_sha256(), nullptr) != 1)
+        throw std::runtime_error("SHA-256 failed");
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out += kHex[digest[i] >> 4];
+        out += kHex[digest[i] & 15];
+    }
+    return out;
+}
+
+ResumeKeys::Issued ResumeKeys::make() {
+    unsigned char bytes[24];
+    if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no randomness for a key");
+    static constexpr char kHex[] = "0123456789abcdef";
+    Issued out;
+    for (auto b : bytes) {
+        out.key += kHex[b >> 4];
+        out.key += kHex[b & 15];
+    }
+    out.hash = hash_of(out.key);
+    return out;
+}
+
+void ResumeKeys::set(const std::string& agent, const std::string& token, std::string hash) {
+    if (hash.empty()) return;
+    std::lock_guard lock(mutex_);
+    by_agent_[agent] = {token, std::move(hash)};
+}
+
+void ResumeKeys::forget(const std::string& agent) {
+    std::lock_guard lock(mutex_);
+    by_agent_.erase(agent);
+}
+
+bool ResumeKeys::check(const std::string& agent, const std::string& token,
+                       std::string_view key) const {
+    auto presented = hash_of(key);
+    std::lock_guard lock(mutex_);
+    auto it = by_agent_.find(agent);
+    if (it == by_agent_.end() || it->second.first != token) return false;
+    auto& held = it->second.second;
+    return held.size() == presented.size() &&
+           CRYPTO_memcmp(held.data(), presented.data(), held.size()) == 0;
 }
 
 }  // namespace cb::daemon

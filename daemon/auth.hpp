@@ -36,4 +36,32 @@ class CredentialCache {
         verified_;  // tag -> the hash it was verified against
 };
 
+/// The resume keys of desktop sessions. Every welcome gives the desktop a new random key for its
+/// session; a hello that resumes that session with it is let in without PBKDF2, so that
+/// thousands of desktops coming back after a restart cost a hash each, not 20 ms each. Only
+/// SHA-256 of a key is kept (here and, through the hub, in the journal). Thread-safe: hello
+/// checks it on the session's strand, the core issues keys.
+class ResumeKeys {
+  public:
+    struct Issued {
+        std::string key;   ///< for the welcome
+        std::string hash;  ///< hex SHA-256 of the key: for the journal
+    };
+    /// A new random key and its hash (not yet anyone's: set() makes it so).
+    static Issued make();
+    /// The key whose hash is `hash` is now the one of `agent`'s session `token` (a welcome, or
+    /// the journal at start-up); the agent's previous key stops working.
+    void set(const std::string& agent, const std::string& token, std::string hash);
+    /// The agent's session ended: its key stops working.
+    void forget(const std::string& agent);
+    /// True if `key` is the current key of `agent`'s session `token`.
+    bool check(const std::string& agent, const std::string& token, std::string_view key) const;
+
+    static std::string hash_of(std::string_view key);
+
+  private:
+    mutable std::mutex mutex_;
+    std::unordered_map<std::string, std::pair<std::string, std::string>> by_agent_;  // token, hash
+};
+
 }  // namespace cb::daemon

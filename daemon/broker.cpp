@@ -141,6 +141,8 @@ void Broker::start() {
                  c->journal.path, config::to_string(c->journal.sync), loaded.live.size(),
                  loaded.ended.size(), loaded.agents.size());
     spdlog::info("journal: {} desktop session(s) to resume", loaded.sessions.size());
+    for (auto& s : loaded.sessions)
+        resume_keys_.set(s.agent, s.token, s.resume_hash);
     hub_.restore(std::move(loaded.sessions), loaded.last_event_id, loaded.live,
                  std::chrono::steady_clock::now());
     registry_.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents));
@@ -671,6 +673,7 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                                  a.agent, silent.count());
                 }
                 hub_.end_session(a.agent, channels::ByeReason::heartbeat_lost);
+                resume_keys_.forget(a.agent);
                 if (lost) tell_supervisors("lost");
                 audit(lost ? "heartbeatLogoff" : "heartbeatSessionExpired", a.agent, a.system, {},
                       "silent for longer than lag + grace", json::serialize(evidence));
@@ -698,6 +701,7 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                     }
                 logoff(system);
                 hub_.end_session(a.agent, channels::ByeReason::heartbeat_lost);
+                resume_keys_.forget(a.agent);
                 a.system = system;
                 tell_supervisors("lost");
                 audit("heartbeatReject", a.agent, system, a.item,

@@ -135,6 +135,7 @@ class Broker {
     std::shared_ptr<const config::Config> config() const;
     net::io_context& io() { return ioc_; }
     CredentialCache& credentials() { return credentials_; }
+    ResumeKeys& resume_keys() { return resume_keys_; }
     SoapMetrics& soap_metrics() { return soap_metrics_; }
     const recovery::Journal& journal() const { return *journal_; }
     const std::vector<BoundListener>& listeners() const { return listeners_; }
@@ -199,6 +200,7 @@ class Broker {
     std::unique_ptr<recovery::Journal> journal_;
     std::unique_ptr<HttpServer> http_;
     CredentialCache credentials_;
+    ResumeKeys resume_keys_;
     SoapMetrics soap_metrics_;
     std::vector<BoundListener> listeners_;
     net::steady_timer prune_timer_;

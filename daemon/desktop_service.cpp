@@ -109,9 +109,13 @@ void DesktopProtocol::on_event_written(channels::SteadyTime received) {
 void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, DesktopMessage m) {
     auto config = broker_.config();
     auto* agent = config->find_agent(m.agent);
-    // The hash check runs on this session's thread (PBKDF2 is slow on purpose; the cache makes
-    // a reconnect cheap); an unknown agent is refused the same way as a wrong password.
-    if (!agent || !broker_.credentials().verify(m.agent, m.password, agent->password_hash)) {
+    // A resume with the key of the session's last welcome costs a SHA-256; anything else is
+    // checked against the password hash on this session's thread (PBKDF2 is slow on purpose;
+    // the cache makes a reconnect cheap). An unknown agent is refused like a wrong password.
+    bool by_key = agent && m.resume_key && m.resume_session &&
+                  broker_.resume_keys().check(m.agent, *m.resume_session, *m.resume_key);
+    if (!agent ||
+        (!by_key && !broker_.credentials().verify(m.agent, m.password, agent->password_hash))) {
         spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
         return session->close(ch::ByeReason::auth_failed);
     }
@@ -121,10 +125,13 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
     auto interval =
         std::chrono::duration_cast<std::chrono::seconds>(config->profile_of(*agent).interval)
             .count();
-    broker_.on_core_state([session, resume, interval, default_system = agent->cms,
+    broker_.on_core_state([this, session, resume, interval, default_system = agent->cms,
                            profile = config->profile_of(*agent), agent_id = m.agent,
                            said = std::chrono::steady_clock::now()](Broker::CoreState& core) {
-        auto a = core.hub.attach(agent_id, resume, session, default_system);
+        // The resume key rotates with every welcome.
+        auto key = ResumeKeys::make();
+        auto a = core.hub.attach(agent_id, resume, session, default_system, key.hash);
+        broker_.resume_keys().set(agent_id, a.token, key.hash);
         // A hello is contact: a resume inside the window clears any suspicion.
         core.actions = core.monitor.watch(
             agent_id, a.system, profile,
@@ -136,13 +143,15 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
         }
         session->send_frame(
             proto::welcome_frame(a.token, a.seq, a.resumed,
-                                 static_cast<std::uint64_t>(std::max<long long>(1, interval))));
+                                 static_cast<std::uint64_t>(std::max<long long>(1, interval)),
+                                 key.key));
         if (!a.replay.empty()) session->send_events(std::move(a.replay));
         if (a.snapshot) {
+            // Lookups by key only: a hello must not cost a pass over every agent or item.
             std::string agent_json;
-            for (auto& s : core.registry.agents())
-                if (s.user_id == agent_id && (a.system.empty() || s.system == a.system))
-                    agent_json = json::serialize(ch::to_json(s));
+            if (auto* state = core.registry.find_agent(
+                    a.system.empty() ? default_system : a.system, agent_id))
+                agent_json = json::serialize(ch::to_json(*state));
             ch::ItemFilter filter;
             filter.agent = agent_id;
             json::array items;

@@ -114,13 +114,15 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
         switch (m.type) {
             case DesktopType::hello: {
                 m.agent = f.text("agent", true, 128);
-                m.password = f.text("password", true, 1024);
                 if (auto* r = o.if_contains("resume"); r && !r->is_null()) {
                     if (!r->is_object()) throw Invalid{"resume", "\"resume\" must be an object"};
                     Fields rf(r->as_object());
                     m.resume_session = rf.text("session", true, 128);
                     m.resume_last_seq = rf.number("lastSeq", true);
+                    m.resume_key = rf.optional_text("key", 128);
                 }
+                // With the resume key of its last welcome a desktop may leave the password out.
+                m.password = f.text("password", !m.resume_key, 1024);
                 break;
             }
             case DesktopType::heartbeat:
@@ -200,12 +202,13 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
 }
 
 std::string welcome_frame(const std::string& session, std::uint64_t seq, bool resumed,
-                          std::uint64_t heartbeat_interval_s) {
+                          std::uint64_t heartbeat_interval_s, const std::string& resume_key) {
     return json::serialize(json::object{{"type", "welcome"},
                                         {"session", session},
                                         {"seq", seq},
                                         {"resumed", resumed},
-                                        {"heartbeatInterval", heartbeat_interval_s}});
+                                        {"heartbeatInterval", heartbeat_interval_s},
+                                        {"resumeKey", resume_key}});
 }
 
 std::string snapshot_frame(std::uint64_t seq, const std::string& agent_json,

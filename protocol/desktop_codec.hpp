@@ -34,6 +34,7 @@ struct DesktopMessage {
     std::string password;
     std::optional<std::string> resume_session;
     std::uint64_t resume_last_seq = 0;
+    std::optional<std::string> resume_key;  ///< the resumeKey of the session's last welcome
     // logon, logoff, setState
     std::string system;
     std::string address;
@@ -67,7 +68,7 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
 
 // ---- frames, broker → desktop ----
 std::string welcome_frame(const std::string& session, std::uint64_t seq, bool resumed,
-                          std::uint64_t heartbeat_interval_s);
+                          std::uint64_t heartbeat_interval_s, const std::string& resume_key);
 /// `agent_json` and `items_json` are JSON texts (objects; an array).
 std::string snapshot_frame(std::uint64_t seq, const std::string& agent_json,
                            const std::string& items_json, bool resync);

@@ -84,7 +84,8 @@ CREATE TABLE desktop_replay(           -- a run of events sent with consecutive 
 )sql";
 
 // Schema 3: the audit log: every automatic action (heartbeat, CMS availability) and, later,
-// every operator action, with its reason and evidence.
+// every operator action, with its reason and evidence; and the hash of each desktop session's
+// resume key.
 const char* kSchemaAudit = R"sql(
 CREATE TABLE audit(
   id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -96,6 +97,7 @@ CREATE TABLE audit(
   reason  TEXT NOT NULL,
   details TEXT NOT NULL);            -- a JSON object: the evidence
 CREATE INDEX audit_by_time ON audit(at);
+ALTER TABLE desktop_sessions ADD COLUMN resume_hash TEXT NOT NULL DEFAULT '';
 )sql";
 
 class Stmt {
@@ -326,8 +328,9 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
            "ON CONFLICT(system) DO UPDATE SET reason=?2,ended_at=?3");
     st->prune_items = mk("DELETE FROM items WHERE ended_at IS NOT NULL AND ended_at < ?1");
     st->upsert_session =
-        mk("INSERT INTO desktop_sessions(token,agent,system,scope,seq) VALUES(?1,?2,?3,?4,?5) "
-           "ON CONFLICT(token) DO UPDATE SET system=?3,scope=?4,seq=max(seq,?5)");
+        mk("INSERT INTO desktop_sessions(token,agent,system,scope,seq,resume_hash) "
+           "VALUES(?1,?2,?3,?4,?5,?6) "
+           "ON CONFLICT(token) DO UPDATE SET system=?3,scope=?4,seq=max(seq,?5),resume_hash=?6");
     st->end_session = mk("DELETE FROM desktop_sessions WHERE token=?1");
     st->end_session_replay = mk("DELETE FROM desktop_replay WHERE token=?1");
     st->insert_event = mk("INSERT OR REPLACE INTO desktop_events(id,name,data) VALUES(?1,?2,?3)");
@@ -410,7 +413,8 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
     {
         std::unordered_map<std::string, std::size_t> by_token;
         std::vector<std::uint64_t> trimmed;
-        Stmt s(prepare("SELECT token, agent, system, scope, seq, trimmed FROM desktop_sessions"));
+        Stmt s(prepare(
+            "SELECT token, agent, system, scope, seq, trimmed, resume_hash FROM desktop_sessions"));
         while (sqlite3_step(s.get()) == SQLITE_ROW) {
             channels::LoadedSession d;
             d.token = column_text(s.get(), 0);
@@ -419,6 +423,7 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
             d.scope = column_text(s.get(), 3);
             d.seq = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 4));
             trimmed.push_back(static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 5)));
+            d.resume_hash = column_text(s.get(), 6);
             by_token[d.token] = out.sessions.size();
             out.sessions.push_back(std::move(d));
         }
@@ -683,6 +688,7 @@ void Journal::write(const Change& change) {
                 bind_text(s.get(), 3, c.system);
                 bind_text(s.get(), 4, c.scope);
                 bind_int(s.get(), 5, static_cast<std::int64_t>(c.seq));
+                bind_text(s.get(), 6, c.resume_hash);
                 step(s);
             } else if constexpr (std::is_same_v<T, channels::SessionEnded>) {
                 bind_text(stmts_->end_session->get(), 1, c.token);

@@ -264,3 +264,30 @@ def test_a_cms_that_stops_answering_is_unavailable_then_subscribed_again(make_lo
     broker.sim.control("stall", {"on": False})
     d.expect_event("systemStateChanged", system="CMS-A", available=True, timeout=10)
     assert broker.sim.state()["requests"]["subscribe"] > subscribes
+
+
+def test_a_resume_key_replaces_the_password_once_and_survives_a_restart(make_loop):
+    loop = make_loop()
+    d = Desktop(loop, "alice")
+    w1 = d.expect_type("welcome")
+    assert len(w1["resumeKey"]) == 48
+    d.close()
+    # The key of the last welcome lets the session back in, whatever the password says.
+    d = Desktop(loop, "alice", password="wrong", resume={"session": w1["session"], "lastSeq": 0, "key": w1["resumeKey"]})
+    w2 = d.expect_type("welcome")
+    assert w2["resumed"] is True and w2["resumeKey"] != w1["resumeKey"]
+    d.close()
+    # The old key no longer works: with a wrong password that is a refusal.
+    d = Desktop(loop, "alice", password="wrong", resume={"session": w1["session"], "lastSeq": 0, "key": w1["resumeKey"]})
+    assert d.expect_type("bye")["reason"] == "authFailed"
+    # A key is no good for another agent's session either.
+    bob = Desktop(loop, "bob", password="wrong", resume={"session": w1["session"], "lastSeq": 0, "key": w2["resumeKey"]})
+    assert bob.expect_type("bye")["reason"] == "authFailed"
+    # The journal keeps the key's hash: it works after a restart, with no password at all.
+    loop.stop()
+    loop.start()
+    d = Desktop(loop, hello=False)
+    d.send({"type": "hello", "agent": "alice", "resume": {"session": w1["session"], "lastSeq": 0, "key": w2["resumeKey"]}})
+    assert d.expect_type("welcome")["resumed"] is True
+    with open(loop.journal_path, "rb") as f:
+        assert w2["resumeKey"].encode() not in f.read()

@@ -26,3 +26,25 @@ TEST_CASE("the credential cache accepts the right password only, and follows a c
     CHECK_FALSE(cache.verify("u", "secret", h2));  // the config now holds another hash
     CHECK(cache.verify("u", "other", h2));
 }
+
+TEST_CASE("a resume key lets in its agent's session only, and stops working when replaced") {
+    ResumeKeys keys;
+    auto k1 = ResumeKeys::make();
+    CHECK(k1.key.size() == 48);
+    CHECK(k1.hash == ResumeKeys::hash_of(k1.key));
+    CHECK(k1.hash.find(k1.key) == std::string::npos);
+    CHECK_FALSE(keys.check("alice", "t-1", k1.key));  // issued, not yet anyone's
+    keys.set("alice", "t-1", k1.hash);
+    CHECK(keys.check("alice", "t-1", k1.key));
+    CHECK_FALSE(keys.check("alice", "t-2", k1.key));  // another session
+    CHECK_FALSE(keys.check("bob", "t-1", k1.key));    // another agent
+    CHECK_FALSE(keys.check("alice", "t-1", k1.key.substr(1)));
+    CHECK_FALSE(keys.check("alice", "t-1", ""));
+    auto k2 = ResumeKeys::make();
+    CHECK(k2.key != k1.key);
+    keys.set("alice", "t-1", k2.hash);  // the next welcome rotates it
+    CHECK_FALSE(keys.check("alice", "t-1", k1.key));
+    CHECK(keys.check("alice", "t-1", k2.key));
+    keys.forget("alice");
+    CHECK_FALSE(keys.check("alice", "t-1", k2.key));
+}

@@ -226,7 +226,8 @@ TEST_CASE("desktop sessions come back with their replay runs, minus what was tri
         auto j = recovery::Journal::open({path, true, 64});
         j->load(now);
         j->start();
-        CHECK(commit(*j, {channels::SessionStored{"t-alice", "alice", "CMS-A", "", 0},
+        CHECK(commit(*j, {channels::SessionStored{"t-alice", "alice", "CMS-A", "", 0, "h-old"},
+                          channels::SessionStored{"t-alice", "alice", "CMS-A", "", 0, "h-alice"},
                           channels::SessionStored{"t-bob", "bob", "CMS-A", "all", 0},
                           channels::DesktopEventStored{1, "phoneCallChanged", R"({"id":"c-1"})"},
                           channels::DesktopEventStored{2, "phoneCallChanged", R"({"id":"c-2"})"},
@@ -243,6 +244,7 @@ TEST_CASE("desktop sessions come back with their replay runs, minus what was tri
     REQUIRE(loaded.sessions.size() == 1);
     auto& s = loaded.sessions[0];
     CHECK(s.token == "t-alice");
+    CHECK(s.resume_hash == "h-alice");  // the last welcome's key, not an earlier one
     CHECK(s.seq == 3);
     REQUIRE(s.replay.size() == 2);  // seq 1 was trimmed; its run (1..2) kept seq 2
     CHECK(s.replay[0].seq == 2);
@@ -311,7 +313,9 @@ TEST_CASE("a schema 1 journal is migrated to the current schema and keeps its it
 }
 
 TEST_CASE("a schema 2 journal is migrated to the current schema and keeps its items") {
-    check_migration_from(2, "DROP TABLE audit; PRAGMA user_version=2;");
+    check_migration_from(2,
+                         "DROP TABLE audit; ALTER TABLE desktop_sessions DROP COLUMN resume_hash; "
+                         "PRAGMA user_version=2;");
 }
 
 TEST_CASE("a renewed subscription removes the stored subscriptionEnded") {

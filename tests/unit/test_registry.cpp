@@ -164,3 +164,35 @@ TEST_CASE("an agent state is stored; the same state again is a duplicate") {
     REQUIRE(reg.agents().size() == 1);
     CHECK(reg.agents()[0].state == AgentStateValue::logged_off);
 }
+
+TEST_CASE("items by agent follow a transfer, an end and a restore") {
+    Registry reg({});
+    auto a = call(1, State::alerting, "c-1");
+    a.agent_id = "alice";
+    auto b = call(1, State::alerting, "c-2");
+    b.agent_id = "alice";
+    REQUIRE(reg.apply(a, t0).accepted());
+    REQUIRE(reg.apply(b, t0).accepted());
+    ItemFilter alice;
+    alice.agent = "alice";
+    ItemFilter bob;
+    bob.agent = "bob";
+    CHECK(reg.items(alice).size() == 2);
+    // c-1 is transferred to bob, c-2 ends.
+    auto moved = call(2, State::connected, "c-1");
+    moved.agent_id = "bob";
+    REQUIRE(reg.apply(moved, t0).accepted());
+    REQUIRE(reg.apply(call(2, State::disconnected, "c-2"), t0).accepted());
+    CHECK(reg.items(alice).empty());
+    auto bobs = reg.items(bob);
+    REQUIRE(bobs.size() == 1);
+    CHECK(bobs[0].id == "c-1");
+    // An agent filter combines with the others, and a restored registry has the same index.
+    bob.state = State::alerting;
+    CHECK(reg.items(bob).empty());
+    Registry again({});
+    again.restore(reg.items({}), {}, {});
+    ItemFilter bob_again;
+    bob_again.agent = "bob";
+    CHECK(again.items(bob_again).size() == 1);
+}
