@@ -302,16 +302,8 @@ void DesktopHub::deliver(Session& s, const EventPtr& e, SteadyTime now) {
                                   {"queued", s.pending.size() + s.link->unwritten()}};
             s.link->send_urgent(boost::json::serialize(o));
         }
-        if (s.pending.size() > 2 * limits_.queue) {
-            // Far behind: end it now rather than hold more for it.
-            ++counters_.too_slow;
-            s.link->close(ByeReason::too_slow);
-            s.link.reset();
-            s.detached_at = now;
-            s.over_since.reset();
-            s.pending.clear();
-            s.lost_events = true;
-        }
+        // Far behind: end it now rather than hold more for it.
+        if (s.pending.size() > 2 * limits_.queue) cut_off(s, now);
     }
 }
 
@@ -388,17 +380,19 @@ void DesktopHub::set_system(const std::string& agent, const std::string& system)
     }
 }
 
+void DesktopHub::cut_off(Session& s, SteadyTime now) {
+    ++counters_.too_slow;
+    s.link->close(ByeReason::too_slow);
+    s.link.reset();
+    s.detached_at = now;
+    s.over_since.reset();
+    s.pending.clear();
+    s.lost_events = true;  // its resume is a resync
+}
+
 void DesktopHub::sweep(SteadyTime now) {
-    for (auto& [agent, s] : sessions_) {
-        if (!s.link || !s.over_since || now - *s.over_since <= limits_.slow_timeout) continue;
-        ++counters_.too_slow;
-        s.link->close(ByeReason::too_slow);
-        s.link.reset();
-        s.detached_at = now;
-        s.over_since.reset();
-        s.pending.clear();
-        s.lost_events = true;
-    }
+    for (auto& [agent, s] : sessions_)
+        if (s.link && s.over_since && now - *s.over_since > limits_.slow_timeout) cut_off(s, now);
 }
 
 bool DesktopHub::end_session(const std::string& agent, ByeReason reason) {

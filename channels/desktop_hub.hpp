@@ -221,6 +221,8 @@ class DesktopHub {
     };
 
     void deliver(Session& s, const EventPtr& e, SteadyTime now);
+    /// Ends a link that fell too far behind: `bye tooSlow`, and the session waits for a resume.
+    void cut_off(Session& s, SteadyTime now);
     void trim(Session& s, std::uint64_t up_to, bool save_now);
     void stored(const Session& s);
     void save_replay(Session& s);

@@ -95,15 +95,18 @@ def hash_password(password):
     return _hash_cache[password]
 
 
-def wait_for(predicate, timeout=10.0, what="condition"):
+def wait_for(predicate, timeout=10.0, what="condition", between=None, every=0.02):
+    """Polls `predicate` every `every` seconds until it is true; `between` runs before each look."""
     deadline = time.monotonic() + timeout
     while True:
+        if between:
+            between()
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -202,14 +205,17 @@ class Broker:
     def status(self):
         return self.admin("GET", "/admin/v1/status")[1]
 
-    def admin_text(self, path):
-        """GET of a text resource (/metrics, /healthz) on the admin socket: its body."""
+    def admin_get_text(self, path):
+        """GET of a text resource (/metrics, /healthz) on the admin socket: (status, body)."""
         conn = UnixHTTPConnection(self.socket_path)
         conn.request("GET", path)
         res = conn.getresponse()
         text = res.read().decode()
         conn.close()
-        return text
+        return res.status, text
+
+    def admin_text(self, path):
+        return self.admin_get_text(path)[1]
 
     def items(self, query=""):
         status, body = self.admin("GET", "/admin/v1/items" + query)
@@ -267,6 +273,17 @@ class Broker:
                 self.watch.check(self.log_text())
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def logged_on(broker, agent="alice"):
+    """A desktop of `agent` that said hello and logged on at CMS-A, ready."""
+    d = Desktop(broker, agent)
+    d.expect_type("welcome")
+    d.expect_type("snapshot")
+    r = d.request({"type": "logon", "system": "CMS-A", "address": "+49301111", "channels": ["phone", "chat", "email"]})
+    assert r["ok"], r
+    d.expect_event("userChanged", userId=agent, state="ready")
+    return d
 
 
 def envelope(body, version=11, header=""):

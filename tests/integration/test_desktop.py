@@ -2,17 +2,7 @@
 import json
 import time
 
-from harness import Desktop, wait_for
-
-
-def logged_on(broker, agent="alice"):
-    d = Desktop(broker, agent)
-    d.expect_type("welcome")
-    d.expect_type("snapshot")
-    r = d.request({"type": "logon", "system": "CMS-A", "address": "+49301111", "channels": ["phone", "chat", "email"]})
-    assert r["ok"], r
-    d.expect_event("userChanged", userId=agent, state="ready")
-    return d
+from harness import Desktop, logged_on, wait_for
 
 
 def test_a_call_is_offered_answered_held_retrieved_and_hung_up(loop):

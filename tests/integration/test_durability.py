@@ -131,16 +131,6 @@ def test_commbrokerctl_usage_and_failure_exit_statuses(broker):
     assert out.returncode == 0 and "ready        yes" in out.stdout
 
 
-def _http_get(b, path):
-    from harness import UnixHTTPConnection
-    conn = UnixHTTPConnection(b.socket_path)
-    conn.request("GET", path)
-    res = conn.getresponse()
-    text = res.read().decode()
-    conn.close()
-    return res.status, text
-
-
 def test_a_journal_moved_away_under_load_stops_acknowledgements_and_a_restart_refuses(make_broker):
     import sqlite3
     b = make_broker(sync="normal").start()
@@ -182,9 +172,9 @@ def test_a_journal_moved_away_under_load_stops_acknowledgements_and_a_restart_re
         t.join()
     status = b.status()
     assert status["ready"] is False and status["journal"]["state"] == "lost"
-    code, text = _http_get(b, "/readyz")
+    code, text = b.admin_get_text("/readyz")
     assert code == 503 and "journal lost" in text
-    code, text = _http_get(b, "/healthz")
+    code, text = b.admin_get_text("/healthz")
     assert code == 503 and "journal lost" in text
     b.send_signal(signal.SIGKILL)
     b.proc.wait()
@@ -218,15 +208,15 @@ def test_a_full_disk_is_refused_with_503_and_the_broker_accepts_again_on_its_own
     assert "unavailable" in text
     status, _, _ = b.soap(envelope(call_xml(id="refused", version=1)))
     assert status == 503
-    code, text = _http_get(b, "/readyz")
+    code, text = b.admin_get_text("/readyz")
     assert code == 503 and "journal retrying" in text
     # Failing for longer than unhealthyAfter: the broker asks to be restarted.
-    wait_for(lambda: _http_get(b, "/healthz")[0] == 503, timeout=5, what="/healthz failing")
-    assert "journal failing" in _http_get(b, "/healthz")[1]
+    wait_for(lambda: b.admin_get_text("/healthz")[0] == 503, timeout=5, what="/healthz failing")
+    assert "journal failing" in b.admin_get_text("/healthz")[1]
 
     os.unlink(flag)  # room again
     wait_for(lambda: b.status()["journal"]["healthy"], timeout=5, what="the journal recovering")
-    assert _http_get(b, "/healthz")[0] == 200 and _http_get(b, "/readyz")[0] == 200
+    assert b.admin_get_text("/healthz")[0] == 200 and b.admin_get_text("/readyz")[0] == 200
     # The CMS retries what was refused: the event that was applied before the failure is now
     # durable and answered as such; the one that was never applied is accepted now.
     assert status_of(b.soap(envelope(call_xml(id="during", version=1)))[2]) == "duplicate"

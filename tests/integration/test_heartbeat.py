@@ -2,19 +2,9 @@
 import sqlite3
 import time
 
-from harness import Desktop, envelope, status_of, wait_for
+from harness import Desktop, envelope, logged_on, status_of, wait_for
 
 FAST = 'interval="1s" lag="1s"'
-
-
-def logged_on(broker, agent="alice"):
-    d = Desktop(broker, agent)
-    d.expect_type("welcome")
-    d.expect_type("snapshot")
-    r = d.request({"type": "logon", "system": "CMS-A", "address": "+49301111", "channels": ["phone", "chat", "email"]})
-    assert r["ok"], r
-    d.expect_event("userChanged", userId=agent, state="ready")
-    return d
 
 
 def sim_agent(sim, agent):
@@ -23,16 +13,10 @@ def sim_agent(sim, agent):
 
 def keep_alive(desktops, predicate, timeout=10.0, what="condition"):
     """Waits for `predicate` while every desktop in `desktops` sends a heartbeat every 200 ms."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def beat():
         for d in desktops:
             d.send({"type": "heartbeat"})
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return wait_for(predicate, timeout, what, between=beat, every=0.2)
 
 
 def audit(broker):
