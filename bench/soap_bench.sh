@@ -40,7 +40,7 @@ for sync in normal full; do
   <node id="bench" threads="1"/>
   <listen service="ici" address="127.0.0.1" port="0"/>
   <adminSocket path="$d/admin.sock"/>
-  <journal path="$d/journal.db" sync="$sync"/>
+  <journal path="$d/journal.db" sync="$sync" ${JOURNAL_ATTRS:-}/>
   <cms id="CMS-A" url="http://127.0.0.1:9/cms" inboundUser="bench" inboundPasswordHash="$hash"/>
   <log level="warn"/>
 </commbroker>
@@ -49,8 +49,16 @@ XML
   pids+=($!)
   for _ in $(seq 100); do [ -S "$d/admin.sock" ] && break; sleep 0.05; done
   port=$("$build/ctl/commbrokerctl" --socket "$d/admin.sock" status --json | python3 -c 'import json,sys; print([l["port"] for l in json.load(sys.stdin)["listeners"] if l["service"]=="ici"][0])')
-  # The WAL's size, sampled every 100 ms while the load runs: the largest is printed.
-  ( while :; do stat -c %s "$d/journal.db-wal" 2>/dev/null || echo 0; sleep 0.1; done ) > "$d/wal" &
+  # The WAL's size, sampled every 100 ms while the load runs (the largest is printed), by one
+  # process on wrk's core: a fork per sample on the server's core would cost it latency.
+  taskset -c 0 /usr/bin/python3 -c '
+import os, sys, time
+while True:
+    try:
+        print(os.stat(sys.argv[1]).st_size, flush=True)
+    except OSError:
+        print(0, flush=True)
+    time.sleep(0.1)' "$d/journal.db-wal" > "$d/wal" &
   sampler=$!
   load "$port" > "$d/result"
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
