@@ -88,7 +88,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     boost::system::error_code connect_error;
     c->socket.open(tcp::v4());
     c->socket.bind(tcp::endpoint(source, 0), connect_error);
-    if (!connect_error) c->socket.connect(server.endpoint, connect_error);
+    if (!connect_error) {
+        // Asynchronous: a blocking connect() can be cut short (EINTR) by libFuzzer's timer
+        // signal, which a long run met once ("Interrupted system call").
+        bool connected = false;
+        c->socket.async_connect(server.endpoint, [&](boost::system::error_code ec) {
+            connect_error = ec;
+            connected = true;
+        });
+        while (!connected)
+            server.ioc.run_one();
+    }
     if (connect_error) {
         std::fprintf(stderr, "cannot connect to the server: %s\n", connect_error.message().c_str());
         std::abort();
