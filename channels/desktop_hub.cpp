@@ -413,6 +413,23 @@ std::vector<SessionInfo> DesktopHub::session_infos() const {
     return out;
 }
 
+bool DesktopHub::attached(const std::string& agent) const {
+    auto it = sessions_.find(agent);
+    return it != sessions_.end() && it->second.link;
+}
+
+void DesktopHub::forget_resume_key(const std::string& agent) {
+    auto it = sessions_.find(agent);
+    if (it == sessions_.end() || it->second.resume_hash.empty()) return;
+    it->second.resume_hash.clear();
+    stored(it->second);
+}
+
+bool DesktopHub::holds(const std::string& agent, const std::string& token) const {
+    auto it = sessions_.find(agent);
+    return it != sessions_.end() && it->second.token == token;
+}
+
 void DesktopHub::close_all(ByeReason reason) {
     for (auto& [agent, s] : sessions_)
         if (s.link) {

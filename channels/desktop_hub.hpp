@@ -197,6 +197,13 @@ class DesktopHub {
 
     std::size_t sessions() const { return sessions_.size(); }
     std::size_t connected() const;
+    /// True if the agent's session has a link (a desktop connected).
+    bool attached(const std::string& agent) const;
+    /// The agent's resume key stops working (its password changed): the session's hash is
+    /// cleared, in the journal too.
+    void forget_resume_key(const std::string& agent);
+    /// True if the agent's session is the one with this token.
+    bool holds(const std::string& agent, const std::string& token) const;
     std::size_t queued() const;
     const HubCounters& counters() const { return counters_; }
 

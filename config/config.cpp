@@ -80,7 +80,8 @@ std::optional<Duration> parse_duration(std::string_view text) {
         ms_per = 86'400'000;
     else
         return std::nullopt;
-    if (n > (std::uint64_t{1} << 40)) return std::nullopt;
+    // Bounded so that the product fits: 2^40 days would not.
+    if (n > (std::uint64_t{1} << 40) / ms_per) return std::nullopt;
     return Duration(static_cast<Duration::rep>(n * ms_per));
 }
 

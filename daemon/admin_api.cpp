@@ -450,7 +450,8 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                 if (!d)
                     return respond(error_response(
                         http::status::bad_request, "badRequest",
-                        "since must be a duration such as 90s, 15m or 2h, not \"" + v + "\""));
+                        "since must be a duration such as 90s, 15m or 2h (at most 12000d), "
+                        "not \"" + v + "\""));
                 q.since = std::chrono::system_clock::now() - *d;
             } else if (k == "limit") {
                 char* end = nullptr;

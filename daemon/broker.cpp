@@ -322,6 +322,21 @@ ReloadResult Broker::reload() {
                 m.probe_timeout = r.probe_timeout;
                 m.request_timeout = r.request_timeout;
             }
+    // A resume key stands in for the password it was issued under: a changed or removed
+    // password ends it (in memory at once, in the journal through the hub).
+    std::vector<std::string> changed_passwords;
+    for (auto& a : running->agents) {
+        auto* now_a = next->find_agent(a.id);
+        if (!now_a || now_a->password_hash != a.password_hash) {
+            resume_keys_.forget(a.id);
+            changed_passwords.push_back(a.id);
+        }
+    }
+    if (!changed_passwords.empty())
+        on_core_state([changed_passwords](CoreState& core) {
+            for (auto& agent : changed_passwords)
+                core.hub.forget_resume_key(agent);
+        });
     apply_config(*next);
     {
         std::lock_guard lock(config_mutex_);
@@ -596,15 +611,6 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                            {"peer", a.last_contact.peer}};
             hub_.route_supervisors("agentHeartbeat", a.system, json::serialize(o), steady_now);
         };
-        auto cms_request = [&](protocol::CmsRequest r, std::string what) {
-            r.user_id = a.agent;
-            cms_.request(a.system, std::move(r),
-                         [agent = a.agent, what = std::move(what)](CmsResult result) {
-                             if (auto* f = std::get_if<protocol::CmsFault>(&result))
-                                 spdlog::warn("heartbeat: {} for {} failed: {}: {}", what, agent,
-                                              f->code, f->message);
-                         });
-        };
         auto logoff = [&](const std::string& system) {
             protocol::CmsRequest r;
             r.op = protocol::CmsOp::logoff;
@@ -622,7 +628,11 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                              silent.count(), heartbeat::to_string(a.last_contact.kind),
                              a.last_contact.peer.empty() ? "-" : a.last_contact.peer);
                 auto* state = a.system.empty() ? nullptr : registry_.find_agent(a.system, a.agent);
-                if (a.set_not_ready && state &&
+                // A late tick may bring the loss in the same batch: then no notReady first.
+                bool lost_too = std::any_of(actions.begin(), actions.end(), [&](auto& other) {
+                    return other.kind == ActionKind::lost && other.agent == a.agent;
+                });
+                if (a.set_not_ready && state && !lost_too &&
                     (state->state == channels::AgentStateValue::ready ||
                      state->state == channels::AgentStateValue::wrap_up)) {
                     std::string previous(channels::to_string(state->state));
@@ -631,7 +641,24 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                     protocol::CmsRequest r;
                     r.op = protocol::CmsOp::set_work_mode;
                     r.state = "notReady";
-                    cms_request(std::move(r), "setWorkMode notReady");
+                    r.user_id = a.agent;
+                    // A restore asked for while this is on its way waits for its answer, so
+                    // that the two cannot overtake each other on the CMS link's connections.
+                    mode_in_flight_[a.agent] = std::nullopt;
+                    cms_.request(a.system, std::move(r),
+                                 [this, agent = a.agent, system = a.system](CmsResult result) {
+                                     if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                                         spdlog::warn("heartbeat: setWorkMode notReady for {} "
+                                                      "failed: {}: {}",
+                                                      agent, f->code, f->message);
+                                     net::post(core_, [this, agent, system] {
+                                         auto it = mode_in_flight_.find(agent);
+                                         if (it == mode_in_flight_.end()) return;
+                                         auto restore = std::move(it->second);
+                                         mode_in_flight_.erase(it);
+                                         if (restore) set_work_mode(agent, system, *restore);
+                                     });
+                                 });
                 }
                 tell_supervisors("suspect");
                 audit("heartbeatSuspect", a.agent, a.system, {}, "silent for longer than lag",
@@ -643,10 +670,10 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                              heartbeat::to_string(a.last_contact.kind));
                 if (!a.restore_mode.empty() && !a.system.empty()) {
                     evidence["restoredMode"] = a.restore_mode;
-                    protocol::CmsRequest r;
-                    r.op = protocol::CmsOp::set_work_mode;
-                    r.state = a.restore_mode;
-                    cms_request(std::move(r), "setWorkMode " + a.restore_mode);
+                    if (auto it = mode_in_flight_.find(a.agent); it != mode_in_flight_.end())
+                        it->second = a.restore_mode;  // sent when notReady is answered
+                    else
+                        set_work_mode(a.agent, a.system, a.restore_mode);
                 }
                 tell_supervisors("active");
                 audit("heartbeatCleared", a.agent, a.system, {}, "heard from again",
@@ -655,6 +682,7 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
             case ActionKind::lost:
             case ActionKind::expired: {
                 bool lost = a.kind == ActionKind::lost;
+                mode_in_flight_.erase(a.agent);  // logged off: nothing to restore
                 json::array orphaned;
                 if (lost && !a.system.empty()) {
                     spdlog::warn("heartbeat: {} silent for {} ms: logging off at {}", a.agent,
@@ -710,6 +738,19 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
             }
         }
     }
+}
+
+void Broker::set_work_mode(const std::string& agent, const std::string& system,
+                           const std::string& mode) {
+    protocol::CmsRequest r;
+    r.op = protocol::CmsOp::set_work_mode;
+    r.state = mode;
+    r.user_id = agent;
+    cms_.request(system, std::move(r), [agent, mode](CmsResult result) {
+        if (auto* f = std::get_if<protocol::CmsFault>(&result))
+            spdlog::warn("heartbeat: setWorkMode {} for {} failed: {}: {}", mode, agent, f->code,
+                         f->message);
+    });
 }
 
 void Broker::inspect(const std::vector<channels::Change>& changes) {

@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -170,6 +171,9 @@ class Broker {
     void arm_heartbeat();
     /// Core: gives every restored desktop session a fresh window (at readiness).
     void watch_restored_sessions();
+    /// Core: sets the agent's work mode at `system` (the heartbeat's restore), not waited for.
+    void set_work_mode(const std::string& agent, const std::string& system,
+                       const std::string& mode);
     /// Core: journals an audit record.
     void audit(std::string action, const std::string& agent, const std::string& system,
                const std::string& item, std::string reason, std::string details);
@@ -196,6 +200,9 @@ class Broker {
     net::steady_timer heartbeat_timer_;             // core only
     std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to
     std::map<std::string, Orphan> orphans_;         // core only: by system + '\x1f' + item ID
+    // core only: agents whose setWorkMode notReady is on its way, with the mode to restore
+    // once it is answered (if the agent was heard from meanwhile)
+    std::unordered_map<std::string, std::optional<std::string>> mode_in_flight_;
     std::atomic<std::uint64_t> cms_outages_{0};
     std::unique_ptr<recovery::Journal> journal_;
     std::unique_ptr<HttpServer> http_;

@@ -89,8 +89,10 @@ void DesktopProtocol::on_ping(const std::shared_ptr<DesktopSession>& session, bo
 void DesktopProtocol::on_closed(const std::shared_ptr<DesktopSession>& session) {
     if (session->agent().empty()) return;
     broker_.on_core_state([session](Broker::CoreState& core) {
-        // Only the session's current link: a replaced connection closing changes nothing.
-        if (core.hub.detach(session->agent(), session.get(), std::chrono::steady_clock::now()))
+        // A replaced connection closing changes nothing; one the hub cut off (too slow) had
+        // already lost its link there: either way the hub says whether a desktop is attached.
+        core.hub.detach(session->agent(), session.get(), std::chrono::steady_clock::now());
+        if (!core.hub.attached(session->agent()))
             core.monitor.set_attached(session->agent(), false);
     });
 }
@@ -111,7 +113,8 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
     auto* agent = config->find_agent(m.agent);
     // A resume with the key of the session's last welcome costs a SHA-256; anything else is
     // checked against the password hash on this session's thread (PBKDF2 is slow on purpose;
-    // the cache makes a reconnect cheap). An unknown agent is refused like a wrong password.
+    // the cache makes a reconnect cheap). An unknown agent gets the same bye as a wrong
+    // password (though sooner: it costs no PBKDF2).
     bool by_key = agent && m.resume_key && m.resume_session &&
                   broker_.resume_keys().check(m.agent, *m.resume_session, *m.resume_key);
     if (!agent ||
@@ -125,9 +128,16 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
     auto interval =
         std::chrono::duration_cast<std::chrono::seconds>(config->profile_of(*agent).interval)
             .count();
-    broker_.on_core_state([this, session, resume, interval, default_system = agent->cms,
+    broker_.on_core_state([this, session, resume, interval, by_key, default_system = agent->cms,
                            profile = config->profile_of(*agent), agent_id = m.agent,
                            said = std::chrono::steady_clock::now()](Broker::CoreState& core) {
+        // Let in by a resume key, which only ever opens the session it was issued for: if that
+        // session ended meanwhile (a heartbeat logoff), the key is no good for a new one.
+        if (by_key && !core.hub.holds(agent_id, resume->token)) {
+            spdlog::info("desktop {}: resume key of {} for a session that has ended",
+                         session->peer(), agent_id);
+            return session->close(ch::ByeReason::auth_failed);
+        }
         // The resume key rotates with every welcome.
         auto key = ResumeKeys::make();
         auto a = core.hub.attach(agent_id, resume, session, default_system, key.hash);

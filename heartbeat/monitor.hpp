@@ -99,8 +99,8 @@ struct Counters {
 
 class Monitor {
   public:
-    /// Starts (or renews) the watch of an agent: at its hello, or at start-up for every agent
-    /// with a session or a logon (then `contact.kind` is restart: a fresh window). A renewal
+    /// Starts (or renews) the watch of an agent: at its hello, or at start-up for every desktop
+    /// session the journal kept (then `contact.kind` is restart: a fresh window). A renewal
     /// keeps the suspicion and the work mode to restore; the contact clears them as any would.
     std::vector<Action> watch(const std::string& agent, const std::string& system,
                               const Profile& profile, Contact contact);

@@ -2,7 +2,7 @@
 # The test command: installs what is missing (Debian 12 packages), then runs three stages:
 #   1. build (gcc, RelWithDebInfo) and run every test: unit, integration, interop;
 #   2. the sanitizer stage (scripts/sanitize.sh): a clang ASan+UBSan build runs every test again;
-#   3. every fuzz target for COMMBROKER_FUZZ_SECONDS (default 30) each (scripts/fuzz.sh).
+#   3. every fuzz target for COMMBROKER_FUZZ_SECONDS (default 20) each (scripts/fuzz.sh).
 # COMMBROKER_QUICK=1 runs only the first stage, for a quick local loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,6 @@ tests() {
 stage "build and test" tests
 if [ "${COMMBROKER_QUICK:-0}" != 1 ]; then
     stage "sanitizers (ASan+UBSan)" bash scripts/sanitize.sh
-    stage "fuzz" bash scripts/fuzz.sh "${COMMBROKER_FUZZ_SECONDS:-30}"
+    stage "fuzz" bash scripts/fuzz.sh "${COMMBROKER_FUZZ_SECONDS:-20}"
 fi
 printf '=== %s\n' "${timings[@]}"

@@ -279,5 +279,18 @@ def test_a_resume_key_replaces_the_password_once_and_survives_a_restart(make_loo
     d = Desktop(loop, hello=False)
     d.send({"type": "hello", "agent": "alice", "resume": {"session": w1["session"], "lastSeq": 0, "key": w2["resumeKey"]}})
     assert d.expect_type("welcome")["resumed"] is True
+    w3 = d.frames[0]
     with open(loop.journal_path, "rb") as f:
         assert w2["resumeKey"].encode() not in f.read()
+    # A new password ends the key: a reload that changes alice's hash refuses the key alone.
+    d.close()
+    from harness import hash_password
+    with open(loop.config_path) as f:
+        text = f.read()
+    loop.write_config(text.replace(hash_password("pw-alice"), hash_password("pw-alice-new")))
+    assert loop.ctl("reload").returncode == 0
+    d = Desktop(loop, hello=False)
+    d.send({"type": "hello", "agent": "alice", "resume": {"session": w1["session"], "lastSeq": 0, "key": w3["resumeKey"]}})
+    assert d.expect_type("bye")["reason"] == "authFailed"
+    d = Desktop(loop, "alice", password="pw-alice-new", resume={"session": w1["session"], "lastSeq": 0})
+    assert d.expect_type("welcome")["resumed"] is True

@@ -62,6 +62,8 @@ def test_a_silent_desktop_is_set_not_ready_after_lag_then_logged_off_after_grace
     assert '"previousMode":"ready"' in records["heartbeatSuspect"][5]
     assert f'"orphaned":["CMS-A/{call}"]' in records["heartbeatLogoff"][5]
     assert '"peer":"127.0.0.1:' in records["heartbeatLogoff"][5]
+    assert loop.admin("GET", "/admin/v1/audit?since=200000000000d")[0] == 400
+    assert loop.admin("GET", "/admin/v1/audit?limit=0")[0] == 400
     out = loop.ctl("audit", "--agent", "alice").stdout
     assert "heartbeatLogoff" in out and "heartbeatSuspect" in out
     metrics = loop.admin_text("/metrics")

@@ -67,6 +67,9 @@ TEST_CASE("durations") {
     CHECK(parse_duration("5s") == std::chrono::seconds(5));
     CHECK(parse_duration("2m") == std::chrono::minutes(2));
     CHECK(parse_duration("7d") == std::chrono::hours(168));
+    CHECK(parse_duration("12000d") == std::chrono::hours(24 * 12000));
+    CHECK_FALSE(parse_duration("13000d"));         // over 2^40 ms
+    CHECK_FALSE(parse_duration("200000000000d"));  // would wrap
     CHECK_FALSE(parse_duration("5"));
     CHECK_FALSE(parse_duration("s"));
     CHECK_FALSE(parse_duration("5 s"));

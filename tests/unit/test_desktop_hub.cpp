@@ -195,6 +195,9 @@ TEST_CASE("a desktop that stays over budget gets overload, then bye tooSlow, and
     f.hub.sweep(f.now);
     CHECK(slow->bye == ByeReason::too_slow);
     CHECK(f.hub.counters().too_slow == 1);
+    // The session stays for a resume, with no desktop attached (the monitor reads this).
+    CHECK_FALSE(f.hub.attached("bob"));
+    CHECK(f.hub.attached("alice"));
     // The other desktop kept its pace.
     CHECK(fast->written.size() == 12);
     CHECK_FALSE(fast->bye);
