@@ -94,17 +94,16 @@ struct SubscriptionRenewed {
 /// One automatic or operator action, with its reason and evidence (the audit log).
 struct AuditStored {
     TimePoint at;
-    std::string action;   ///< heartbeatSuspect, heartbeatCleared, heartbeatLogoff, ...
-    std::string agent;    ///< "" if none
-    std::string system;   ///< "" if none
-    std::string item;     ///< "" if none
+    std::string action;  ///< heartbeatSuspect, heartbeatCleared, heartbeatLogoff, ...
+    std::string agent;   ///< "" if none
+    std::string system;  ///< "" if none
+    std::string item;    ///< "" if none
     std::string reason;
     std::string details;  ///< a JSON object: the evidence (last contact, profile, address, ...)
 };
-using Change =
-    std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored, SessionStored,
-                 SessionEnded, DesktopEventStored, ReplayStored, ReplayTrimmed,
-                 SubscriptionRenewed, AuditStored>;
+using Change = std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored,
+                            SessionStored, SessionEnded, DesktopEventStored, ReplayStored,
+                            ReplayTrimmed, SubscriptionRenewed, AuditStored>;
 
 struct ApplyResult {
     std::variant<Outcome, Rejection> result;

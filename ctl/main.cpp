@@ -265,10 +265,13 @@ std::string with_filters(const Options& o, std::string target,
 }
 
 int cmd_items(const Options& o) {
-    auto target = with_filters(
-        o, "/admin/v1/items",
-        {{"--agent", "agent"}, {"--channel", "channel"}, {"--state", "state"}, {"--system", "system"}},
-        "items takes --agent, --channel, --state and --system, each with a value");
+    auto target =
+        with_filters(o, "/admin/v1/items",
+                     {{"--agent", "agent"},
+                      {"--channel", "channel"},
+                      {"--state", "state"},
+                      {"--system", "system"}},
+                     "items takes --agent, --channel, --state and --system, each with a value");
     auto v = call_json(o, http::verb::get, target);
     if (o.json) return std::cout << json::serialize(v) << "\n", 0;
     std::vector<std::vector<std::string>> rows;
@@ -311,8 +314,9 @@ int cmd_agents(const Options& o) {
         if (auto* hb = ao.if_contains("heartbeat")) {
             auto& h = hb->as_object();
             std::ostringstream silent;
-            silent << std::fixed << std::setprecision(1) << h.at("silentSeconds").to_number<double>()
-                   << " s (" << str(h.at("contact")) << ")";
+            silent << std::fixed << std::setprecision(1)
+                   << h.at("silentSeconds").to_number<double>() << " s (" << str(h.at("contact"))
+                   << ")";
             row.insert(row.end(), {str(h.at("state")), silent.str(),
                                    h.at("connected").as_bool() ? str(h.at("peer")) : "-"});
         } else {
@@ -325,11 +329,11 @@ int cmd_agents(const Options& o) {
 }
 
 int cmd_audit(const Options& o) {
-    auto target = with_filters(o, "/admin/v1/audit",
-                               {{"--since", "since"}, {"--agent", "agent"}, {"--item", "item"},
-                                {"--limit", "limit"}},
-                               "audit takes --since DURATION, --agent, --item and --limit, "
-                               "each with a value");
+    auto target = with_filters(
+        o, "/admin/v1/audit",
+        {{"--since", "since"}, {"--agent", "agent"}, {"--item", "item"}, {"--limit", "limit"}},
+        "audit takes --since DURATION, --agent, --item and --limit, "
+        "each with a value");
     auto v = call_json(o, http::verb::get, target);
     if (o.json) return std::cout << json::serialize(v) << "\n", 0;
     std::vector<std::vector<std::string>> rows;
@@ -337,8 +341,8 @@ int cmd_audit(const Options& o) {
         auto& eo = e.as_object();
         auto dash = [](std::string s) { return s.empty() ? std::string("-") : s; };
         rows.push_back({str(eo.at("at")), str(eo.at("action")), dash(str(eo.at("agent"))),
-                        dash(str(eo.at("system"))), dash(str(eo.at("item"))),
-                        str(eo.at("reason")), json::serialize(eo.at("details"))});
+                        dash(str(eo.at("system"))), dash(str(eo.at("item"))), str(eo.at("reason")),
+                        json::serialize(eo.at("details"))});
     }
     print_table({"AT", "ACTION", "AGENT", "SYSTEM", "ITEM", "REASON", "EVIDENCE"}, rows);
     return 0;

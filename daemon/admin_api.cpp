@@ -400,24 +400,25 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
 
     if (head == "agents" && decoded.size() <= 2) {
         if (!get) return respond(method_not_allowed("GET"));
-        return broker_.on_core_state([id = decoded.size() == 2 ? decoded[1] : std::string(),
-                                      respond = std::move(respond)](Broker::CoreState& core) mutable {
-            auto steady_now = std::chrono::steady_clock::now();
-            auto wall_now = std::chrono::system_clock::now();
-            json::array out;
-            for (auto& a : core.registry.agents()) {
-                if (!id.empty() && a.user_id != id) continue;
-                auto o = channels::to_json(a);
-                if (auto v = core.monitor.view(a.user_id)) o["heartbeat"] =
-                    heartbeat_json(*v, steady_now, wall_now);
-                out.push_back(std::move(o));
-            }
-            if (!id.empty() && out.empty())
-                return respond(
-                    error_response(http::status::not_found, "notFound", "no agent " + id));
-            // One agent ID may be known at several systems: /agents/{id} lists each.
-            respond(json_response(http::status::ok, json::object{{"agents", std::move(out)}}));
-        });
+        return broker_.on_core_state(
+            [id = decoded.size() == 2 ? decoded[1] : std::string(),
+             respond = std::move(respond)](Broker::CoreState& core) mutable {
+                auto steady_now = std::chrono::steady_clock::now();
+                auto wall_now = std::chrono::system_clock::now();
+                json::array out;
+                for (auto& a : core.registry.agents()) {
+                    if (!id.empty() && a.user_id != id) continue;
+                    auto o = channels::to_json(a);
+                    if (auto v = core.monitor.view(a.user_id))
+                        o["heartbeat"] = heartbeat_json(*v, steady_now, wall_now);
+                    out.push_back(std::move(o));
+                }
+                if (!id.empty() && out.empty())
+                    return respond(
+                        error_response(http::status::not_found, "notFound", "no agent " + id));
+                // One agent ID may be known at several systems: /agents/{id} lists each.
+                respond(json_response(http::status::ok, json::object{{"agents", std::move(out)}}));
+            });
     }
 
     if (head == "recovery" && decoded.size() == 2 && decoded[1] == "orphans") {
@@ -451,7 +452,8 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                     return respond(error_response(
                         http::status::bad_request, "badRequest",
                         "since must be a duration such as 90s, 15m or 2h (at most 12000d), "
-                        "not \"" + v + "\""));
+                        "not \"" +
+                            v + "\""));
                 q.since = std::chrono::system_clock::now() - *d;
             } else if (k == "limit") {
                 char* end = nullptr;
@@ -462,9 +464,9 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                         "limit must be a number from 1 to " + std::to_string(kMaxAuditRecords)));
                 q.limit = n;
             } else {
-                return respond(error_response(http::status::bad_request, "badRequest",
-                                              "unknown filter \"" + k +
-                                                  "\" (agent, item, since, limit)"));
+                return respond(
+                    error_response(http::status::bad_request, "badRequest",
+                                   "unknown filter \"" + k + "\" (agent, item, since, limit)"));
             }
         }
         // A read-only connection of its own, on this session's thread: the journal's thread
@@ -478,9 +480,12 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         }
         json::array out;
         for (auto& r : records) {
-            json::object o{{"at", channels::iso_utc(r.at)}, {"action", r.action},
-                           {"agent", r.agent},              {"system", r.system},
-                           {"item", r.item},                {"reason", r.reason}};
+            json::object o{{"at", channels::iso_utc(r.at)},
+                           {"action", r.action},
+                           {"agent", r.agent},
+                           {"system", r.system},
+                           {"item", r.item},
+                           {"reason", r.reason}};
             boost::system::error_code ec;
             auto details = json::parse(r.details, ec);
             o["details"] = ec ? json::value(r.details) : std::move(details);

@@ -32,8 +32,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace cb::daemon {
@@ -196,10 +196,10 @@ class Broker {
     mutable std::mutex desktop_stats_mutex_;
     DesktopStats desktop_stats_;  // refreshed by the sweep, guarded by desktop_stats_mutex_
     net::steady_timer sweep_timer_;
-    heartbeat::Monitor monitor_;                    // core only
-    net::steady_timer heartbeat_timer_;             // core only
+    heartbeat::Monitor monitor_;                      // core only
+    net::steady_timer heartbeat_timer_;               // core only
     std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to
-    std::map<std::string, Orphan> orphans_;         // core only: by system + '\x1f' + item ID
+    std::map<std::string, Orphan> orphans_;           // core only: by system + '\x1f' + item ID
     // core only: agents whose setWorkMode notReady is on its way, with the mode to restore
     // once it is answered (if the agent was heard from meanwhile)
     std::unordered_map<std::string, std::optional<std::string>> mode_in_flight_;

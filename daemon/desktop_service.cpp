@@ -60,12 +60,11 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
         return hello(session, std::move(m));
     }
     // Any request after hello counts as contact (a refused one too: the desktop is there).
-    broker_.contact(session->agent(),
-                    heartbeat::Contact{std::chrono::steady_clock::now(),
-                                       m.type == DesktopType::heartbeat
-                                           ? heartbeat::ContactKind::heartbeat
-                                           : heartbeat::ContactKind::request,
-                                       session->peer()});
+    broker_.contact(session->agent(), heartbeat::Contact{std::chrono::steady_clock::now(),
+                                                         m.type == DesktopType::heartbeat
+                                                             ? heartbeat::ContactKind::heartbeat
+                                                             : heartbeat::ContactKind::request,
+                                                         session->peer()});
     request(session, std::move(m));
 }
 
@@ -79,11 +78,10 @@ void DesktopProtocol::on_ping(const std::shared_ptr<DesktopSession>& session, bo
     // Contact for the heartbeat monitor; a ping needs no answer beyond Beast's pong. Before
     // hello there is nobody to credit it to.
     if (session->agent().empty()) return;
-    broker_.contact(session->agent(),
-                    heartbeat::Contact{std::chrono::steady_clock::now(),
-                                       pong ? heartbeat::ContactKind::pong
-                                            : heartbeat::ContactKind::ping,
-                                       session->peer()});
+    broker_.contact(session->agent(), heartbeat::Contact{std::chrono::steady_clock::now(),
+                                                         pong ? heartbeat::ContactKind::pong
+                                                              : heartbeat::ContactKind::ping,
+                                                         session->peer()});
 }
 
 void DesktopProtocol::on_closed(const std::shared_ptr<DesktopSession>& session) {
@@ -151,16 +149,15 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
                          agent_id);
             a.replaced->close(ch::ByeReason::replaced);
         }
-        session->send_frame(
-            proto::welcome_frame(a.token, a.seq, a.resumed,
-                                 static_cast<std::uint64_t>(std::max<long long>(1, interval)),
-                                 key.key));
+        session->send_frame(proto::welcome_frame(
+            a.token, a.seq, a.resumed, static_cast<std::uint64_t>(std::max<long long>(1, interval)),
+            key.key));
         if (!a.replay.empty()) session->send_events(std::move(a.replay));
         if (a.snapshot) {
             // Lookups by key only: a hello must not cost a pass over every agent or item.
             std::string agent_json;
-            if (auto* state = core.registry.find_agent(
-                    a.system.empty() ? default_system : a.system, agent_id))
+            if (auto* state = core.registry.find_agent(a.system.empty() ? default_system : a.system,
+                                                       agent_id))
                 agent_json = json::serialize(ch::to_json(*state));
             ch::ItemFilter filter;
             filter.agent = agent_id;

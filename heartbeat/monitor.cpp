@@ -6,40 +6,54 @@ using config::HeartbeatMode;
 
 std::string_view to_string(Liveness l) {
     switch (l) {
-        case Liveness::active: return "active";
-        case Liveness::suspect: return "suspect";
-        case Liveness::lost: return "lost";
+        case Liveness::active:
+            return "active";
+        case Liveness::suspect:
+            return "suspect";
+        case Liveness::lost:
+            return "lost";
     }
     return "?";
 }
 
 std::string_view to_string(ContactKind k) {
     switch (k) {
-        case ContactKind::hello: return "hello";
-        case ContactKind::heartbeat: return "heartbeat";
-        case ContactKind::ping: return "ping";
-        case ContactKind::pong: return "pong";
-        case ContactKind::request: return "request";
-        case ContactKind::restart: return "restart";
+        case ContactKind::hello:
+            return "hello";
+        case ContactKind::heartbeat:
+            return "heartbeat";
+        case ContactKind::ping:
+            return "ping";
+        case ContactKind::pong:
+            return "pong";
+        case ContactKind::request:
+            return "request";
+        case ContactKind::restart:
+            return "restart";
     }
     return "?";
 }
 
 std::string_view to_string(ActionKind k) {
     switch (k) {
-        case ActionKind::suspect: return "suspect";
-        case ActionKind::cleared: return "cleared";
-        case ActionKind::lost: return "lost";
-        case ActionKind::expired: return "expired";
-        case ActionKind::rejected: return "rejected";
+        case ActionKind::suspect:
+            return "suspect";
+        case ActionKind::cleared:
+            return "cleared";
+        case ActionKind::lost:
+            return "lost";
+        case ActionKind::expired:
+            return "expired";
+        case ActionKind::rejected:
+            return "rejected";
     }
     return "?";
 }
 
 std::optional<Time> Monitor::deadline(const Record& r) {
     if (r.profile.mode == HeartbeatMode::watchdog)
-        return r.last.at + (r.state == Liveness::active ? r.profile.lag
-                                                        : r.profile.lag + r.profile.grace);
+        return r.last.at +
+               (r.state == Liveness::active ? r.profile.lag : r.profile.lag + r.profile.grace);
     // onContact: only a detached session expires by time.
     if (!r.attached && r.session) return r.last.at + r.profile.lag + r.profile.grace;
     return std::nullopt;
@@ -133,7 +147,9 @@ void Monitor::note_replaced_mode(const std::string& agent, std::string mode) {
         it->second.replaced_mode = std::move(mode);
 }
 
-void Monitor::forget(const std::string& agent) { agents_.erase(agent); }
+void Monitor::forget(const std::string& agent) {
+    agents_.erase(agent);
+}
 
 std::vector<Action> Monitor::advance(Time now) {
     std::vector<Action> out;
@@ -161,8 +177,8 @@ std::vector<Action> Monitor::advance(Time now) {
             r.state = Liveness::suspect;
             ++counters_.suspects;
             auto a = make(ActionKind::suspect, e.agent, r, *d);
-            a.set_not_ready = r.profile.suspect_action == config::SuspectAction::not_ready &&
-                              !r.system.empty();
+            a.set_not_ready =
+                r.profile.suspect_action == config::SuspectAction::not_ready && !r.system.empty();
             out.push_back(std::move(a));
             schedule(e.agent, r);
             continue;
@@ -205,16 +221,15 @@ std::optional<AgentView> Monitor::view(const std::string& agent) const {
     auto it = agents_.find(agent);
     if (it == agents_.end()) return std::nullopt;
     auto& r = it->second;
-    return AgentView{agent,        r.system, r.profile.id, r.profile.mode,
-                     r.state,      r.last,   r.attached};
+    return AgentView{agent, r.system, r.profile.id, r.profile.mode, r.state, r.last, r.attached};
 }
 
 std::vector<AgentView> Monitor::views() const {
     std::vector<AgentView> out;
     out.reserve(agents_.size());
     for (auto& [agent, r] : agents_)
-        out.push_back(AgentView{agent, r.system, r.profile.id, r.profile.mode, r.state, r.last,
-                                r.attached});
+        out.push_back(
+            AgentView{agent, r.system, r.profile.id, r.profile.mode, r.state, r.last, r.attached});
     return out;
 }
 

@@ -56,12 +56,12 @@ struct Contact {
 };
 
 enum class ActionKind {
-    suspect,  ///< silent over lag (watchdog): tell supervisors; set notReady if set_not_ready
-    cleared,  ///< heard from while suspect: restore `restore_mode` if not empty
-    lost,     ///< silent over lag + grace (watchdog): log off at `system` (if any), end the
-              ///< session with bye heartbeatLost, orphan the agent's live items
-    expired,  ///< onContact: a detached session silent over lag + grace: end it, no logoff
-    rejected, ///< onContact: `item` offered to a silent agent: reject it, log the agent off
+    suspect,   ///< silent over lag (watchdog): tell supervisors; set notReady if set_not_ready
+    cleared,   ///< heard from while suspect: restore `restore_mode` if not empty
+    lost,      ///< silent over lag + grace (watchdog): log off at `system` (if any), end the
+               ///< session with bye heartbeatLost, orphan the agent's live items
+    expired,   ///< onContact: a detached session silent over lag + grace: end it, no logoff
+    rejected,  ///< onContact: `item` offered to a silent agent: reject it, log the agent off
 };
 std::string_view to_string(ActionKind k);
 
@@ -71,7 +71,7 @@ struct Action {
     std::string system;   ///< where the agent is logged on ("" if nowhere)
     std::string profile;  ///< the profile that decided
     Contact last_contact;
-    Time at{};                 ///< when the action came due (or the offer arrived)
+    Time at{};                   ///< when the action came due (or the offer arrived)
     bool set_not_ready = false;  ///< suspect: the profile's suspectAction is notReady
     std::string restore_mode;    ///< cleared: the work mode to set again ("" for none)
     std::string item;            ///< rejected: the item offered
@@ -140,10 +140,10 @@ class Monitor {
         Contact last;
         Liveness state = Liveness::active;
         bool attached = false;
-        bool session = true;        // the hub holds a session for the agent
-        std::string replaced_mode;  // the work mode before the broker set notReady
-        std::uint64_t gen = 0;      // tells this record's heap entries from a forgotten one's
-        std::optional<Time> queued; // the time of this record's heap entry, if one is queued
+        bool session = true;         // the hub holds a session for the agent
+        std::string replaced_mode;   // the work mode before the broker set notReady
+        std::uint64_t gen = 0;       // tells this record's heap entries from a forgotten one's
+        std::optional<Time> queued;  // the time of this record's heap entry, if one is queued
     };
     struct Entry {
         Time at;

@@ -896,11 +896,12 @@ void Journal::run() {
 
 std::vector<channels::AuditStored> read_audit(const std::string& path, const AuditQuery& q) {
     sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
     std::unique_ptr<sqlite3, int (*)(sqlite3*)> guard(db, sqlite3_close);
     if (rc != SQLITE_OK)
-        throw JournalError(path + ": cannot read the audit log: " +
-                           (db ? sqlite3_errmsg(db) : "out of memory"));
+        throw JournalError(
+            path + ": cannot read the audit log: " + (db ? sqlite3_errmsg(db) : "out of memory"));
     sqlite3_busy_timeout(db, 1000);
     sqlite3_stmt* raw = nullptr;
     const char* sql =
@@ -916,10 +917,9 @@ std::vector<channels::AuditStored> read_audit(const std::string& path, const Aud
     bind_int(raw, 4, static_cast<std::int64_t>(q.limit));
     std::vector<channels::AuditStored> out;
     while ((rc = sqlite3_step(raw)) == SQLITE_ROW)
-        out.push_back(channels::AuditStored{from_ms(sqlite3_column_int64(raw, 0)),
-                                            column_text(raw, 1), column_text(raw, 2),
-                                            column_text(raw, 3), column_text(raw, 4),
-                                            column_text(raw, 5), column_text(raw, 6)});
+        out.push_back(channels::AuditStored{
+            from_ms(sqlite3_column_int64(raw, 0)), column_text(raw, 1), column_text(raw, 2),
+            column_text(raw, 3), column_text(raw, 4), column_text(raw, 5), column_text(raw, 6)});
     if (rc != SQLITE_DONE)
         throw JournalError(path + ": cannot read the audit log: " + sqlite3_errmsg(db));
     // The newest `limit` records, oldest first.

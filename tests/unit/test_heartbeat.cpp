@@ -30,8 +30,12 @@ Profile on_contact(std::chrono::milliseconds lag = 15s) {
     return p;
 }
 
-Contact hello(Time at) { return Contact{at, ContactKind::hello, "10.0.0.7:5000"}; }
-Contact beat(Time at) { return Contact{at, ContactKind::heartbeat, "10.0.0.7:5000"}; }
+Contact hello(Time at) {
+    return Contact{at, ContactKind::hello, "10.0.0.7:5000"};
+}
+Contact beat(Time at) {
+    return Contact{at, ContactKind::heartbeat, "10.0.0.7:5000"};
+}
 
 std::vector<ActionKind> kinds(const std::vector<Action>& actions) {
     std::vector<ActionKind> out;
@@ -141,7 +145,8 @@ TEST_CASE("logging off forgets the work mode to restore") {
     CHECK(cleared[0].restore_mode.empty());
 }
 
-TEST_CASE("onContact: no logoff by time; a silent agent's offer is rejected, a talking one's is not") {
+TEST_CASE(
+    "onContact: no logoff by time; a silent agent's offer is rejected, a talking one's is not") {
     Monitor m;
     m.watch("carol", "CMS-A", on_contact(), hello(t0));
     CHECK_FALSE(m.next_deadline());

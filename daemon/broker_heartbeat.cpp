@@ -1,0 +1,294 @@
+// The broker's side of the heartbeat monitor (DESIGN.md section 6): contacts, the one timer,
+// and carrying out what the monitor decides (CMS requests, session ends, supervisors' events,
+// orphans, audit records). Everything here runs on the core strand, but contact(), which posts.
+#include "channels/item_json.hpp"
+#include "daemon/broker.hpp"
+#include "protocol/desktop_codec.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace cb::daemon {
+
+namespace {
+
+std::string key_of(const std::string& system, const std::string& id) {
+    return system + '\x1f' + id;
+}
+
+/// An item newly offered to its agent: a phone call alerting, a chat or an e-mail offered.
+bool is_offer(const channels::Item& i) {
+    return i.agent_id &&
+           (i.state == channels::State::alerting ||
+            (i.channel != channels::Channel::phone && i.state == channels::State::offered));
+}
+
+}  // namespace
+
+heartbeat::Profile Broker::profile_of(const std::string& agent) const {
+    auto c = config();
+    auto* a = c->find_agent(agent);
+    return a ? c->profile_of(*a) : heartbeat::Profile{};
+}
+
+void Broker::contact(const std::string& agent, heartbeat::Contact c) {
+    net::post(core_, [this, agent, c = std::move(c)]() mutable {
+        after_core_state(monitor_.contact(agent, std::move(c)));
+    });
+}
+
+void Broker::after_core_state(std::vector<heartbeat::Action> actions) {
+    if (!actions.empty()) run_heartbeat(std::move(actions));
+    arm_heartbeat();
+    flush_hub();
+}
+
+void Broker::arm_heartbeat() {
+    if (stopping_.load()) return;
+    auto next = monitor_.next_deadline();
+    if (!next || (heartbeat_armed_ && *heartbeat_armed_ <= *next)) return;
+    heartbeat_armed_ = *next;
+    heartbeat_timer_.expires_at(*next);
+    heartbeat_timer_.async_wait(
+        net::bind_executor(core_, [this](const boost::system::error_code& ec) {
+            if (ec || stopping_.load()) return;
+            heartbeat_armed_.reset();
+            after_core_state(monitor_.advance(std::chrono::steady_clock::now()));
+        }));
+}
+
+void Broker::watch_restored_sessions() {
+    heartbeat::Contact restart{
+        std::chrono::steady_clock::now(), heartbeat::ContactKind::restart, {}};
+    for (auto& s : hub_.session_infos())
+        monitor_.watch(s.agent, s.system, profile_of(s.agent), restart);
+    if (monitor_.size() > 0)
+        spdlog::info("heartbeat: {} restored desktop session(s) get a fresh window from now",
+                     monitor_.size());
+}
+
+void Broker::audit(std::string action, const std::string& agent, const std::string& system,
+                   const std::string& item, std::string reason, std::string details) {
+    journal_->submit({channels::AuditStored{now(), std::move(action), agent, system, item,
+                                            std::move(reason), std::move(details)}},
+                     [](bool) {});
+}
+
+void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
+    namespace json = boost::json;
+    using heartbeat::ActionKind;
+    auto steady_now = std::chrono::steady_clock::now();
+    auto wall_now = now();
+    for (auto& a : actions) {
+        auto silent =
+            std::chrono::duration_cast<std::chrono::milliseconds>(steady_now - a.last_contact.at);
+        auto last_wall = wall_now - std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                        steady_now - a.last_contact.at);
+        json::object evidence{{"profile", a.profile},
+                              {"lastContact", channels::iso_utc(last_wall)},
+                              {"contact", heartbeat::to_string(a.last_contact.kind)},
+                              {"peer", a.last_contact.peer},
+                              {"silentMs", silent.count()}};
+        auto tell_supervisors = [&](std::string_view state) {
+            if (a.system.empty() || hub_.sessions() == 0) return;
+            json::object o{{"userId", a.agent},
+                           {"system", a.system},
+                           {"state", state},
+                           {"lastContact", evidence["lastContact"]},
+                           {"peer", a.last_contact.peer}};
+            hub_.route_supervisors("agentHeartbeat", a.system, json::serialize(o), steady_now);
+        };
+        auto logoff = [&](const std::string& system) {
+            protocol::CmsRequest r;
+            r.op = protocol::CmsOp::logoff;
+            r.reason = "heartbeatLost";
+            r.user_id = a.agent;
+            cms_.request(system, std::move(r), [agent = a.agent, system](CmsResult result) {
+                if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                    spdlog::warn("heartbeat: logoff of {} at {} failed: {}: {}", agent, system,
+                                 f->code, f->message);
+            });
+        };
+        switch (a.kind) {
+            case ActionKind::suspect: {
+                spdlog::warn("heartbeat: {} silent for {} ms (last {} from {}): suspect", a.agent,
+                             silent.count(), heartbeat::to_string(a.last_contact.kind),
+                             a.last_contact.peer.empty() ? "-" : a.last_contact.peer);
+                auto* state = a.system.empty() ? nullptr : registry_.find_agent(a.system, a.agent);
+                // A late tick may bring the loss in the same batch: then no notReady first.
+                bool lost_too = std::any_of(actions.begin(), actions.end(), [&](auto& other) {
+                    return other.kind == ActionKind::lost && other.agent == a.agent;
+                });
+                if (a.set_not_ready && state && !lost_too &&
+                    (state->state == channels::AgentStateValue::ready ||
+                     state->state == channels::AgentStateValue::wrap_up)) {
+                    std::string previous(channels::to_string(state->state));
+                    monitor_.note_replaced_mode(a.agent, previous);
+                    evidence["previousMode"] = previous;
+                    protocol::CmsRequest r;
+                    r.op = protocol::CmsOp::set_work_mode;
+                    r.state = "notReady";
+                    r.user_id = a.agent;
+                    // A restore asked for while this is on its way waits for its answer, so
+                    // that the two cannot overtake each other on the CMS link's connections.
+                    mode_in_flight_[a.agent] = std::nullopt;
+                    cms_.request(a.system, std::move(r),
+                                 [this, agent = a.agent, system = a.system](CmsResult result) {
+                                     if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                                         spdlog::warn(
+                                             "heartbeat: setWorkMode notReady for {} "
+                                             "failed: {}: {}",
+                                             agent, f->code, f->message);
+                                     net::post(core_, [this, agent, system] {
+                                         auto it = mode_in_flight_.find(agent);
+                                         if (it == mode_in_flight_.end()) return;
+                                         auto restore = std::move(it->second);
+                                         mode_in_flight_.erase(it);
+                                         if (restore) set_work_mode(agent, system, *restore);
+                                     });
+                                 });
+                }
+                tell_supervisors("suspect");
+                audit("heartbeatSuspect", a.agent, a.system, {}, "silent for longer than lag",
+                      json::serialize(evidence));
+                break;
+            }
+            case ActionKind::cleared:
+                spdlog::info("heartbeat: {} heard from again ({})", a.agent,
+                             heartbeat::to_string(a.last_contact.kind));
+                if (!a.restore_mode.empty() && !a.system.empty()) {
+                    evidence["restoredMode"] = a.restore_mode;
+                    if (auto it = mode_in_flight_.find(a.agent); it != mode_in_flight_.end())
+                        it->second = a.restore_mode;  // sent when notReady is answered
+                    else
+                        set_work_mode(a.agent, a.system, a.restore_mode);
+                }
+                tell_supervisors("active");
+                audit("heartbeatCleared", a.agent, a.system, {}, "heard from again",
+                      json::serialize(evidence));
+                break;
+            case ActionKind::lost:
+            case ActionKind::expired: {
+                bool lost = a.kind == ActionKind::lost;
+                mode_in_flight_.erase(a.agent);  // logged off: nothing to restore
+                json::array orphaned;
+                if (lost && !a.system.empty()) {
+                    spdlog::warn("heartbeat: {} silent for {} ms: logging off at {}", a.agent,
+                                 silent.count(), a.system);
+                    logoff(a.system);
+                    channels::ItemFilter f;
+                    f.agent = a.agent;
+                    for (auto& item : registry_.items(f)) {
+                        orphans_[key_of(item.system, item.id)] =
+                            Orphan{"heartbeatLost", a.agent, wall_now};
+                        orphaned.push_back(json::string(item.system + "/" + item.id));
+                    }
+                    evidence["orphaned"] = std::move(orphaned);
+                } else {
+                    spdlog::info("heartbeat: the session of {} ends after {} ms of silence",
+                                 a.agent, silent.count());
+                }
+                hub_.end_session(a.agent, channels::ByeReason::heartbeat_lost);
+                resume_keys_.forget(a.agent);
+                if (lost) tell_supervisors("lost");
+                audit(lost ? "heartbeatLogoff" : "heartbeatSessionExpired", a.agent, a.system, {},
+                      "silent for longer than lag + grace", json::serialize(evidence));
+                break;
+            }
+            case ActionKind::rejected: {
+                auto* item = registry_.find(a.system, a.item);
+                std::string system = item ? item->system : a.system;
+                spdlog::warn("heartbeat: {} silent for {} ms was offered {}: rejected, logging off",
+                             a.agent, silent.count(), a.item);
+                if (auto name = protocol::cms_operation("reject", a.channel))
+                    if (auto op = protocol::cms_op_from_name(*name)) {
+                        protocol::CmsRequest r;
+                        r.op = *op;
+                        r.user_id = a.agent;
+                        r.item_id = a.item;
+                        r.reason = "heartbeatLost";
+                        cms_.request(system, std::move(r),
+                                     [agent = a.agent, item = a.item](CmsResult result) {
+                                         if (auto* f = std::get_if<protocol::CmsFault>(&result))
+                                             spdlog::warn(
+                                                 "heartbeat: reject of {} for {} "
+                                                 "failed: {}: {}",
+                                                 item, agent, f->code, f->message);
+                                     });
+                    }
+                logoff(system);
+                hub_.end_session(a.agent, channels::ByeReason::heartbeat_lost);
+                resume_keys_.forget(a.agent);
+                a.system = system;
+                tell_supervisors("lost");
+                audit("heartbeatReject", a.agent, system, a.item,
+                      "offered to an agent silent for longer than lag", json::serialize(evidence));
+                break;
+            }
+        }
+    }
+}
+
+void Broker::set_work_mode(const std::string& agent, const std::string& system,
+                           const std::string& mode) {
+    protocol::CmsRequest r;
+    r.op = protocol::CmsOp::set_work_mode;
+    r.state = mode;
+    r.user_id = agent;
+    cms_.request(system, std::move(r), [agent, mode](CmsResult result) {
+        if (auto* f = std::get_if<protocol::CmsFault>(&result))
+            spdlog::warn("heartbeat: setWorkMode {} for {} failed: {}: {}", mode, agent, f->code,
+                         f->message);
+    });
+}
+
+void Broker::inspect(const std::vector<channels::Change>& changes) {
+    auto steady_now = std::chrono::steady_clock::now();
+    std::vector<heartbeat::Action> actions;
+    for (auto& c : changes) {
+        if (auto* stored = std::get_if<channels::ItemStored>(&c)) {
+            auto& i = stored->item;
+            if (!orphans_.empty() && channels::is_terminal(i.state))
+                orphans_.erase(key_of(i.system, i.id));
+            if (is_offer(i))
+                if (auto a = monitor_.offered(*i.agent_id, i.id, i.channel, steady_now)) {
+                    a->system = i.system;
+                    actions.push_back(std::move(*a));
+                }
+        } else if (auto* ended = std::get_if<channels::SubscriptionStored>(&c)) {
+            spdlog::warn("cms {}: subscription ended ({}); subscribing again", ended->ended.system,
+                         ended->ended.reason);
+            cms_.subscription_ended(ended->ended.system);
+        }
+    }
+    if (actions.empty()) return;
+    run_heartbeat(std::move(actions));
+    flush_hub();
+}
+
+std::size_t Broker::live_orphans() {
+    for (auto it = orphans_.begin(); it != orphans_.end();) {
+        auto sep = it->first.find('\x1f');
+        if (!registry_.find(it->first.substr(0, sep), it->first.substr(sep + 1)))
+            it = orphans_.erase(it);
+        else
+            ++it;
+    }
+    return orphans_.size();
+}
+
+std::vector<std::pair<channels::Item, Broker::Orphan>> Broker::orphans() const {
+    std::vector<std::pair<channels::Item, Orphan>> out;
+    for (auto& [key, o] : orphans_) {
+        auto sep = key.find('\x1f');
+        if (auto* item = registry_.find(key.substr(0, sep), key.substr(sep + 1)))
+            out.emplace_back(*item, o);
+    }
+    return out;
+}
+
+}  // namespace cb::daemon
