@@ -1,5 +1,6 @@
 #include "recovery/journal.hpp"
 
+#include "tests/unit/journal_testing.hpp"
 #include "tests/unit/sample_items.hpp"
 
 #include <doctest/doctest.h>
@@ -12,27 +13,13 @@
 using namespace cb;
 namespace fs = std::filesystem;
 
-namespace {
+using testing::commit;
+using testing::TempDir;
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/cbjournal-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+namespace {
 
 channels::Item call(const std::string& id, std::uint64_t version, channels::State state) {
     return testing::sample_call(id, version, state);
-}
-
-bool commit(recovery::Journal& j, std::vector<channels::Change> changes) {
-    std::promise<bool> done;
-    j.submit(std::move(changes), [&](bool ok) { done.set_value(ok); });
-    bool ok = done.get_future().get();
-    if (!ok) MESSAGE("journal: " << j.last_error());
-    return ok;
 }
 
 std::string file_bytes(const fs::path& p) {
@@ -253,6 +240,9 @@ TEST_CASE("desktop sessions come back with their replay runs, minus what was tri
     CHECK(s.replay[1].name == "userChanged");
     CHECK(loaded.last_event_id == 3);
 }
+
+using testing::commit;
+using testing::TempDir;
 
 namespace {
 

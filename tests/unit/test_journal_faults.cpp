@@ -3,6 +3,7 @@
 #include "recovery/journal.hpp"
 
 #include "tests/unit/faulty_vfs.hpp"
+#include "tests/unit/journal_testing.hpp"
 #include "tests/unit/sample_items.hpp"
 
 #include <doctest/doctest.h>
@@ -17,27 +18,15 @@ using namespace cb;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-namespace {
+using testing::commit;
+using testing::TempDir;
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/cbjournal-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
+namespace {
 
 const auto kNow = channels::TimePoint(std::chrono::hours(1000000));
 
 channels::Change stored(const std::string& id, std::uint64_t version = 1) {
     return channels::ItemStored{testing::sample_call(id, version, channels::State::alerting), kNow};
-}
-
-bool commit(recovery::Journal& j, std::vector<channels::Change> changes) {
-    std::promise<bool> done;
-    j.submit(std::move(changes), [&](bool ok) { done.set_value(ok); });
-    return done.get_future().get();
 }
 
 /// Waits for `f` to hold, checking every few milliseconds, for at most `limit`.
