@@ -65,7 +65,7 @@ DesktopHub::DesktopHub(HubLimits limits, TokenSource tokens)
     : limits_(limits), tokens_(std::move(tokens)) {}
 
 void DesktopHub::restore(std::vector<LoadedSession> sessions, std::uint64_t last_event_id,
-                         const std::vector<Item>& live, SteadyTime now) {
+                         const std::vector<Item>& live) {
     last_event_id_ = last_event_id;
     for (auto& i : live)
         if (i.agent_id) owners_[item_key(i.system, i.id)] = *i.agent_id;
@@ -78,7 +78,6 @@ void DesktopHub::restore(std::vector<LoadedSession> sessions, std::uint64_t last
         s.scope = std::move(l.scope);
         s.seq = l.seq;
         s.resume_hash = std::move(l.resume_hash);
-        s.detached_at = now;
         s.restored = true;
         for (auto& r : l.replay) {
             auto& e = events[r.event_id];
@@ -173,11 +172,10 @@ Attached DesktopHub::attach(const std::string& agent, const std::optional<Resume
     return a;
 }
 
-bool DesktopHub::detach(const std::string& agent, const DesktopLink* link, SteadyTime now) {
+bool DesktopHub::detach(const std::string& agent, const DesktopLink* link) {
     Session* s = find(agent);
     if (!s || s->link.get() != link) return false;  // replaced already
     s->link.reset();
-    s->detached_at = now;
     s->over_since.reset();
     return true;
 }
@@ -303,7 +301,7 @@ void DesktopHub::deliver(Session& s, const EventPtr& e, SteadyTime now) {
             s.link->send_urgent(boost::json::serialize(o));
         }
         // Far behind: end it now rather than hold more for it.
-        if (s.pending.size() > 2 * limits_.queue) cut_off(s, now);
+        if (s.pending.size() > 2 * limits_.queue) cut_off(s);
     }
 }
 
@@ -380,11 +378,10 @@ void DesktopHub::set_system(const std::string& agent, const std::string& system)
     }
 }
 
-void DesktopHub::cut_off(Session& s, SteadyTime now) {
+void DesktopHub::cut_off(Session& s) {
     ++counters_.too_slow;
     s.link->close(ByeReason::too_slow);
     s.link.reset();
-    s.detached_at = now;
     s.over_since.reset();
     s.pending.clear();
     s.lost_events = true;  // its resume is a resync
@@ -392,7 +389,7 @@ void DesktopHub::cut_off(Session& s, SteadyTime now) {
 
 void DesktopHub::sweep(SteadyTime now) {
     for (auto& [agent, s] : sessions_)
-        if (s.link && s.over_since && now - *s.over_since > limits_.slow_timeout) cut_off(s, now);
+        if (s.link && s.over_since && now - *s.over_since > limits_.slow_timeout) cut_off(s);
 }
 
 bool DesktopHub::end_session(const std::string& agent, ByeReason reason) {

@@ -141,9 +141,9 @@ class DesktopHub {
     DesktopHub(HubLimits limits, TokenSource tokens);
     void set_limits(HubLimits limits) { limits_ = limits; }
 
-    /// Restores the sessions of the journal (all detached since `now`) and who owns which item.
+    /// Restores the sessions of the journal (all detached) and who owns which item.
     void restore(std::vector<LoadedSession> sessions, std::uint64_t last_event_id,
-                 const std::vector<Item>& live, SteadyTime now);
+                 const std::vector<Item>& live);
 
     /// A desktop said hello (credentials already checked). `system` is where the agent is to
     /// be logged on by default.
@@ -155,7 +155,7 @@ class DesktopHub {
 
     /// The link's socket is gone; the session waits for a resume (until the heartbeat monitor
     /// ends it with end_session()). False if `link` was not the session's link (replaced).
-    bool detach(const std::string& agent, const DesktopLink* link, SteadyTime now);
+    bool detach(const std::string& agent, const DesktopLink* link);
 
     /// Routes the changes of one applied batch (not yet durable: desktops see a change before its
     /// commit; docs/protocol-notes.md says what a desktop sees after a crash).
@@ -218,7 +218,6 @@ class DesktopHub {
         std::deque<std::pair<std::uint64_t, EventPtr>> ring;
         std::deque<EventPtr> pending;
         std::shared_ptr<DesktopLink> link;
-        SteadyTime detached_at{};
         bool restored = false;     // loaded from the journal: unsent events may have been lost
         bool lost_events = false;  // pending overflowed while detached
         std::optional<SteadyTime> over_since;
@@ -229,7 +228,7 @@ class DesktopHub {
 
     void deliver(Session& s, const EventPtr& e, SteadyTime now);
     /// Ends a link that fell too far behind: `bye tooSlow`, and the session waits for a resume.
-    void cut_off(Session& s, SteadyTime now);
+    void cut_off(Session& s);
     void trim(Session& s, std::uint64_t up_to, bool save_now);
     void stored(const Session& s);
     void save_replay(Session& s);

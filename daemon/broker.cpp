@@ -139,8 +139,7 @@ void Broker::start() {
     spdlog::info("journal: {} desktop session(s) to resume", loaded.sessions.size());
     for (auto& s : loaded.sessions)
         resume_keys_.set(s.agent, s.token, s.resume_hash);
-    hub_.restore(std::move(loaded.sessions), loaded.last_event_id, loaded.live,
-                 std::chrono::steady_clock::now());
+    hub_.restore(std::move(loaded.sessions), loaded.last_event_id, loaded.live);
     registry_.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents));
     journal_->start();
 

@@ -89,7 +89,7 @@ void DesktopProtocol::on_closed(const std::shared_ptr<DesktopSession>& session) 
     broker_.on_core_state([session](Broker::CoreState& core) {
         // A replaced connection closing changes nothing; one the hub cut off (too slow) had
         // already lost its link there: either way the hub says whether a desktop is attached.
-        core.hub.detach(session->agent(), session.get(), std::chrono::steady_clock::now());
+        core.hub.detach(session->agent(), session.get());
         if (!core.hub.attached(session->agent()))
             core.monitor.set_attached(session->agent(), false);
     });

@@ -103,7 +103,7 @@ TEST_CASE("a resume gets exactly the events after lastSeq, and what waited while
     f.call("c-1", 1, "alice");
     f.call("c-2", 1, "alice");
     link->write();
-    f.hub.detach("alice", link.get(), f.now);
+    f.hub.detach("alice", link.get());
     f.call("c-3", 1, "alice");
 
     Attached again;
@@ -131,7 +131,7 @@ TEST_CASE("a resume whose events are gone, or with an unknown token, gets a resy
         link->write();
         f.hub.pump("alice", f.now);
     }
-    f.hub.detach("alice", link.get(), f.now);
+    f.hub.detach("alice", link.get());
     Attached late;
     f.attach("alice", ResumeRequest{first.token, 1}, &late);
     CHECK_FALSE(late.resumed);
@@ -266,7 +266,7 @@ TEST_CASE("a session ended by the heartbeat monitor says bye heartbeatLost and i
 TEST_CASE("a detached session is kept however long it waits: only the monitor ends it") {
     Fixture f;
     auto link = f.attach("alice");
-    f.hub.detach("alice", link.get(), f.now);
+    f.hub.detach("alice", link.get());
     f.now += 24h;
     f.hub.sweep(f.now);
     CHECK(f.hub.sessions() == 1);
@@ -309,7 +309,7 @@ TEST_CASE("restored sessions resume from the journal's replay, then resync") {
     s.seq = 3;
     s.replay = {{2, 7, "phoneCallChanged", R"({"id":"c-1"})"},
                 {3, 8, "phoneCallChanged", R"({"id":"c-2"})"}};
-    f.hub.restore({s}, 8, {}, f.now);
+    f.hub.restore({s}, 8, {});
     Attached a;
     f.attach("alice", ResumeRequest{"t-1", 1}, &a);
     CHECK(a.resumed);
