@@ -49,7 +49,7 @@ struct Journal {
     std::string path;
     Sync sync = Sync::full;
     unsigned max_batch = 1024;                       // changes committed in one transaction at most
-    std::size_t wal_limit_bytes = 16 * 1024 * 1024;  // WAL truncated between commits past this
+    std::size_t wal_limit_bytes = 16 * 1024 * 1024;  // WAL restarted between commits past this
     Duration retry_delay = std::chrono::milliseconds(100);  // first retry of a failed commit
     Duration retry_max_delay = std::chrono::seconds(5);     // retries back off up to this
     Duration unhealthy_after = std::chrono::seconds(30);    // failing this long: /healthz fails

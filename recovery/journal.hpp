@@ -20,7 +20,8 @@
 //   and the commit that noticed it is not acknowledged either.
 // - The WAL stays bounded: a second connection copies it into the database (PASSIVE, every
 //   200 ms, never blocking a commit), and once it holds more than wal_limit_bytes the journal
-//   thread checkpoints and truncates it between two commits.
+//   thread checkpoints it between two commits so that the next commit writes it from its start;
+//   journal_size_limit keeps the file itself at about wal_limit_bytes.
 // - open() refuses to create a journal where one was before (the `<path>.created` marker exists)
 //   unless start_empty is set: a vanished journal is never silently replaced by an empty one.
 // - The journal never calls back into the registry; on_health runs on the journal thread.
@@ -73,7 +74,7 @@ struct JournalStats {
     std::uint64_t commit_micros_total = 0;
     std::uint64_t commit_micros_max = 0;
     std::uint64_t checkpoints = 0;         ///< background checkpoints that copied frames
-    std::uint64_t forced_checkpoints = 0;  ///< WAL over its limit: truncated between commits
+    std::uint64_t forced_checkpoints = 0;  ///< WAL over its limit: restarted between commits
     std::uint64_t wal_bytes = 0;           ///< the WAL's size after the last commit
 };
 

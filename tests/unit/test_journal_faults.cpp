@@ -86,7 +86,7 @@ TEST_CASE("the WAL stays under its limit through a long run of commits") {
     MESSAGE("largest WAL: " << largest
                             << " bytes; forced checkpoints: " << j->stats().forced_checkpoints);
     CHECK(largest > 0);
-    // One commit past the limit at most, before the journal thread truncates it.
+    // One commit past the limit at most, before the journal thread restarts it.
     CHECK(largest < 2 * o.wal_limit_bytes);
 }
 
