@@ -57,6 +57,8 @@ std::string_view to_string(ByeReason r) {
             return "tooSlow";
         case ByeReason::protocol_error:
             return "protocolError";
+        case ByeReason::busy:
+            return "busy";
     }
     return "?";
 }

@@ -70,6 +70,7 @@ enum class ByeReason {
     shutdown,        ///< the broker is stopping
     too_slow,        ///< the desktop stayed behind its queue budget
     protocol_error,  ///< a frame that is not a JSON object, or a binary frame
+    busy,            ///< too many logons waiting for a password check: try again shortly
 };
 std::string_view to_string(ByeReason r);
 

@@ -405,6 +405,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
                        std::chrono::minutes(10));
             r.duration("httpIdleTimeout", l.http_idle_timeout, 100 * kMs, kDay);
             r.duration("endedItemRetention", l.ended_item_retention, Duration(0), 30 * kDay);
+            r.number("passwordThreads", l.password_threads, 1, 64);
+            r.number("passwordQueue", l.password_queue, 1, 1000000);
             r.check_unknown();
         } else if (tag == "heartbeatProfile") {
             HeartbeatProfile p;
@@ -533,6 +535,10 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     if (a.node.threads != b.node.threads) kept.push_back("node.threads");
     if (a.limits.max_connections != b.limits.max_connections)
         kept.push_back("limits.maxConnections");
+    if (a.limits.password_threads != b.limits.password_threads)
+        kept.push_back("limits.passwordThreads");
+    if (a.limits.password_queue != b.limits.password_queue)
+        kept.push_back("limits.passwordQueue");
     if (a.log.target != b.log.target) kept.push_back("log.target");
     // The links to the CMSs (URL, credentials, pool, probe timing) are made at start.
     auto cms_key = [](const Config& c) {

@@ -68,6 +68,8 @@ struct Limits {
     Duration desktop_slow_timeout = std::chrono::seconds(5);
     Duration http_idle_timeout = std::chrono::seconds(60);
     Duration ended_item_retention = std::chrono::hours(1);
+    unsigned password_threads = 1;  // PBKDF2 runs here, never on an I/O thread
+    unsigned password_queue = 256;  // logons waiting for those; more are refused at once
 };
 
 enum class HeartbeatMode { watchdog, on_contact };

@@ -154,6 +154,19 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "# HELP commbroker_journal_healthy 1 while commits succeed, 0 while failing or lost.\n"
         "# TYPE commbroker_journal_healthy gauge\ncommbroker_journal_healthy " +
         std::string(b.journal().healthy() ? "1" : "0") + "\n";
+    auto pw = b.passwords().counters();
+    out +=
+        "# HELP commbroker_password_checks_total Desktop logon password checks: answered from "
+        "the cache, hashed (PBKDF2), refused because too many were waiting.\n"
+        "# TYPE commbroker_password_checks_total counter\n"
+        "commbroker_password_checks_total{result=\"cached\"} " +
+        std::to_string(pw.cached) + "\ncommbroker_password_checks_total{result=\"hashed\"} " +
+        std::to_string(pw.hashed) + "\ncommbroker_password_checks_total{result=\"busy\"} " +
+        std::to_string(pw.busy) + "\n";
+    out +=
+        "# HELP commbroker_password_queue Logons waiting for a password check.\n"
+        "# TYPE commbroker_password_queue gauge\ncommbroker_password_queue " +
+        std::to_string(b.passwords().queued()) + "\n";
     auto& h = b.http().counters();
     out +=
         "# HELP commbroker_http_connections Open HTTP connections (ici and admin).\n"

@@ -7,6 +7,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace cb::daemon {
@@ -39,8 +40,7 @@ CredentialCache::CredentialCache(std::size_t max_entries)
         throw std::runtime_error("no random bytes for the credential cache key");
 }
 
-bool CredentialCache::verify(std::string_view user, std::string_view password,
-                             std::string_view hash) {
+std::string CredentialCache::tag_of(std::string_view user, std::string_view password) const {
     std::string message;
     message.reserve(user.size() + password.size() + 1);
     message.append(user).push_back('\0');
@@ -49,18 +49,99 @@ bool CredentialCache::verify(std::string_view user, std::string_view password,
     unsigned int tag_len = 0;
     HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
          reinterpret_cast<const unsigned char*>(message.data()), message.size(), tag, &tag_len);
-    std::string key(reinterpret_cast<char*>(tag), tag_len);
-    {
-        std::lock_guard lock(mutex_);
-        auto it = verified_.find(key);
-        // A changed hash (config reload) makes the remembered verification worthless.
-        if (it != verified_.end() && it->second == hash) return true;
-    }
+    return std::string(reinterpret_cast<char*>(tag), tag_len);
+}
+
+bool CredentialCache::known(std::string_view user, std::string_view password,
+                            std::string_view hash) const {
+    auto tag = tag_of(user, password);
+    std::lock_guard lock(mutex_);
+    auto it = verified_.find(tag);
+    // A changed hash (config reload) makes the remembered verification worthless.
+    return it != verified_.end() && it->second == hash;
+}
+
+bool CredentialCache::verify(std::string_view user, std::string_view password,
+                             std::string_view hash) {
+    if (known(user, password, hash)) return true;
     if (!config::verify_password(password, hash)) return false;
+    auto tag = tag_of(user, password);
     std::lock_guard lock(mutex_);
     if (verified_.size() >= max_entries_) verified_.clear();
-    verified_[key] = std::string(hash);
+    verified_[tag] = std::string(hash);
     return true;
+}
+
+PasswordVerifier::PasswordVerifier(CredentialCache& cache, unsigned threads,
+                                   std::size_t max_queue)
+    : cache_(cache), max_queue_(max_queue) {
+    for (unsigned i = 0; i < std::max(1u, threads); ++i)
+        threads_.emplace_back([this] { run(); });
+}
+
+PasswordVerifier::~PasswordVerifier() { stop(); }
+
+void PasswordVerifier::verify(std::string user, std::string password, std::string hash,
+                              Done done) {
+    if (cache_.known(user, password, hash)) {
+        {
+            std::lock_guard lock(mutex_);
+            ++counters_.cached;
+        }
+        return done(Verdict::ok);
+    }
+    {
+        std::lock_guard lock(mutex_);
+        if (!stopping_ && jobs_.size() < max_queue_) {
+            jobs_.push_back({std::move(user), std::move(password), std::move(hash), std::move(done)});
+            wake_.notify_one();
+            return;
+        }
+        ++counters_.busy;
+    }
+    done(Verdict::busy);
+}
+
+void PasswordVerifier::run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        if (stopping_) return;
+        auto job = std::move(jobs_.front());
+        jobs_.pop_front();
+        ++counters_.hashed;
+        lock.unlock();
+        bool ok = cache_.verify(job.user, job.password, job.hash);
+        job.done(ok ? Verdict::ok : Verdict::wrong);
+        lock.lock();
+    }
+}
+
+void PasswordVerifier::stop() {
+    std::deque<Job> left;
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_ && threads_.empty()) return;
+        stopping_ = true;
+        left.swap(jobs_);
+        counters_.busy += left.size();
+    }
+    wake_.notify_all();
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+    for (auto& job : left)
+        job.done(Verdict::busy);
+}
+
+PasswordVerifier::Counters PasswordVerifier::counters() const {
+    std::lock_guard lock(mutex_);
+    return counters_;
+}
+
+std::size_t PasswordVerifier::queued() const {
+    std::lock_guard lock(mutex_);
+    return jobs_.size();
 }
 
 std::string ResumeKeys::hash_of(std::string_view key) {

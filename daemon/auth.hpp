@@ -4,12 +4,18 @@
 // cheaply). Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
+#include <vector>
 
 namespace cb::daemon {
 
@@ -27,13 +33,62 @@ class CredentialCache {
 
     /// True if `password` matches `hash` (PBKDF2 at most once per distinct credential).
     bool verify(std::string_view user, std::string_view password, std::string_view hash);
+    /// True if this credential was verified against `hash` before: a keyed hash, no PBKDF2.
+    bool known(std::string_view user, std::string_view password, std::string_view hash) const;
 
   private:
+    std::string tag_of(std::string_view user, std::string_view password) const;
+
     std::string key_;
     std::size_t max_entries_;
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::unordered_map<std::string, std::string>
         verified_;  // tag -> the hash it was verified against
+};
+
+/// Checks passwords off the I/O threads. PBKDF2 costs about 20 ms at the default iterations:
+/// run on an I/O thread, every logon would stall every other client of that thread. A credential
+/// the cache knows is answered at once on the caller's thread; any other waits in a bounded
+/// queue for one of a few threads of its own, and a full queue is refused at once (`busy`), so a
+/// flood of logons waits here rather than in the vendors' latency. Thread-safe.
+class PasswordVerifier {
+  public:
+    enum class Verdict { ok, wrong, busy };
+    using Done = std::function<void(Verdict)>;
+    struct Counters {
+        std::uint64_t cached = 0;  ///< answered from the cache
+        std::uint64_t hashed = 0;  ///< PBKDF2 runs
+        std::uint64_t busy = 0;    ///< refused: the queue was full (or the verifier stopping)
+    };
+
+    PasswordVerifier(CredentialCache& cache, unsigned threads, std::size_t max_queue);
+    ~PasswordVerifier();
+    PasswordVerifier(const PasswordVerifier&) = delete;
+    PasswordVerifier& operator=(const PasswordVerifier&) = delete;
+
+    /// `done` runs exactly once: at once on this thread when the cache knows the credential or
+    /// the queue is full, else on a verifier thread. It must not block.
+    void verify(std::string user, std::string password, std::string hash, Done done);
+    /// Finishes the job in hand; queued ones are answered `busy`. Joins the threads.
+    void stop();
+    Counters counters() const;
+    std::size_t queued() const;
+
+  private:
+    struct Job {
+        std::string user, password, hash;
+        Done done;
+    };
+    void run();
+
+    CredentialCache& cache_;
+    std::size_t max_queue_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;
+    std::deque<Job> jobs_;
+    bool stopping_ = false;
+    Counters counters_;
+    std::vector<std::thread> threads_;
 };
 
 /// The resume keys of desktop sessions. Every welcome gives the desktop a new random key for its

@@ -67,6 +67,7 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       cms_(ioc_),
       sweep_timer_(ioc_),
       heartbeat_timer_(ioc_),
+      passwords_(credentials_, config_->limits.password_threads, config_->limits.password_queue),
       prune_timer_(ioc_),
       watchdog_timer_(ioc_),
       drain_timer_(ioc_),
@@ -74,6 +75,7 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       start_empty_(start_empty) {}
 
 Broker::~Broker() {
+    passwords_.stop();
     if (journal_) journal_->stop();
 }
 

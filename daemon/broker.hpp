@@ -136,6 +136,8 @@ class Broker {
     std::shared_ptr<const config::Config> config() const;
     net::io_context& io() { return ioc_; }
     CredentialCache& credentials() { return credentials_; }
+    /// Password checks that need PBKDF2 run here, off the I/O threads.
+    PasswordVerifier& passwords() { return passwords_; }
     ResumeKeys& resume_keys() { return resume_keys_; }
     SoapMetrics& soap_metrics() { return soap_metrics_; }
     const recovery::Journal& journal() const { return *journal_; }
@@ -208,6 +210,7 @@ class Broker {
     std::unique_ptr<HttpServer> http_;
     CredentialCache credentials_;
     ResumeKeys resume_keys_;
+    PasswordVerifier passwords_;  // uses credentials_
     SoapMetrics soap_metrics_;
     std::vector<BoundListener> listeners_;
     net::steady_timer prune_timer_;

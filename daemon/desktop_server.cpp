@@ -191,6 +191,10 @@ DesktopSession::DesktopSession(std::unique_ptr<Impl> impl, std::string peer)
 void DesktopSession::start() {
     net::post(impl_->ws.get_executor(), [o = shared_from_this()] { o->impl_->start(); });
 }
+
+void DesktopSession::post(std::function<void()> fn) {
+    net::post(impl_->ws.get_executor(), [o = shared_from_this(), fn = std::move(fn)] { fn(); });
+}
 DesktopSession::~DesktopSession() = default;
 
 void DesktopSession::send_events(std::vector<std::pair<std::uint64_t, channels::EventPtr>> events) {

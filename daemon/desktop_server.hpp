@@ -61,6 +61,11 @@ class DesktopSession : public channels::DesktopLink,
     void set_agent(std::string agent) { agent_ = std::move(agent); }
     const std::string& peer() const { return peer_; }
     bool closing() const { return closing_.load(); }
+    /// A hello waits for its password check (session strand only).
+    bool hello_pending() const { return hello_pending_; }
+    void set_hello_pending(bool pending) { hello_pending_ = pending; }
+    /// Runs `fn` on the session's strand (any thread); the session lives until it has run.
+    void post(std::function<void()> fn);
 
     struct Impl;
     DesktopSession(std::unique_ptr<Impl> impl, std::string peer);
@@ -73,6 +78,7 @@ class DesktopSession : public channels::DesktopLink,
     std::unique_ptr<Impl> impl_;
     std::string agent_;
     std::string peer_;
+    bool hello_pending_ = false;
     std::atomic<std::size_t> unwritten_{0};
     std::atomic<bool> closing_{false};
     friend struct Impl;

@@ -56,6 +56,9 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
     }
     auto& m = std::get<DesktopMessage>(parsed);
     if (!authed) {
+        // A second message while the hello's password is being checked: the desktop did not
+        // wait for its welcome.
+        if (session->hello_pending()) return session->close(ch::ByeReason::protocol_error);
         if (m.type != DesktopType::hello) return session->close(ch::ByeReason::auth_required);
         return hello(session, std::move(m));
     }
@@ -110,13 +113,47 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
     auto config = broker_.config();
     auto* agent = config->find_agent(m.agent);
     // A resume with the key of the session's last welcome costs a SHA-256; anything else is
-    // checked against the password hash on this session's thread (PBKDF2 is slow on purpose;
-    // the cache makes a reconnect cheap). An unknown agent gets the same bye as a wrong
-    // password (though sooner: it costs no PBKDF2).
-    bool by_key = agent && m.resume_key && m.resume_session &&
-                  broker_.resume_keys().check(m.agent, *m.resume_session, *m.resume_key);
-    if (!agent ||
-        (!by_key && !broker_.credentials().verify(m.agent, m.password, agent->password_hash))) {
+    // checked against the password hash by the password verifier, off this thread (PBKDF2 is
+    // slow on purpose; its cache makes a reconnect cheap). An unknown agent gets the same bye as
+    // a wrong password (though sooner: it costs no PBKDF2).
+    if (!agent) {
+        spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
+        return session->close(ch::ByeReason::auth_failed);
+    }
+    if (m.resume_key && m.resume_session &&
+        broker_.resume_keys().check(m.agent, *m.resume_session, *m.resume_key))
+        return admit(session, std::move(m), true);
+    // Until the verdict comes, anything more from this desktop is refused (on_text).
+    session->set_hello_pending(true);
+    auto user = m.agent;
+    auto password = std::exchange(m.password, std::string());
+    broker_.passwords().verify(
+        std::move(user), std::move(password), agent->password_hash,
+        [this, session, m = std::move(m)](PasswordVerifier::Verdict verdict) mutable {
+            session->post([this, session, m = std::move(m), verdict]() mutable {
+                session->set_hello_pending(false);
+                if (session->closing()) return;
+                if (verdict == PasswordVerifier::Verdict::busy) {
+                    spdlog::info("desktop {}: hello of {} refused: too many logons waiting for "
+                                 "a password check",
+                                 session->peer(), m.agent);
+                    return session->close(ch::ByeReason::busy);
+                }
+                if (verdict == PasswordVerifier::Verdict::wrong) {
+                    spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
+                    return session->close(ch::ByeReason::auth_failed);
+                }
+                admit(session, std::move(m), false);
+            });
+        });
+}
+
+void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, DesktopMessage m,
+                            bool by_key) {
+    // Looked up again: a reload may have removed the agent while its password was checked.
+    auto config = broker_.config();
+    auto* agent = config->find_agent(m.agent);
+    if (!agent) {
         spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
         return session->close(ch::ByeReason::auth_failed);
     }

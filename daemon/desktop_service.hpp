@@ -28,6 +28,9 @@ class DesktopProtocol : public DesktopService {
 
   private:
     void hello(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m);
+    /// Hello with its credentials checked (by the password or, `by_key`, by a resume key).
+    void admit(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m,
+               bool by_key);
     void request(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m);
     void item_command(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m);
 

@@ -294,3 +294,28 @@ def test_a_resume_key_replaces_the_password_once_and_survives_a_restart(make_loo
     assert d.expect_type("bye")["reason"] == "authFailed"
     d = Desktop(loop, "alice", password="pw-alice-new", resume={"session": w1["session"], "lastSeq": 0})
     assert d.expect_type("welcome")["resumed"] is True
+
+
+def test_logons_beyond_the_password_queue_get_bye_busy_and_the_broker_keeps_answering(make_loop):
+    import subprocess
+    from harness import CTL
+    # A hash that takes the verifier's one thread most of a second, and a queue of one behind it.
+    slow = subprocess.run([CTL, "hash-password", "--iterations", "3000000"], input="pw-dave\n",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    broker = make_loop(limits='passwordQueue="1"',
+                       extra=f'  <agent id="dave" passwordHash="{slow}" role="agent" cms="CMS-A"/>')
+    desktops = [Desktop(broker, "dave", password=f"wrong-{i}") for i in range(6)]
+    # The verifier runs the hash off the I/O threads: the broker answers meanwhile.
+    t0 = time.monotonic()
+    assert broker.status()["ready"]
+    assert time.monotonic() - t0 < 0.5
+    reasons = [d.expect_type("bye", timeout=30)["reason"] for d in desktops]
+    # One in hand and one queued at most were checked (and refused); the rest were turned away
+    # at once, with a reason that says to try again.
+    assert 1 <= reasons.count("authFailed") <= 2, reasons
+    assert reasons.count("busy") == 6 - reasons.count("authFailed"), reasons
+    metrics = broker.admin_text("/metrics")
+    assert f'commbroker_password_checks_total{{result="busy"}} {reasons.count("busy")}' in metrics
+    # Once the queue has room, the right password gets in.
+    d = Desktop(broker, "dave")
+    assert d.expect_type("welcome", timeout=30)["resumed"] is False

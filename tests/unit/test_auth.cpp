@@ -3,6 +3,12 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+#include <vector>
+
 using namespace cb::daemon;
 
 TEST_CASE("Basic credentials are parsed; malformed headers are not") {
@@ -25,6 +31,65 @@ TEST_CASE("the credential cache accepts the right password only, and follows a c
     CHECK_FALSE(cache.verify("u", "wrong", h1));
     CHECK_FALSE(cache.verify("u", "secret", h2));  // the config now holds another hash
     CHECK(cache.verify("u", "other", h2));
+}
+
+namespace {
+using Verdict = PasswordVerifier::Verdict;
+
+/// Runs verify() and waits for its verdict, with the thread `done` ran on.
+std::pair<Verdict, std::thread::id> verdict_of(PasswordVerifier& v, std::string user,
+                                               std::string password, std::string hash) {
+    std::promise<std::pair<Verdict, std::thread::id>> p;
+    auto f = p.get_future();
+    v.verify(std::move(user), std::move(password), std::move(hash),
+             [&p](Verdict r) { p.set_value({r, std::this_thread::get_id()}); });
+    REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    return f.get();
+}
+}  // namespace
+
+TEST_CASE("the password verifier hashes on its own thread and answers what it knows at once") {
+    CredentialCache cache;
+    PasswordVerifier v(cache, 1, 8);
+    auto h = cb::config::hash_password("secret", 10000);
+    auto first = verdict_of(v, "u", "secret", h);
+    CHECK(first.first == Verdict::ok);
+    CHECK(first.second != std::this_thread::get_id());  // PBKDF2 ran on the verifier's thread
+    auto again = verdict_of(v, "u", "secret", h);
+    CHECK(again.first == Verdict::ok);
+    CHECK(again.second == std::this_thread::get_id());  // remembered: no hop, no PBKDF2
+    CHECK(verdict_of(v, "u", "wrong", h).first == Verdict::wrong);
+    auto c = v.counters();
+    CHECK(c.hashed == 2);
+    CHECK(c.cached == 1);
+    CHECK(c.busy == 0);
+}
+
+TEST_CASE("the password verifier refuses at once when its queue is full, and at stop") {
+    CredentialCache cache;
+    PasswordVerifier v(cache, 1, 2);
+    // Slow hashes so that the queue fills behind the first one.
+    auto h = cb::config::hash_password("secret", 2000000);
+    std::atomic<int> ok{0}, wrong{0}, busy{0};
+    auto count = [&](Verdict r) {
+        (r == Verdict::ok ? ok : r == Verdict::wrong ? wrong : busy).fetch_add(1);
+    };
+    v.verify("u0", "nope", h, count);
+    // Once the verifier's thread holds the first, two more fit in the queue.
+    for (int i = 0; i < 1000 && v.counters().hashed == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(v.counters().hashed == 1);
+    for (int i = 1; i < 10; ++i)
+        v.verify("u" + std::to_string(i), "nope", h, count);
+    CHECK(busy.load() == 7);  // refused on this thread, at once
+    CHECK(v.queued() == 2);
+    v.stop();  // the one in hand finishes; the queued ones are answered busy
+    CHECK(wrong.load() == 1);
+    CHECK(busy.load() == 9);
+    CHECK(ok.load() == 0);
+    CHECK(v.counters().busy == 9);
+    // After stop, nothing waits: a new check is refused at once.
+    CHECK(verdict_of(v, "x", "secret", h).first == Verdict::busy);
 }
 
 TEST_CASE("a resume key lets in its agent's session only, and stops working when replaced") {
