@@ -201,7 +201,6 @@ void Broker::start() {
     }
     cms_.start(
         *c, c->node.id, public_url(),
-        [this](const std::string& system, bool available) { system_changed(system, available); },
         [this](const std::string& system) {
             // The stored subscriptionEnded, if any, is over.
             net::post(core_, [this, system] {
@@ -211,6 +210,13 @@ void Broker::start() {
                 }
             });
         });
+    // Every CMS is probed from now on, on the heartbeat timer (heartbeat::CmsProbes).
+    net::post(core_, [this, c] {
+        auto now = std::chrono::steady_clock::now();
+        for (auto& cms : c->cms)
+            probes_.watch(cms.id, cms.probe_interval, cms.probe_timeout, now);
+        arm_heartbeat();
+    });
     handle_signals();
     schedule_prune();
     schedule_sweep();

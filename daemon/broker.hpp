@@ -17,6 +17,7 @@
 #include "daemon/desktop_server.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/metrics.hpp"
+#include "heartbeat/cms_probes.hpp"
 #include "heartbeat/monitor.hpp"
 #include "recovery/journal.hpp"
 
@@ -169,8 +170,11 @@ class Broker {
     void after_core_state(std::vector<heartbeat::Action> actions);
     /// Core: carries out what the heartbeat monitor decided.
     void run_heartbeat(std::vector<heartbeat::Action> actions);
-    /// Core: sets the heartbeat timer to the monitor's next deadline if that is earlier.
+    /// Core: sets the heartbeat timer to the next deadline of the monitor or the CMS probes, if
+    /// that is earlier than the one it is set to.
     void arm_heartbeat();
+    /// Core: sends the probes that are due and reports the systems that stopped answering.
+    void run_probes(std::vector<heartbeat::ProbeAction> actions);
     /// Core: gives every restored desktop session a fresh window (at readiness).
     void watch_restored_sessions();
     /// Core: sets the agent's work mode at `system` (the heartbeat's restore), not waited for.
@@ -199,6 +203,7 @@ class Broker {
     DesktopStats desktop_stats_;  // refreshed by the sweep, guarded by desktop_stats_mutex_
     net::steady_timer sweep_timer_;
     heartbeat::Monitor monitor_;                      // core only
+    heartbeat::CmsProbes probes_;                     // core only: on the heartbeat timer too
     net::steady_timer heartbeat_timer_;               // core only
     std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to
     std::map<std::string, Orphan> orphans_;           // core only: by system + '\x1f' + item ID

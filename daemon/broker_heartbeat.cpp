@@ -50,6 +50,7 @@ void Broker::after_core_state(std::vector<heartbeat::Action> actions) {
 void Broker::arm_heartbeat() {
     if (stopping_.load()) return;
     auto next = monitor_.next_deadline();
+    if (auto probe = probes_.next_deadline(); probe && (!next || *probe < *next)) next = probe;
     if (!next || (heartbeat_armed_ && *heartbeat_armed_ <= *next)) return;
     heartbeat_armed_ = *next;
     heartbeat_timer_.expires_at(*next);
@@ -57,8 +58,29 @@ void Broker::arm_heartbeat() {
         net::bind_executor(core_, [this](const boost::system::error_code& ec) {
             if (ec || stopping_.load()) return;
             heartbeat_armed_.reset();
-            after_core_state(monitor_.advance(std::chrono::steady_clock::now()));
+            auto now = std::chrono::steady_clock::now();
+            run_probes(probes_.advance(now));
+            after_core_state(monitor_.advance(now));
         }));
+}
+
+void Broker::run_probes(std::vector<heartbeat::ProbeAction> actions) {
+    for (auto& a : actions) {
+        if (a.kind == heartbeat::ProbeActionKind::unavailable) {
+            cms_.set_available(a.system, false,
+                               [this, system = a.system] { system_changed(system, false); });
+            continue;
+        }
+        cms_.probe(a.system, [this, system = a.system](bool answered) {
+            net::post(core_, [this, system, answered] {
+                if (stopping_.load()) return;
+                if (probes_.answered(system, answered, std::chrono::steady_clock::now()))
+                    cms_.set_available(system, true,
+                                       [this, system] { system_changed(system, true); });
+                arm_heartbeat();
+            });
+        });
+    }
 }
 
 void Broker::watch_restored_sessions() {

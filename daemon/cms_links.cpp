@@ -3,7 +3,6 @@
 #include "daemon/http_client.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -16,28 +15,23 @@ using protocol::CmsFault;
 using protocol::CmsOp;
 using protocol::CmsReply;
 using protocol::CmsRequest;
-using Clock = std::chrono::steady_clock;
 
 struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
-    Link(net::io_context& ioc, const config::Cms& c) : cms(c), probe_timer(ioc) {
+    explicit Link(const config::Cms& c) : cms(c) {
         status.id = c.id;
         status.url = c.url;
     }
 
     config::Cms cms;
     std::shared_ptr<HttpClient> client;
-    net::steady_timer probe_timer;
     std::string app_id;
     std::string app_url;
-    AvailabilityChanged changed;
     Subscribed subscribed;
     std::atomic<std::uint64_t> next_message{1};
     std::atomic<bool> stopping{false};
 
-    mutable std::mutex mutex;  // guards status, last_answer, probing_since and probe_timer
+    mutable std::mutex mutex;  // guards status
     SystemStatus status;
-    Clock::time_point last_answer{};
-    Clock::time_point probing_since = Clock::now();
 
     std::chrono::milliseconds timeout() const {
         return std::chrono::duration_cast<std::chrono::milliseconds>(cms.request_timeout);
@@ -83,10 +77,6 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
             return CmsFault{
                 "unavailable", cms.id + " cannot be reached: " + reply.error, {}, false};
         }
-        {
-            std::lock_guard lock(mutex);
-            last_answer = Clock::now();
-        }
         if (reply.status == 401 || reply.status == 403)
             return CmsFault{"unauthorized",
                             cms.id + " refused the broker's credentials (HTTP " +
@@ -100,80 +90,57 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
         return result;
     }
 
-    /// Called from the timer's own completion, a probe's completion (the HTTP client's strand)
-    /// and start(); stop() cancels from yet another thread, hence the mutex. Once stopping, no
-    /// probe is scheduled, so nothing is left waiting on the io_context.
-    void schedule_probe(Clock::duration after) {
-        std::lock_guard lock(mutex);
-        if (stopping.load()) return;
-        probe_timer.expires_after(after);
-        probe_timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-            if (ec || self->stopping.load()) return;
-            self->probe();
-        });
-    }
+    void stop() { stopping.store(true); }
 
-    void stop() {
-        std::lock_guard lock(mutex);
-        stopping.store(true);
-        probe_timer.cancel();
-    }
-
-    void probe() {
+    /// Sends getSystemInfo and keeps what it says in the status; `done(ok)` runs on an I/O
+    /// thread. Whether the system is available is the broker's call (heartbeat::CmsProbes): an
+    /// answer here only subscribes again where a subscription is missing while available.
+    void probe(std::function<void(bool)> done) {
         CmsRequest r;
         r.op = CmsOp::get_system_info;
         auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::min(cms.request_timeout, cms.probe_timeout));
         send(
             std::move(r),
-            [self = shared_from_this()](CmsResult result) {
-                self->probed(result);
-                self->schedule_probe(self->cms.probe_interval);
+            [self = shared_from_this(), done = std::move(done)](CmsResult result) {
+                bool ok = std::holds_alternative<CmsReply>(result);
+                bool subscribe_now = false;
+                {
+                    std::lock_guard lock(self->mutex);
+                    self->status.last_probe = std::chrono::system_clock::now();
+                    if (auto* reply = std::get_if<CmsReply>(&result)) {
+                        self->status.name = reply->name;
+                        self->status.version = reply->version;
+                        self->status.state = reply->state;
+                        self->status.last_error.clear();
+                        subscribe_now = self->status.available == true &&
+                                        !self->status.subscribed && !self->stopping.load();
+                    } else {
+                        auto& f = std::get<CmsFault>(result);
+                        self->status.last_error = f.code + ": " + f.message;
+                    }
+                }
+                if (subscribe_now) self->subscribe({});
+                done(ok);
             },
             timeout, false);
     }
 
-    void probed(const CmsResult& result) {
-        auto now = Clock::now();
-        std::optional<bool> became;
-        bool subscribe_now = false;
+    /// The broker decided: available (subscribe first, then `then`, so that what the broker
+    /// asks of the CMS next is already reported back by event) or unavailable.
+    void set_available(bool available, std::function<void()> then) {
         {
             std::lock_guard lock(mutex);
-            status.last_probe = std::chrono::system_clock::now();
-            if (auto* reply = std::get_if<CmsReply>(&result)) {
-                status.name = reply->name;
-                status.version = reply->version;
-                status.state = reply->state;
-                status.last_error.clear();
-                last_answer = now;
-                if (status.available != true) became = true;
-                status.available = true;
-                subscribe_now = !status.subscribed;
-            } else {
-                auto& f = std::get<CmsFault>(result);
-                status.last_error = f.code + ": " + f.message;
-                auto silent_since = std::max(last_answer, probing_since);
-                if (now - silent_since >= cms.probe_timeout && status.available != false) {
-                    became = false;
-                    status.available = false;
-                    status.subscribed = false;
-                }
-            }
+            status.available = available;
+            if (!available) status.subscribed = false;
         }
-        if (became && *became) {
+        if (available) {
             spdlog::info("cms {}: available", cms.id);
-            // Subscribe first, so that what the broker asks of the CMS next (autoLogon) is
-            // already reported back by event.
-            subscribe([self = shared_from_this()] {
-                if (self->changed) self->changed(self->cms.id, true);
-            });
+            if (client && !stopping.load()) return subscribe(std::move(then));
         } else {
-            if (became) {
-                spdlog::warn("cms {}: unavailable ({})", cms.id, status_error());
-                if (changed) changed(cms.id, false);
-            }
-            if (subscribe_now) subscribe({});
+            spdlog::warn("cms {}: unavailable ({})", cms.id, status_error());
         }
+        if (then) then();
     }
 
     std::string status_error() const {
@@ -218,13 +185,12 @@ CmsLinks::CmsLinks(net::io_context& ioc) : ioc_(ioc) {}
 CmsLinks::~CmsLinks() = default;
 
 void CmsLinks::start(const config::Config& config, std::string app_id, std::string app_url,
-                     AvailabilityChanged changed, Subscribed subscribed) {
+                     Subscribed subscribed) {
     for (auto& c : config.cms) {
         auto url = HttpUrl::parse(c.url);
-        auto link = std::make_shared<Link>(ioc_, c);
+        auto link = std::make_shared<Link>(c);
         link->app_id = app_id;
         link->app_url = app_url;
-        link->changed = changed;
         link->subscribed = subscribed;
         if (!url) {
             spdlog::error("cms {}: url {} is not an http:// URL; the system stays unavailable",
@@ -241,8 +207,28 @@ void CmsLinks::start(const config::Config& config, std::string app_id, std::stri
         o.max_connections = c.connections;
         link->client = HttpClient::create(ioc_, o);
         links_[c.id] = link;
-        link->schedule_probe(Clock::duration::zero());
     }
+}
+
+void CmsLinks::probe(const std::string& system, std::function<void(bool)> done) {
+    auto it = links_.find(system);
+    auto link = it == links_.end() ? nullptr : it->second;
+    net::post(ioc_, [link = std::move(link), done = std::move(done)]() mutable {
+        if (!link || !link->client || link->stopping.load()) return done(false);
+        link->probe(std::move(done));
+    });
+}
+
+void CmsLinks::set_available(const std::string& system, bool available,
+                             std::function<void()> then) {
+    auto it = links_.find(system);
+    if (it == links_.end()) {
+        if (then) net::post(ioc_, std::move(then));
+        return;
+    }
+    net::post(ioc_, [link = it->second, available, then = std::move(then)]() mutable {
+        link->set_available(available, std::move(then));
+    });
 }
 
 void CmsLinks::stop() {

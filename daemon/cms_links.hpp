@@ -1,11 +1,11 @@
 // The broker as a SOAP client of every configured CMS (PROTOCOL.md section 2): one pooled HTTP
 // client per system, requests with the context header (a fresh messageId and the userId), a
-// timeout per request, automatic retry only for getSystemInfo, getItems and subscribe; and each
-// system's availability: probed with getSystemInfo every probeInterval, unavailable after
-// probeTimeout without an answer, subscribed again whenever it comes back or reports that its
-// subscription ended.
+// timeout per request, automatic retry only for getSystemInfo, getItems and subscribe; the
+// probes (getSystemInfo) the broker sends when heartbeat::CmsProbes says they are due, and what
+// follows from the availability it decides: subscribed whenever a system comes (back) up, and
+// again when it reports that its subscription ended or a probe finds it unsubscribed.
 //
-// Ownership: a system's link state (status, probe timer) is guarded by its own mutex. request()
+// Ownership: a system's link state (status) is guarded by its own mutex. request()
 // may be called from any thread, the core included: it only posts, and the request is encoded
 // (CmsCodec::for_this_thread()) and sent from an I/O thread. Completions run on an I/O thread,
 // never inside request(): on the HTTP client's strand once the request went out. Nothing here
@@ -47,19 +47,25 @@ using CmsResult = std::variant<protocol::CmsReply, protocol::CmsFault>;
 class CmsLinks {
   public:
     using Done = std::function<void(CmsResult)>;
-    using AvailabilityChanged = std::function<void(const std::string& system, bool available)>;
     using Subscribed = std::function<void(const std::string& system)>;
 
     explicit CmsLinks(boost::asio::io_context& ioc);
     ~CmsLinks();
 
-    /// Creates a link per configured CMS and starts probing. `app_id` and `app_url` are what
-    /// subscribe tells each CMS.
-    /// `subscribed` runs (on an I/O thread) after every subscribe the CMS accepted.
+    /// Creates a link per configured CMS. `app_id` and `app_url` are what subscribe tells each
+    /// CMS. `subscribed` runs (on an I/O thread) after every subscribe the CMS accepted.
     void start(const config::Config& config, std::string app_id, std::string app_url,
-               AvailabilityChanged changed, Subscribed subscribed = {});
-    /// Stops probing and closes the connections.
+               Subscribed subscribed = {});
+    /// Closes the connections; no probe or subscribe leaves after this.
     void stop();
+    /// Sends getSystemInfo to `system` (any thread); `done(answered)` runs on an I/O thread,
+    /// never inside this call: true if the CMS answered it with a reply (not a fault, a timeout
+    /// or a transport error). The answer's name, version and state go into status().
+    void probe(const std::string& system, std::function<void(bool answered)> done);
+    /// The broker decided that `system` is available (it subscribes at the CMS, then runs
+    /// `then`) or unavailable (no longer subscribed; `then` runs). Any thread; `then` runs on an
+    /// I/O thread.
+    void set_available(const std::string& system, bool available, std::function<void()> then);
 
     bool known(const std::string& system) const;
     /// The CMS said its subscription ended (subscriptionEnded): the link subscribes again now,

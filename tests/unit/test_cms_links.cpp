@@ -32,7 +32,7 @@ cb::config::Cms cms_at(std::string id, std::string url) {
     c.url = std::move(url);
     c.request_timeout = 2s;
     c.probe_timeout = 2s;
-    c.probe_interval = 1h;  // one probe at start, then none for the length of a test
+    c.probe_interval = 1h;
     return c;
 }
 
@@ -85,7 +85,7 @@ TEST_CASE("request() only posts: nothing is encoded, sent or answered on the cal
     CHECK(ioc.stopped());
 }
 
-TEST_CASE("stop() with a probe in flight leaves nothing behind: the io_context runs out of work") {
+TEST_CASE("a probe reports whether the CMS answered; stop() with one in flight leaves nothing") {
     net::io_context ioc;
     tcp::acceptor peer(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
     std::optional<tcp::socket> probe_connection;
@@ -95,17 +95,34 @@ TEST_CASE("stop() with a probe in flight leaves nothing behind: the io_context r
     cb::config::Config config;
     auto cms = cms_at("CMS-A",
                       "http://127.0.0.1:" + std::to_string(peer.local_endpoint().port()) + "/cms");
-    cms.probe_timeout = 200ms;  // the probe fails after this; the next is due an hour later
+    cms.probe_timeout = 200ms;  // the probe fails after this
     config.cms.push_back(cms);
+    config.cms.push_back(cms_at("CMS-B", "ftp://nowhere"));
     CmsLinks links(ioc);
     links.start(config, "node", "http://127.0.0.1:1/ici", {});
+    // Nothing is probed until the broker asks (its CmsProbes decide when).
+    for (int i = 0; i < 100; ++i)
+        ioc.poll();
+    CHECK_FALSE(probe_connection);
+    std::optional<bool> unusable, silent;
+    links.probe("CMS-B", [&](bool answered) { unusable = answered; });
+    links.probe("CMS-A", [&](bool answered) { silent = answered; });
+    CHECK_FALSE(unusable);  // never inside probe()
     while (!probe_connection && ioc.run_one()) {
     }
     REQUIRE(probe_connection);
+    REQUIRE(unusable);
+    CHECK(*unusable == false);  // no usable URL: no answer
     links.stop();
     peer.close();
-    // The probe times out after stop(); it must not schedule the next one. run_for() only bounds
-    // a failure: the io_context stops as soon as it has no more work.
+    // The probe times out after stop() and is reported as no answer. run_for() only bounds a
+    // failure: the io_context stops as soon as it has no more work.
     ioc.run_for(30s);
     CHECK(ioc.stopped());
+    REQUIRE(silent);
+    CHECK(*silent == false);
+    auto status = links.status();
+    REQUIRE(status.size() == 2);
+    CHECK(status[0].last_probe.has_value());
+    CHECK(status[0].last_error.find("timeout") == 0);
 }

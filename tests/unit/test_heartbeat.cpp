@@ -1,4 +1,5 @@
-// The heartbeat monitor on simulated time: every transition, with no sleeps.
+// The heartbeat monitor and the CMS probes on simulated time: every transition, with no sleeps.
+#include "heartbeat/cms_probes.hpp"
 #include "heartbeat/monitor.hpp"
 
 #include <doctest/doctest.h>
@@ -245,4 +246,70 @@ TEST_CASE("a forgotten agent's queued deadline does nothing to a new watch of th
     m.watch("alice", "CMS-A", watchdog(), hello(t0 + 1s));
     CHECK(m.advance(t0 + 5s).empty());
     CHECK(m.view("alice")->state == Liveness::active);
+}
+
+TEST_CASE("CMS probes: one at a time, every interval after the last came back") {
+    CmsProbes p;
+    p.watch("CMS-A", 5s, 15s, t0);
+    REQUIRE(p.next_deadline() == t0);
+    auto due = p.advance(t0);
+    REQUIRE(due.size() == 1);
+    CHECK(due[0].kind == ProbeActionKind::probe);
+    CHECK(due[0].system == "CMS-A");
+    // In flight: no second probe, however late it gets; the silence deadline is what is next.
+    CHECK(p.advance(t0 + 4s).empty());
+    CHECK(p.next_deadline() == t0 + 15s);
+    CHECK(p.answered("CMS-A", true, t0 + 4s));  // first answer: available
+    CHECK(p.available("CMS-A") == true);
+    CHECK(p.next_deadline() == t0 + 9s);
+    CHECK(p.advance(t0 + 8s).empty());
+    REQUIRE(p.advance(t0 + 9s).size() == 1);
+    CHECK_FALSE(p.answered("CMS-A", true, t0 + 9s));  // still available: nothing new
+}
+
+TEST_CASE("CMS probes: no answer for the timeout makes a system unavailable once; an answer "
+          "brings it back") {
+    CmsProbes p;
+    p.watch("CMS-A", 5s, 15s, t0);
+    p.advance(t0);
+    CHECK(p.answered("CMS-A", true, t0 + 1s));
+    // Failed probes inside the timeout change nothing.
+    REQUIRE(p.advance(t0 + 6s).size() == 1);
+    CHECK_FALSE(p.answered("CMS-A", false, t0 + 8s));
+    CHECK(p.available("CMS-A") == true);
+    REQUIRE(p.advance(t0 + 13s).size() == 1);  // the next probe, 5 s after the failed one
+    // Still in flight when the timeout (15 s after the last answer) comes: unavailable now.
+    CHECK(p.next_deadline() == t0 + 16s);
+    auto down = p.advance(t0 + 16s);
+    REQUIRE(down.size() == 1);
+    CHECK(down[0].kind == ProbeActionKind::unavailable);
+    CHECK(down[0].at == t0 + 16s);
+    CHECK(down[0].silent_since == t0 + 1s);
+    CHECK(p.available("CMS-A") == false);
+    CHECK(p.advance(t0 + 40s).empty());  // reported once; the probe is still in flight
+    CHECK_FALSE(p.answered("CMS-A", false, t0 + 41s));
+    REQUIRE(p.advance(t0 + 46s).size() == 1);
+    CHECK(p.answered("CMS-A", true, t0 + 47s));  // back
+    CHECK(p.available("CMS-A") == true);
+}
+
+TEST_CASE("CMS probes: a system that never answers is unavailable one timeout after the watch "
+          "began; each system keeps its own clock") {
+    CmsProbes p;
+    p.watch("CMS-A", 1s, 3s, t0);
+    p.watch("CMS-B", 10s, 30s, t0);
+    CHECK(p.advance(t0).size() == 2);
+    CHECK_FALSE(p.available("CMS-A"));
+    CHECK_FALSE(p.answered("CMS-A", false, t0 + 1s));
+    CHECK(p.answered("CMS-B", true, t0 + 1s));
+    CHECK(p.next_deadline() == t0 + 2s);  // CMS-A's next probe
+    auto actions = p.advance(t0 + 3s);
+    REQUIRE(actions.size() == 2);
+    CHECK(actions[0].kind == ProbeActionKind::probe);
+    CHECK(actions[1].kind == ProbeActionKind::unavailable);
+    CHECK(actions[1].system == "CMS-A");
+    CHECK(p.available("CMS-B") == true);
+    p.forget("CMS-A");
+    CHECK_FALSE(p.answered("CMS-A", true, t0 + 4s));
+    CHECK(p.next_deadline() == t0 + 11s);
 }
