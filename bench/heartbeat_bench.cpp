@@ -486,7 +486,12 @@ int main(int argc, char** argv) {
                 o.agents, o.interval_ms, o.agents * 1000.0 / o.interval_ms, cpu, idle_cpu);
 
     // 3. The restart storm, under vendor events.
-    SoapLoad soap(ioc, o);
+    // The vendor's client has a thread of its own: the desktops' reconnects must not delay it.
+    net::io_context soap_ioc;
+    auto soap_guard = net::make_work_guard(soap_ioc);
+    std::thread soap_io([&] { soap_ioc.run(); });
+    soap_io.detach();
+    SoapLoad soap(soap_ioc, o);
     soap.start();
     std::this_thread::sleep_for(std::chrono::seconds(2));
     shared.reconnect = true;
