@@ -7,8 +7,8 @@
 //
 // usage: desktop_bench --desktop-port P --ici-port Q --broker-pid PID [--agents 10000]
 //        [--supervisors 10] [--rate 5000] [--seconds 10] [--connections 32]
+#include "bench/bench_events.hpp"
 #include "daemon/http_client.hpp"
-#include "protocol/cms_codec.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -193,11 +193,7 @@ class Desktop : public std::enable_shared_from_this<Desktop> {
     bool acking_ = false;
 };
 
-std::string agent_name(unsigned i) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "a%05u", i);
-    return buf;
-}
+using cb::bench::agent_name;
 
 double percentile(std::vector<double> v, double q) {
     if (v.empty()) return 0;
@@ -285,21 +281,7 @@ int main(int argc, char** argv) {
             std::chrono::duration<double>(Clock::now() - load_started).count() * o.rate);
         while (sent < due && sent < planned) {
             ++sent;
-            unsigned agent = static_cast<unsigned>(sent % o.agents);
-            cb::channels::Item call;
-            call.system = "CMS-A";
-            call.channel = cb::channels::Channel::phone;
-            call.id = "bench-" + agent_name(agent);
-            call.version = sent;  // increasing per item; also the event's number
-            call.state =
-                (sent / o.agents) % 2 ? cb::channels::State::held : cb::channels::State::connected;
-            call.agent_id = agent_name(agent);
-            call.changed_at = "2026-11-22T10:00:00Z";
-            call.direction = "inbound";
-            call.remote_numbers = {"+493012345678"};
-            call.local_address = "+49301111";
-            auto body = cb::protocol::CmsCodec::for_this_thread().encode_event(
-                cb::channels::Event{call}, {});
+            auto body = cb::bench::call_event(sent, o.agents, "bench-");
             {
                 std::lock_guard lock(log.mutex);
                 log.sent[sent] = Clock::now();

@@ -8,6 +8,7 @@
 # usage: bench/desktop_bench.sh [AGENTS] [RATE] [SECONDS] [SYNC]   (default 10000 5000 10 full)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 agents=${1:-10000}
 rate=${2:-5000}
 seconds=${3:-10}
@@ -25,11 +26,7 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 
 hash=$(printf 'bench\n' | "$build/ctl/commbrokerctl" hash-password --iterations 10000)
-"$build/sim/commbroker-cmss" --listen 127.0.0.1:0 --system CMS-A --user broker --password bench \
-  --broker-user cms-a --broker-password bench > "$work/cmss.out" 2>"$work/cmss.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/cmss.out" 2>/dev/null && break; sleep 0.05; done
-cms_port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$work/cmss.out")
+start_cmss "$work"
 
 {
   echo "<commbroker>"

@@ -14,8 +14,8 @@
 // usage: heartbeat_bench --daemon PATH --config PATH --admin-socket PATH --desktop-port P
 //        --ici-port Q [--agents 10000] [--silent 1000] [--rate 1000] [--interval-ms 5000]
 //        [--lag-ms 10000] [--grace-ms 5000] [--cpu-seconds 20]
+#include "bench/bench_events.hpp"
 #include "daemon/http_client.hpp"
-#include "protocol/cms_codec.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -329,11 +329,7 @@ class Desktop : public std::enable_shared_from_this<Desktop> {
     Clock::time_point last_heartbeat_ = Clock::now();
 };
 
-std::string agent_name(unsigned i) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "a%05u", i);
-    return buf;
-}
+using cb::bench::agent_name;
 
 /// Vendor events at a fixed rate; each request's latency is kept with its send time.
 class SoapLoad {
@@ -370,21 +366,7 @@ class SoapLoad {
             std::chrono::duration<double>(Clock::now() - started_).count() * o_.rate);
         while (sent_ < due) {
             ++sent_;
-            unsigned agent = static_cast<unsigned>(sent_ % o_.agents);
-            cb::channels::Item call;
-            call.system = "CMS-A";
-            call.channel = cb::channels::Channel::phone;
-            call.id = "storm-" + agent_name(agent);
-            call.version = sent_;
-            call.state = (sent_ / o_.agents) % 2 ? cb::channels::State::held
-                                                 : cb::channels::State::connected;
-            call.agent_id = agent_name(agent);
-            call.changed_at = "2026-11-23T10:00:00Z";
-            call.direction = "inbound";
-            call.remote_numbers = {"+493012345678"};
-            call.local_address = "+49301111";
-            auto body = cb::protocol::CmsCodec::for_this_thread().encode_event(
-                cb::channels::Event{call}, {});
+            auto body = cb::bench::call_event(sent_, o_.agents, "storm-");
             auto at = Clock::now();
             client_->post(std::move(body), "", std::chrono::seconds(10),
                           [this, at](cb::daemon::HttpReply r) {

@@ -9,6 +9,7 @@
 # looking into something else (the resumes after the restart use no PBKDF2 either way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 agents=${1:-10000}
 silent=${2:-1000}
 rate=${3:-1000}
@@ -31,11 +32,7 @@ for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 hash=$(printf 'bench\n' | "$build/ctl/commbrokerctl" hash-password ${ITERATIONS:+--iterations "$ITERATIONS"})
 cms_hash=$(printf 'bench\n' | "$build/ctl/commbrokerctl" hash-password --iterations 10000)
-"$build/sim/commbroker-cmss" --listen 127.0.0.1:0 --system CMS-A --user broker --password bench \
-  --broker-user cms-a --broker-password bench > "$work/cmss.out" 2>"$work/cmss.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q listening "$work/cmss.out" 2>/dev/null && break; sleep 0.05; done
-cms_port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$work/cmss.out")
+start_cmss "$work"
 {
   echo "<commbroker>"
   echo "  <node id=\"bench\"/>"
