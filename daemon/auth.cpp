@@ -119,17 +119,17 @@ void PasswordVerifier::run() {
 
 void PasswordVerifier::stop() {
     std::deque<Job> left;
+    std::vector<std::thread> threads;
     {
         std::lock_guard lock(mutex_);
-        if (stopping_ && threads_.empty()) return;
         stopping_ = true;
         left.swap(jobs_);
+        threads.swap(threads_);
         counters_.busy += left.size();
     }
     wake_.notify_all();
-    for (auto& t : threads_)
+    for (auto& t : threads)
         if (t.joinable()) t.join();
-    threads_.clear();
     for (auto& job : left)
         job.done(Verdict::busy);
 }

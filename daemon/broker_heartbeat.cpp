@@ -66,17 +66,24 @@ void Broker::arm_heartbeat() {
 
 void Broker::run_probes(std::vector<heartbeat::ProbeAction> actions) {
     for (auto& a : actions) {
+        // Reported only if it is still so when the subscribe (or the post) is done: a decision
+        // overtaken meanwhile is not announced after the one that overtook it.
+        auto report = [this, system = a.system](bool available) {
+            return [this, system, available] {
+                net::post(core_, [this, system, available] {
+                    if (probes_.available(system) == available) system_changed(system, available);
+                });
+            };
+        };
         if (a.kind == heartbeat::ProbeActionKind::unavailable) {
-            cms_.set_available(a.system, false,
-                               [this, system = a.system] { system_changed(system, false); });
+            cms_.set_available(a.system, false, report(false));
             continue;
         }
-        cms_.probe(a.system, [this, system = a.system](bool answered) {
-            net::post(core_, [this, system, answered] {
+        cms_.probe(a.system, [this, system = a.system, report](bool answered) {
+            net::post(core_, [this, system, answered, report] {
                 if (stopping_.load()) return;
                 if (probes_.answered(system, answered, std::chrono::steady_clock::now()))
-                    cms_.set_available(system, true,
-                                       [this, system] { system_changed(system, true); });
+                    cms_.set_available(system, true, report(true));
                 arm_heartbeat();
             });
         });

@@ -126,14 +126,10 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
             timeout, false);
     }
 
-    /// The broker decided: available (subscribe first, then `then`, so that what the broker
-    /// asks of the CMS next is already reported back by event) or unavailable.
+    /// What follows from the broker's decision (the status was set by CmsLinks::set_available):
+    /// available: subscribe first, then `then`, so that what the broker asks of the CMS next is
+    /// already reported back by event; unavailable: `then`.
     void set_available(bool available, std::function<void()> then) {
-        {
-            std::lock_guard lock(mutex);
-            status.available = available;
-            if (!available) status.subscribed = false;
-        }
         if (available) {
             spdlog::info("cms {}: available", cms.id);
             if (client && !stopping.load()) return subscribe(std::move(then));
@@ -226,7 +222,15 @@ void CmsLinks::set_available(const std::string& system, bool available,
         if (then) net::post(ioc_, std::move(then));
         return;
     }
-    net::post(ioc_, [link = it->second, available, then = std::move(then)]() mutable {
+    auto link = it->second;
+    // The status changes here, in the order the broker decides (its callers are on the core);
+    // only the subscribe and `then` go to an I/O thread.
+    {
+        std::lock_guard lock(link->mutex);
+        link->status.available = available;
+        if (!available) link->status.subscribed = false;
+    }
+    net::post(ioc_, [link, available, then = std::move(then)]() mutable {
         link->set_available(available, std::move(then));
     });
 }

@@ -63,8 +63,9 @@ class CmsLinks {
     /// or a transport error). The answer's name, version and state go into status().
     void probe(const std::string& system, std::function<void(bool answered)> done);
     /// The broker decided that `system` is available (it subscribes at the CMS, then runs
-    /// `then`) or unavailable (no longer subscribed; `then` runs). Any thread; `then` runs on an
-    /// I/O thread.
+    /// `then`) or unavailable (no longer subscribed; `then` runs). The status changes at once,
+    /// so calls from one thread (the core) take effect in their order; `then` runs on an I/O
+    /// thread.
     void set_available(const std::string& system, bool available, std::function<void()> then);
 
     bool known(const std::string& system) const;

@@ -122,15 +122,17 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
     }
     if (m.resume_key && m.resume_session &&
         broker_.resume_keys().check(m.agent, *m.resume_session, *m.resume_key))
-        return admit(session, std::move(m), true);
+        return admit(session, std::move(m), {});
     // Until the verdict comes, anything more from this desktop is refused (on_text).
     session->set_hello_pending(true);
     auto user = m.agent;
     auto password = std::exchange(m.password, std::string());
     broker_.passwords().verify(
         std::move(user), std::move(password), agent->password_hash,
-        [this, session, m = std::move(m)](PasswordVerifier::Verdict verdict) mutable {
-            session->post([this, session, m = std::move(m), verdict]() mutable {
+        [this, session, m = std::move(m),
+         checked = agent->password_hash](PasswordVerifier::Verdict verdict) mutable {
+            session->post([this, session, m = std::move(m), checked = std::move(checked),
+                           verdict]() mutable {
                 session->set_hello_pending(false);
                 if (session->closing()) return;
                 if (verdict == PasswordVerifier::Verdict::busy) {
@@ -143,17 +145,19 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
                     spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
                     return session->close(ch::ByeReason::auth_failed);
                 }
-                admit(session, std::move(m), false);
+                admit(session, std::move(m), std::move(checked));
             });
         });
 }
 
 void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, DesktopMessage m,
-                            bool by_key) {
-    // Looked up again: a reload may have removed the agent while its password was checked.
+                            std::optional<std::string> checked_hash) {
+    bool by_key = !checked_hash;
+    // Looked up again: a reload may have removed the agent, or changed its password, while the
+    // password was checked.
     auto config = broker_.config();
     auto* agent = config->find_agent(m.agent);
-    if (!agent) {
+    if (!agent || (checked_hash && *checked_hash != agent->password_hash)) {
         spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
         return session->close(ch::ByeReason::auth_failed);
     }
@@ -166,6 +170,8 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
     broker_.on_core_state([this, session, resume, interval, by_key, default_system = agent->cms,
                            profile = config->profile_of(*agent), agent_id = m.agent,
                            said = std::chrono::steady_clock::now()](Broker::CoreState& core) {
+        // A hello that reaches the core once the broker is stopping gets what the others got.
+        if (broker_.stopping()) return session->close(ch::ByeReason::shutdown);
         // Let in by a resume key, which only ever opens the session it was issued for: if that
         // session ended meanwhile (a heartbeat logoff), the key is no good for a new one.
         if (by_key && !core.hub.holds(agent_id, resume->token)) {

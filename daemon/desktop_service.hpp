@@ -11,6 +11,9 @@
 #include "daemon/desktop_server.hpp"
 #include "protocol/desktop_codec.hpp"
 
+#include <optional>
+#include <string>
+
 namespace cb::daemon {
 
 class Broker;
@@ -28,9 +31,10 @@ class DesktopProtocol : public DesktopService {
 
   private:
     void hello(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m);
-    /// Hello with its credentials checked (by the password or, `by_key`, by a resume key).
+    /// Hello with its credentials checked: against `checked_hash` (refused if a reload changed
+    /// the agent's hash meanwhile), or by a resume key (nullopt).
     void admit(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m,
-               bool by_key);
+               std::optional<std::string> checked_hash);
     void request(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m);
     void item_command(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m);
 
