@@ -118,8 +118,8 @@ bool admin_ready(const std::string& path) {
         if (::write(fd, req, sizeof req - 1) == static_cast<ssize_t>(sizeof req - 1)) {
             char buf[64] = {};
             auto n = ::read(fd, buf, sizeof buf - 1);
-            ready = n > 12 && std::string_view(buf, static_cast<std::size_t>(n)).substr(9, 3) ==
-                                  "200";
+            ready =
+                n > 12 && std::string_view(buf, static_cast<std::size_t>(n)).substr(9, 3) == "200";
         }
     }
     ::close(fd);
@@ -155,12 +155,12 @@ Clock::time_point wait_ready(const Options& o, pid_t pid) {
 struct Shared {
     explicit Shared(const Options& options) : o(options) {}
     const Options& o;
-    std::atomic<unsigned> welcomed{0};     // welcomes in the current phase
-    std::atomic<unsigned> resumed{0};      // of which resumed
-    std::atomic<unsigned> busy{0};         // bye busy (retried)
-    std::atomic<unsigned> refused{0};      // bye authFailed and other unexpected byes
-    std::atomic<unsigned> lost_wrong{0};   // bye heartbeatLost for a desktop that kept talking
-    std::atomic<bool> reconnect{false};    // desktops reconnect when closed (the storm)
+    std::atomic<unsigned> welcomed{0};    // welcomes in the current phase
+    std::atomic<unsigned> resumed{0};     // of which resumed
+    std::atomic<unsigned> busy{0};        // bye busy (retried)
+    std::atomic<unsigned> refused{0};     // bye authFailed and other unexpected byes
+    std::atomic<unsigned> lost_wrong{0};  // bye heartbeatLost for a desktop that kept talking
+    std::atomic<bool> reconnect{false};   // desktops reconnect when closed (the storm)
     std::atomic<std::int64_t> last_welcome_ns{0};
     std::mutex mutex;
     std::vector<double> logoff_error_ms;  // silent desktops: bye time - deadline
@@ -195,20 +195,19 @@ class Desktop : public std::enable_shared_from_this<Desktop> {
         beast::get_lowest_layer(*ws_).async_connect(
             ep, [self = shared_from_this()](beast::error_code ec) {
                 if (ec) return self->closed();
-                self->ws_->async_handshake("127.0.0.1", "/desktop",
-                                           [self](beast::error_code ec) {
-                                               if (ec) return self->closed();
-                                               self->hello();
-                                               self->read();
-                                           });
+                self->ws_->async_handshake("127.0.0.1", "/desktop", [self](beast::error_code ec) {
+                    if (ec) return self->closed();
+                    self->hello();
+                    self->read();
+                });
             });
     }
 
     void hello() {
         std::string m = R"({"type":"hello","agent":")" + agent_ + "\"";
         if (!session_.empty())
-            m += R"(,"resume":{"session":")" + session_ + R"(","lastSeq":)" +
-                 std::to_string(seq_) + R"(,"key":")" + key_ + "\"}";
+            m += R"(,"resume":{"session":")" + session_ + R"(","lastSeq":)" + std::to_string(seq_) +
+                 R"(,"key":")" + key_ + "\"}";
         else
             m += R"(,"password":"bench")";
         send(m + "}");
@@ -221,19 +220,18 @@ class Desktop : public std::enable_shared_from_this<Desktop> {
 
     void write_next() {
         if (out_.empty() || !ws_) return;
-        ws_->async_write(net::buffer(out_.front()),
-                         [self = shared_from_this(), ws = ws_.get()](beast::error_code ec,
-                                                                     std::size_t) {
-                             if (ws != self->ws_.get()) return;  // an old connection's write
-                             self->out_.pop_front();
-                             if (!ec) self->write_next();
-                         });
+        ws_->async_write(net::buffer(out_.front()), [self = shared_from_this(), ws = ws_.get()](
+                                                        beast::error_code ec, std::size_t) {
+            if (ws != self->ws_.get()) return;  // an old connection's write
+            self->out_.pop_front();
+            if (!ec) self->write_next();
+        });
     }
 
     void read() {
         buffer_.clear();
-        ws_->async_read(buffer_, [self = shared_from_this(), ws = ws_.get()](
-                                     beast::error_code ec, std::size_t) {
+        ws_->async_read(buffer_, [self = shared_from_this(), ws = ws_.get()](beast::error_code ec,
+                                                                             std::size_t) {
             if (ws != self->ws_.get()) return;
             if (ec) return self->closed();
             self->on_frame(beast::buffers_to_string(self->buffer_.data()));
@@ -336,8 +334,8 @@ class SoapLoad {
   public:
     SoapLoad(net::io_context& ioc, const Options& o) : ioc_(ioc), o_(o), tick_(ioc) {
         cb::daemon::HttpClientOptions ho;
-        ho.url = *cb::daemon::HttpUrl::parse("http://127.0.0.1:" + std::to_string(o.ici_port) +
-                                             "/ici");
+        ho.url =
+            *cb::daemon::HttpUrl::parse("http://127.0.0.1:" + std::to_string(o.ici_port) + "/ici");
         ho.user = "cms-a";
         ho.password = "bench";
         ho.max_connections = 16;
@@ -368,12 +366,11 @@ class SoapLoad {
             ++sent_;
             auto body = cb::bench::call_event(sent_, o_.agents, "storm-");
             auto at = Clock::now();
-            client_->post(std::move(body), "", std::chrono::seconds(10),
-                          [this, at](cb::daemon::HttpReply r) {
-                              std::lock_guard lock(mutex_);
-                              samples_.push_back(
-                                  {at, ms_between(at, Clock::now()), r.ok && r.status == 200});
-                          });
+            client_->post(
+                std::move(body), "", std::chrono::seconds(10), [this, at](cb::daemon::HttpReply r) {
+                    std::lock_guard lock(mutex_);
+                    samples_.push_back({at, ms_between(at, Clock::now()), r.ok && r.status == 200});
+                });
         }
         tick_.expires_after(milliseconds(1));
         tick_.async_wait([this](beast::error_code) { pace(); });
@@ -406,18 +403,30 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i], v = argv[i + 1];
         auto num = [&] { return static_cast<unsigned>(std::stoul(v)); };
-        if (a == "--daemon") o.daemon = v;
-        else if (a == "--config") o.config = v;
-        else if (a == "--admin-socket") o.admin_socket = v;
-        else if (a == "--desktop-port") o.desktop_port = static_cast<unsigned short>(num());
-        else if (a == "--ici-port") o.ici_port = static_cast<unsigned short>(num());
-        else if (a == "--agents") o.agents = num();
-        else if (a == "--silent") o.silent = num();
-        else if (a == "--rate") o.rate = num();
-        else if (a == "--interval-ms") o.interval_ms = num();
-        else if (a == "--lag-ms") o.lag_ms = num();
-        else if (a == "--grace-ms") o.grace_ms = num();
-        else if (a == "--cpu-seconds") o.cpu_seconds = num();
+        if (a == "--daemon")
+            o.daemon = v;
+        else if (a == "--config")
+            o.config = v;
+        else if (a == "--admin-socket")
+            o.admin_socket = v;
+        else if (a == "--desktop-port")
+            o.desktop_port = static_cast<unsigned short>(num());
+        else if (a == "--ici-port")
+            o.ici_port = static_cast<unsigned short>(num());
+        else if (a == "--agents")
+            o.agents = num();
+        else if (a == "--silent")
+            o.silent = num();
+        else if (a == "--rate")
+            o.rate = num();
+        else if (a == "--interval-ms")
+            o.interval_ms = num();
+        else if (a == "--lag-ms")
+            o.lag_ms = num();
+        else if (a == "--grace-ms")
+            o.grace_ms = num();
+        else if (a == "--cpu-seconds")
+            o.cpu_seconds = num();
         else {
             std::cerr << "unknown option " << a << "\n";
             return 2;
@@ -463,9 +472,10 @@ int main(int argc, char** argv) {
     auto w0 = Clock::now();
     std::this_thread::sleep_for(std::chrono::seconds(o.cpu_seconds));
     double cpu = (cpu_seconds(broker) - c0) / (ms_between(w0, Clock::now()) / 1000) * 100;
-    std::printf("heartbeats: %u desktops every %u ms (%.0f/s): broker CPU %.2f %% of one core "
-                "(idle with no desktop: %.2f %%)\n",
-                o.agents, o.interval_ms, o.agents * 1000.0 / o.interval_ms, cpu, idle_cpu);
+    std::printf(
+        "heartbeats: %u desktops every %u ms (%.0f/s): broker CPU %.2f %% of one core "
+        "(idle with no desktop: %.2f %%)\n",
+        o.agents, o.interval_ms, o.agents * 1000.0 / o.interval_ms, cpu, idle_cpu);
 
     // 3. The restart storm, under vendor events.
     // The vendor's client has a thread of its own: the desktops' reconnects must not delay it.
@@ -486,21 +496,21 @@ int main(int argc, char** argv) {
     auto stopped = Clock::now();
     broker = start_broker(o);
     auto ready = wait_ready(o, broker);
-    bool back = wait_until([&] { return shared.welcomed.load() >= o.agents; },
-                           std::chrono::seconds(120));
-    auto all_back =
-        Clock::time_point(Clock::duration(shared.last_welcome_ns.load()));
+    bool back =
+        wait_until([&] { return shared.welcomed.load() >= o.agents; }, std::chrono::seconds(120));
+    auto all_back = Clock::time_point(Clock::duration(shared.last_welcome_ns.load()));
     shared.reconnect = false;
     std::this_thread::sleep_for(std::chrono::seconds(3));
     soap.stop();
     std::this_thread::sleep_for(milliseconds(500));
     std::printf("restart: SIGTERM to exit %.2f s, start to ready %.2f s\n",
                 ms_between(stop_at, stopped) / 1000, ms_between(stopped, ready) / 1000);
-    std::printf("storm: %u of %u desktops welcomed again (%u resumed) %.2f s after readiness; "
-                "%u bye busy, %u refused\n",
-                shared.welcomed.load(), o.agents, shared.resumed.load(),
-                back ? ms_between(ready, all_back) / 1000 : -1.0, shared.busy.load(),
-                shared.refused.load());
+    std::printf(
+        "storm: %u of %u desktops welcomed again (%u resumed) %.2f s after readiness; "
+        "%u bye busy, %u refused\n",
+        shared.welcomed.load(), o.agents, shared.resumed.load(),
+        back ? ms_between(ready, all_back) / 1000 : -1.0, shared.busy.load(),
+        shared.refused.load());
     {
         auto samples = soap.samples();
         std::vector<double> during, before;
@@ -510,19 +520,22 @@ int main(int argc, char** argv) {
             if (s.sent < stop_at) {
                 if (s.ok) before.push_back(s.ms);
             } else if (s.sent >= ready && s.sent <= storm_end) {
-                if (s.ok) during.push_back(s.ms);
-                else ++failed_during;
+                if (s.ok)
+                    during.push_back(s.ms);
+                else
+                    ++failed_during;
             } else if (s.sent < ready && !s.ok) {
                 ++failed_down;
             }
         }
         std::printf("SOAP at %u/s before the restart: %zu answered, p50 %.2f ms, p99 %.2f ms\n",
                     o.rate, before.size(), percentile(before, 0.5), percentile(before, 0.99));
-        std::printf("SOAP sent between readiness and the last welcome: %zu answered (%u failed), "
-                    "p50 %.2f ms, p99 %.2f ms, max %.2f ms; %u refused while the broker was "
-                    "down\n",
-                    during.size(), failed_during, percentile(during, 0.5),
-                    percentile(during, 0.99), percentile(during, 1.0), failed_down);
+        std::printf(
+            "SOAP sent between readiness and the last welcome: %zu answered (%u failed), "
+            "p50 %.2f ms, p99 %.2f ms, max %.2f ms; %u refused while the broker was "
+            "down\n",
+            during.size(), failed_during, percentile(during, 0.5), percentile(during, 0.99),
+            percentile(during, 1.0), failed_down);
     }
 
     // 4. Silence: the first SILENT desktops stop at once; the others keep on.
@@ -530,10 +543,12 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < o.silent; ++i)
         desktops[i]->fall_silent();
     auto longest = milliseconds(o.interval_ms + o.lag_ms + o.grace_ms + 3000);
-    wait_until([&] {
-        std::lock_guard lock(shared.mutex);
-        return shared.logoff_error_ms.size() >= o.silent;
-    }, std::chrono::duration_cast<std::chrono::seconds>(longest) + std::chrono::seconds(1));
+    wait_until(
+        [&] {
+            std::lock_guard lock(shared.mutex);
+            return shared.logoff_error_ms.size() >= o.silent;
+        },
+        std::chrono::duration_cast<std::chrono::seconds>(longest) + std::chrono::seconds(1));
     std::this_thread::sleep_for(std::chrono::seconds(2));
     {
         std::lock_guard lock(shared.mutex);
@@ -541,13 +556,15 @@ int main(int argc, char** argv) {
         std::vector<double> abs_err;
         for (double x : e)
             abs_err.push_back(std::abs(x));
-        auto within = std::count_if(e.begin(), e.end(), [](double x) { return x >= -50 && x <= 250; });
-        std::printf("silence: %zu of %u silent desktops got bye heartbeatLost; bye minus deadline "
-                    "(last heartbeat + lag + grace): min %.1f ms, p50 %.1f ms, p99 %.1f ms, "
-                    "max %.1f ms; %ld within 250 ms; %u others logged off by mistake\n",
-                    e.size(), o.silent, e.empty() ? 0 : *std::min_element(e.begin(), e.end()),
-                    percentile(e, 0.5), percentile(e, 0.99), percentile(e, 1.0),
-                    static_cast<long>(within), shared.lost_wrong.load());
+        auto within =
+            std::count_if(e.begin(), e.end(), [](double x) { return x >= -50 && x <= 250; });
+        std::printf(
+            "silence: %zu of %u silent desktops got bye heartbeatLost; bye minus deadline "
+            "(last heartbeat + lag + grace): min %.1f ms, p50 %.1f ms, p99 %.1f ms, "
+            "max %.1f ms; %ld within 250 ms; %u others logged off by mistake\n",
+            e.size(), o.silent, e.empty() ? 0 : *std::min_element(e.begin(), e.end()),
+            percentile(e, 0.5), percentile(e, 0.99), percentile(e, 1.0), static_cast<long>(within),
+            shared.lost_wrong.load());
     }
     std::fflush(stdout);
     kill(broker, SIGTERM);

@@ -537,8 +537,7 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         kept.push_back("limits.maxConnections");
     if (a.limits.password_threads != b.limits.password_threads)
         kept.push_back("limits.passwordThreads");
-    if (a.limits.password_queue != b.limits.password_queue)
-        kept.push_back("limits.passwordQueue");
+    if (a.limits.password_queue != b.limits.password_queue) kept.push_back("limits.passwordQueue");
     if (a.log.target != b.log.target) kept.push_back("log.target");
     // The links to the CMSs (URL, credentials, pool, probe timing) are made at start.
     auto cms_key = [](const Config& c) {

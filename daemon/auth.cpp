@@ -72,17 +72,17 @@ bool CredentialCache::verify(std::string_view user, std::string_view password,
     return true;
 }
 
-PasswordVerifier::PasswordVerifier(CredentialCache& cache, unsigned threads,
-                                   std::size_t max_queue)
+PasswordVerifier::PasswordVerifier(CredentialCache& cache, unsigned threads, std::size_t max_queue)
     : cache_(cache), max_queue_(max_queue) {
     for (unsigned i = 0; i < std::max(1u, threads); ++i)
         threads_.emplace_back([this] { run(); });
 }
 
-PasswordVerifier::~PasswordVerifier() { stop(); }
+PasswordVerifier::~PasswordVerifier() {
+    stop();
+}
 
-void PasswordVerifier::verify(std::string user, std::string password, std::string hash,
-                              Done done) {
+void PasswordVerifier::verify(std::string user, std::string password, std::string hash, Done done) {
     if (cache_.known(user, password, hash)) {
         {
             std::lock_guard lock(mutex_);
@@ -93,7 +93,8 @@ void PasswordVerifier::verify(std::string user, std::string password, std::strin
     {
         std::lock_guard lock(mutex_);
         if (!stopping_ && jobs_.size() < max_queue_) {
-            jobs_.push_back({std::move(user), std::move(password), std::move(hash), std::move(done)});
+            jobs_.push_back(
+                {std::move(user), std::move(password), std::move(hash), std::move(done)});
             wake_.notify_one();
             return;
         }

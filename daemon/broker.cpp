@@ -199,17 +199,15 @@ void Broker::start() {
         }
         spdlog::info("listening: admin on unix:{}", c->admin_socket.path);
     }
-    cms_.start(
-        *c, c->node.id, public_url(),
-        [this](const std::string& system) {
-            // The stored subscriptionEnded, if any, is over.
-            net::post(core_, [this, system] {
-                if (auto change = registry_.renew_subscription(system)) {
-                    journal_->submit({std::move(*change)}, [](bool) {});
-                    audit("cmsSubscribed", {}, system, {}, "subscribed again", "{}");
-                }
-            });
+    cms_.start(*c, c->node.id, public_url(), [this](const std::string& system) {
+        // The stored subscriptionEnded, if any, is over.
+        net::post(core_, [this, system] {
+            if (auto change = registry_.renew_subscription(system)) {
+                journal_->submit({std::move(*change)}, [](bool) {});
+                audit("cmsSubscribed", {}, system, {}, "subscribed again", "{}");
+            }
         });
+    });
     // Every CMS is probed from now on, on the heartbeat timer (heartbeat::CmsProbes).
     net::post(core_, [this, c] {
         auto now = std::chrono::steady_clock::now();

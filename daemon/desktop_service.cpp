@@ -131,22 +131,23 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
         std::move(user), std::move(password), agent->password_hash,
         [this, session, m = std::move(m),
          checked = agent->password_hash](PasswordVerifier::Verdict verdict) mutable {
-            session->post([this, session, m = std::move(m), checked = std::move(checked),
-                           verdict]() mutable {
-                session->set_hello_pending(false);
-                if (session->closing()) return;
-                if (verdict == PasswordVerifier::Verdict::busy) {
-                    spdlog::info("desktop {}: hello of {} refused: too many logons waiting for "
-                                 "a password check",
-                                 session->peer(), m.agent);
-                    return session->close(ch::ByeReason::busy);
-                }
-                if (verdict == PasswordVerifier::Verdict::wrong) {
-                    spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
-                    return session->close(ch::ByeReason::auth_failed);
-                }
-                admit(session, std::move(m), std::move(checked));
-            });
+            session->post(
+                [this, session, m = std::move(m), checked = std::move(checked), verdict]() mutable {
+                    session->set_hello_pending(false);
+                    if (session->closing()) return;
+                    if (verdict == PasswordVerifier::Verdict::busy) {
+                        spdlog::info(
+                            "desktop {}: hello of {} refused: too many logons waiting for "
+                            "a password check",
+                            session->peer(), m.agent);
+                        return session->close(ch::ByeReason::busy);
+                    }
+                    if (verdict == PasswordVerifier::Verdict::wrong) {
+                        spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
+                        return session->close(ch::ByeReason::auth_failed);
+                    }
+                    admit(session, std::move(m), std::move(checked));
+                });
         });
 }
 

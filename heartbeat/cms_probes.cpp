@@ -13,7 +13,9 @@ void CmsProbes::watch(const std::string& system, Duration interval, Duration tim
     s.silent_since = now;
 }
 
-void CmsProbes::forget(const std::string& system) { systems_.erase(system); }
+void CmsProbes::forget(const std::string& system) {
+    systems_.erase(system);
+}
 
 std::vector<ProbeAction> CmsProbes::advance(Time now) {
     std::vector<ProbeAction> out;
@@ -24,8 +26,8 @@ std::vector<ProbeAction> CmsProbes::advance(Time now) {
         }
         if (s.available != false && now >= s.silent_since + s.timeout) {
             s.available = false;
-            out.push_back({ProbeActionKind::unavailable, id, s.silent_since + s.timeout,
-                           s.silent_since});
+            out.push_back(
+                {ProbeActionKind::unavailable, id, s.silent_since + s.timeout, s.silent_since});
         }
     }
     return out;

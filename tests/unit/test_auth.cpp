@@ -41,8 +41,9 @@ std::pair<Verdict, std::thread::id> verdict_of(PasswordVerifier& v, std::string 
                                                std::string password, std::string hash) {
     std::promise<std::pair<Verdict, std::thread::id>> p;
     auto f = p.get_future();
-    v.verify(std::move(user), std::move(password), std::move(hash),
-             [&p](Verdict r) { p.set_value({r, std::this_thread::get_id()}); });
+    v.verify(std::move(user), std::move(password), std::move(hash), [&p](Verdict r) {
+        p.set_value({r, std::this_thread::get_id()});
+    });
     REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
     return f.get();
 }

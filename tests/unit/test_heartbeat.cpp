@@ -267,8 +267,9 @@ TEST_CASE("CMS probes: one at a time, every interval after the last came back") 
     CHECK_FALSE(p.answered("CMS-A", true, t0 + 9s));  // still available: nothing new
 }
 
-TEST_CASE("CMS probes: no answer for the timeout makes a system unavailable once; an answer "
-          "brings it back") {
+TEST_CASE(
+    "CMS probes: no answer for the timeout makes a system unavailable once; an answer "
+    "brings it back") {
     CmsProbes p;
     p.watch("CMS-A", 5s, 15s, t0);
     p.advance(t0);
@@ -293,8 +294,9 @@ TEST_CASE("CMS probes: no answer for the timeout makes a system unavailable once
     CHECK(p.available("CMS-A") == true);
 }
 
-TEST_CASE("CMS probes: a system that never answers is unavailable one timeout after the watch "
-          "began; each system keeps its own clock") {
+TEST_CASE(
+    "CMS probes: a system that never answers is unavailable one timeout after the watch "
+    "began; each system keeps its own clock") {
     CmsProbes p;
     p.watch("CMS-A", 1s, 3s, t0);
     p.watch("CMS-B", 10s, 30s, t0);
