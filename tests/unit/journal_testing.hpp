@@ -5,9 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
 #include <filesystem>
 #include <future>
-#include <stdlib.h>
 #include <vector>
 
 namespace cb::testing {
