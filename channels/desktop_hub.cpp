@@ -209,7 +209,11 @@ void DesktopHub::route(const std::vector<Change>& changes, SteadyTime received, 
     };
     for (auto& change : changes) {
         to.clear();
-        std::string name, data, key, system;
+        // The owner map is kept for every change, with or without sessions to tell: an item
+        // that ends, or changes hands, while nobody is connected must not leave a stale owner.
+        // The JSON is only rendered for a change someone gets.
+        std::string name, key, system;
+        std::function<std::string()> render;
         if (auto* c = std::get_if<ItemStored>(&change)) {
             const Item& item = c->item;
             system = item.system;
@@ -224,26 +228,31 @@ void DesktopHub::route(const std::vector<Change>& changes, SteadyTime received, 
             else if (owner != owners_.end())
                 owners_.erase(owner);
             name = event_name(item.channel);
-            data = boost::json::serialize(to_json(item));
+            render = [&item] { return boost::json::serialize(to_json(item)); };
+        } else if (auto* released = std::get_if<ItemReleased>(&change)) {
+            owners_.erase(item_key(released->system, released->id));
+            continue;
         } else if (auto* p = std::get_if<PostingStored>(&change)) {
             system = p->system;
             auto owner = owners_.find(item_key(p->system, p->posting.chat_session_id));
             if (owner != owners_.end()) add(owner->second);
             name = "chatNewPosting";
-            auto obj = to_json(p->posting);
-            obj["system"] = p->system;
-            data = boost::json::serialize(obj);
+            render = [p] {
+                auto obj = to_json(p->posting);
+                obj["system"] = p->system;
+                return boost::json::serialize(obj);
+            };
         } else if (auto* a = std::get_if<AgentStored>(&change)) {
             system = a->agent.system;
             add(a->agent.user_id);
             name = "userChanged";
-            data = boost::json::serialize(to_json(a->agent));
+            render = [a] { return boost::json::serialize(to_json(a->agent)); };
         } else {
-            continue;  // subscriptions and the hub's own records
+            continue;  // subscriptions, orphans (announced by the broker) and the hub's records
         }
         add_monitors(system);
         if (to.empty()) continue;
-        auto e = make_event(std::move(name), std::move(data), std::move(key), received);
+        auto e = make_event(std::move(name), render(), std::move(key), received);
         for (auto* s : to)
             deliver(*s, e, now);
     }

@@ -239,4 +239,15 @@ std::optional<AgentState> agent_from_json(const json::value& v) {
     return a;
 }
 
+boost::json::object to_json(const Item& item, const OrphanRecord& orphan) {
+    auto o = to_json(item);
+    o["reason"] = orphan.reason;
+    o["orphanedAt"] = iso_utc(orphan.at);
+    o["orphanedFrom"] = orphan.agent;
+    o["classification"] = to_string(orphan.classification);
+    o["checkedAt"] = nullptr;
+    if (orphan.checked_at) o["checkedAt"] = iso_utc(*orphan.checked_at);
+    return o;
+}
+
 }  // namespace cb::channels

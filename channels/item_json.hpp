@@ -4,6 +4,7 @@
 #pragma once
 
 #include "channels/item.hpp"
+#include "channels/registry.hpp"
 
 #include <boost/json/fwd.hpp>
 
@@ -15,6 +16,9 @@ namespace cb::channels {
 boost::json::object to_json(const Item& item);
 boost::json::object to_json(const ChatPosting& posting);
 boost::json::object to_json(const AgentState& agent);
+/// An orphan as operators and supervisors see it: the item plus `reason`, `orphanedAt`,
+/// `orphanedFrom` (the agent), `classification` and `checkedAt` (null until classified).
+boost::json::object to_json(const Item& item, const OrphanRecord& orphan);
 
 /// nullopt if the object is not an item written by to_json.
 std::optional<Item> item_from_json(const boost::json::value& v);

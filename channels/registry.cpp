@@ -70,6 +70,7 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
         if (is_terminal(next.state)) {
             ended_[k] = Ended{next.channel, next.version, now};
             r.changes.push_back(ItemStored{next, now});
+            if (orphans_.erase(k)) r.changes.push_back(OrphanCleared{item.system, item.id});
             reindex(k, &held, nullptr);
             live_.erase(it);
         } else {
@@ -159,7 +160,7 @@ ApplyResult Registry::apply_subscription(const SubscriptionEnded& s, TimePoint n
 }
 
 void Registry::restore(std::vector<Item> live, std::vector<EndedItem> ended,
-                       std::vector<AgentState> agents) {
+                       std::vector<AgentState> agents, std::vector<OrphanRecord> orphans) {
     for (auto& i : live) {
         auto k = key(i.system, i.id);
         if (i.postings.size() > limits_.max_chat_postings)
@@ -174,6 +175,10 @@ void Registry::restore(std::vector<Item> live, std::vector<EndedItem> ended,
         ended_[key(e.system, e.id)] = Ended{e.channel, e.version, e.ended_at};
     for (auto& a : agents)
         agents_[key(a.system, a.user_id)] = std::move(a);
+    for (auto& o : orphans) {
+        auto k = key(o.system, o.id);
+        if (live_.count(k)) orphans_[k] = std::move(o);
+    }
 }
 
 void Registry::prune(TimePoint now) {
@@ -244,6 +249,138 @@ std::vector<AgentState> Registry::agents() const {
 const AgentState* Registry::find_agent(const std::string& system, const std::string& user) const {
     auto it = agents_.find(key(system, user));
     return it == agents_.end() ? nullptr : &it->second;
+}
+
+std::optional<Change> Registry::orphan(const std::string& system, const std::string& id,
+                                       std::string reason, TimePoint now) {
+    auto k = key(system, id);
+    auto it = live_.find(k);
+    if (it == live_.end() || orphans_.count(k)) return std::nullopt;
+    OrphanRecord o;
+    o.system = system;
+    o.id = id;
+    o.reason = std::move(reason);
+    o.agent = it->second.agent_id.value_or("");
+    o.at = now;
+    orphans_[k] = o;
+    return Change{OrphanStored{std::move(o)}};
+}
+
+std::optional<Change> Registry::clear_orphan(const std::string& system, const std::string& id) {
+    if (!orphans_.erase(key(system, id))) return std::nullopt;
+    return Change{OrphanCleared{system, id}};
+}
+
+std::optional<Change> Registry::classify(const std::string& system, const std::string& id,
+                                         Classification c, TimePoint now) {
+    auto it = orphans_.find(key(system, id));
+    if (it == orphans_.end() || it->second.classification == c) return std::nullopt;
+    it->second.classification = c;
+    it->second.checked_at = now;
+    return Change{OrphanStored{it->second}};
+}
+
+const OrphanRecord* Registry::find_orphan(const std::string& system, const std::string& id) const {
+    auto it = orphans_.find(key(system, id));
+    return it == orphans_.end() ? nullptr : &it->second;
+}
+
+std::vector<OrphanRecord> Registry::orphans(const std::string& system) const {
+    std::vector<OrphanRecord> out;
+    for (auto& [k, o] : orphans_)
+        if (system.empty() || o.system == system) out.push_back(o);
+    std::sort(out.begin(), out.end(),
+              [](auto& a, auto& b) { return std::tie(a.system, a.id) < std::tie(b.system, b.id); });
+    return out;
+}
+
+std::vector<Change> Registry::end_locally(const std::string& system, const std::string& id,
+                                          TimePoint now) {
+    auto k = key(system, id);
+    auto it = live_.find(k);
+    if (it == live_.end()) return {};
+    Item ended = std::move(it->second);
+    switch (ended.channel) {
+        case Channel::phone:
+            ended.state = State::disconnected;
+            break;
+        case Channel::chat:
+            ended.state = State::ended;
+            break;
+        case Channel::email:
+            ended.state = State::closed;
+            break;
+    }
+    ended.changed_at = iso_utc(now);
+    std::vector<Change> changes;
+    ended_[k] = Ended{ended.channel, ended.version, now};
+    reindex(k, &ended, nullptr);
+    live_.erase(it);
+    changes.push_back(ItemStored{std::move(ended), now});
+    if (orphans_.erase(k)) changes.push_back(OrphanCleared{system, id});
+    return changes;
+}
+
+std::vector<Change> Registry::reassign(const std::string& system, const std::string& id,
+                                       const std::string& agent, TimePoint now) {
+    auto k = key(system, id);
+    auto it = live_.find(k);
+    if (it == live_.end()) return {};
+    Item next = it->second;
+    next.agent_id = agent;
+    reindex(k, &it->second, &next);
+    it->second = std::move(next);
+    std::vector<Change> changes;
+    changes.push_back(ItemStored{it->second, now});
+    if (orphans_.erase(k)) changes.push_back(OrphanCleared{system, id});
+    return changes;
+}
+
+std::vector<Change> Registry::release(const std::string& system, const std::string& id) {
+    auto k = key(system, id);
+    auto it = live_.find(k);
+    if (it == live_.end()) return {};
+    reindex(k, &it->second, nullptr);
+    live_.erase(it);
+    std::vector<Change> changes;
+    changes.push_back(ItemReleased{system, id});
+    if (orphans_.erase(k)) changes.push_back(OrphanCleared{system, id});
+    return changes;
+}
+
+std::vector<std::pair<std::string, std::string>> Registry::owners() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto& [agent, keys] : by_agent_)
+        if (!keys.empty()) out.emplace_back(agent, live_.at(*keys.begin()).system);
+    return out;
+}
+
+std::unordered_map<std::string, std::uint64_t> Registry::versions(const std::string& system) const {
+    std::unordered_map<std::string, std::uint64_t> out;
+    for (auto& [k, i] : live_)
+        if (i.system == system) out.emplace(i.id, i.version);
+    return out;
+}
+
+std::string_view to_string(Classification c) {
+    switch (c) {
+        case Classification::unchecked:
+            return "unchecked";
+        case Classification::alive:
+            return "alive";
+        case Classification::gone:
+            return "gone";
+        case Classification::unknown:
+            return "unknown";
+    }
+    return "?";
+}
+
+std::optional<Classification> classification_from_string(std::string_view s) {
+    for (auto c : {Classification::unchecked, Classification::alive, Classification::gone,
+                   Classification::unknown})
+        if (to_string(c) == s) return c;
+    return std::nullopt;
 }
 
 std::optional<Change> Registry::renew_subscription(const std::string& system) {

@@ -91,6 +91,44 @@ struct ReplayTrimmed {
 struct SubscriptionRenewed {
     std::string system;
 };
+/// How reconciliation last found an orphan at its CMS (PROTOCOL.md section 4).
+enum class Classification {
+    unchecked,  ///< not asked yet
+    alive,      ///< the CMS still has it; the registry holds the CMS's snapshot
+    gone,       ///< the CMS no longer has it (the item is then closed here)
+    unknown,    ///< the CMS could not be asked; asked again when it is available
+};
+std::string_view to_string(Classification c);
+std::optional<Classification> classification_from_string(std::string_view s);
+
+/// A live item whose agent was lost (DESIGN.md section 7), and why. Kept with the registry and
+/// in the journal until the item ends, is re-adopted, assigned or released.
+struct OrphanRecord {
+    std::string system;
+    std::string id;
+    std::string reason;  ///< heartbeatLost, brokerRestart, agentLoggedOff, operatorLogoff, ...
+    std::string agent;   ///< the agent it was orphaned from ("" if the item had none)
+    TimePoint at;
+    Classification classification = Classification::unchecked;
+    std::optional<TimePoint> checked_at;  ///< when it was last classified
+    bool operator==(const OrphanRecord&) const = default;
+};
+/// An item became an orphan, or its classification changed.
+struct OrphanStored {
+    OrphanRecord orphan;
+};
+/// An item is no longer an orphan (it ended, was re-adopted, assigned or released).
+struct OrphanCleared {
+    std::string system;
+    std::string id;
+};
+/// An operator released a live item: forgotten here, without a trace that it ended (the CMS may
+/// report it again, and it is then taken as new).
+struct ItemReleased {
+    std::string system;
+    std::string id;
+};
+
 /// One automatic or operator action, with its reason and evidence (the audit log).
 struct AuditStored {
     TimePoint at;
@@ -100,10 +138,12 @@ struct AuditStored {
     std::string item;    ///< "" if none
     std::string reason;
     std::string details;  ///< a JSON object: the evidence (last contact, profile, address, ...)
+    std::string actor;    ///< who: "broker" for automatic actions, "operator NAME", "admin socket"
 };
-using Change = std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored,
-                            SessionStored, SessionEnded, DesktopEventStored, ReplayStored,
-                            ReplayTrimmed, SubscriptionRenewed, AuditStored>;
+using Change =
+    std::variant<ItemStored, PostingStored, AgentStored, SubscriptionStored, SessionStored,
+                 SessionEnded, DesktopEventStored, ReplayStored, ReplayTrimmed, SubscriptionRenewed,
+                 AuditStored, OrphanStored, OrphanCleared, ItemReleased>;
 
 struct ApplyResult {
     std::variant<Outcome, Rejection> result;
@@ -151,9 +191,43 @@ class Registry {
     /// Checks an event against the held state and applies it if it is accepted.
     ApplyResult apply(const Event& event, TimePoint now);
 
-    /// Restores the state loaded from the journal (before any event is applied).
+    /// Restores the state loaded from the journal (before any event is applied). Orphans of
+    /// items that are not live are dropped.
     void restore(std::vector<Item> live, std::vector<EndedItem> ended,
-                 std::vector<AgentState> agents);
+                 std::vector<AgentState> agents, std::vector<OrphanRecord> orphans = {});
+
+    // ---- orphans (an item that ends stops being one: apply() then adds an OrphanCleared) ----
+
+    /// Makes the live item an orphan with `reason`, orphaned from its current agent. Nothing if
+    /// the item is not live or already an orphan.
+    std::optional<Change> orphan(const std::string& system, const std::string& id,
+                                 std::string reason, TimePoint now);
+    /// The item is no longer an orphan. Nothing if it was not one.
+    std::optional<Change> clear_orphan(const std::string& system, const std::string& id);
+    /// Sets an orphan's classification. Nothing if it is not an orphan or nothing changed
+    /// (the time of the check is then not journalled either).
+    std::optional<Change> classify(const std::string& system, const std::string& id,
+                                   Classification c, TimePoint now);
+    const OrphanRecord* find_orphan(const std::string& system, const std::string& id) const;
+    /// Every orphan, by system and ID; or those of one system.
+    std::vector<OrphanRecord> orphans(const std::string& system = {}) const;
+    std::size_t orphan_count() const { return orphans_.size(); }
+
+    // ---- changes made here, not reported by a CMS (reconciliation, operators) ----
+
+    /// Ends a live item here with its channel's terminal state (disconnected, ended, closed),
+    /// keeping its version, because its CMS no longer has it. The changes, empty if not live.
+    std::vector<Change> end_locally(const std::string& system, const std::string& id,
+                                    TimePoint now);
+    /// Gives a live item to `agent` (same version): the changes, empty if not live.
+    std::vector<Change> reassign(const std::string& system, const std::string& id,
+                                 const std::string& agent, TimePoint now);
+    /// Forgets a live item without remembering it as ended. The changes, empty if not live.
+    std::vector<Change> release(const std::string& system, const std::string& id);
+    /// Every agent that owns live items, with the system of one of them.
+    std::vector<std::pair<std::string, std::string>> owners() const;
+    /// The live items' versions of one system (what a reconciliation compares against later).
+    std::unordered_map<std::string, std::uint64_t> versions(const std::string& system) const;
 
     /// Forgets ended items older than the retention.
     void prune(TimePoint now);
@@ -203,6 +277,7 @@ class Registry {
     std::unordered_map<std::string, Ended> ended_;
     std::unordered_map<std::string, AgentState> agents_;
     std::unordered_map<std::string, SystemSubscription> subscriptions_;
+    std::unordered_map<std::string, OrphanRecord> orphans_;  // by key(), live items only
 };
 
 }  // namespace cb::channels

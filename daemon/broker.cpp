@@ -138,11 +138,13 @@ void Broker::start() {
     spdlog::info("journal {} (sync={}): {} live items, {} ended items remembered, {} agent states",
                  c->journal.path, config::to_string(c->journal.sync), loaded.live.size(),
                  loaded.ended.size(), loaded.agents.size());
-    spdlog::info("journal: {} desktop session(s) to resume", loaded.sessions.size());
+    spdlog::info("journal: {} desktop session(s) to resume, {} orphan(s)", loaded.sessions.size(),
+                 loaded.orphans.size());
     for (auto& s : loaded.sessions)
         resume_keys_.set(s.agent, s.token, s.resume_hash);
     hub_.restore(std::move(loaded.sessions), loaded.last_event_id, loaded.live);
-    registry_.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents));
+    registry_.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents),
+                      std::move(loaded.orphans));
     journal_->start();
 
     http_ = std::make_unique<HttpServer>(ioc_, [this] {
@@ -222,11 +224,13 @@ void Broker::start() {
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
         schedule_watchdog(std::chrono::microseconds(watchdog_usec / 2));
     ready_.store(true);
-    // Every desktop session the journal kept gets a fresh heartbeat window from now on.
+    // Every desktop session the journal kept gets a fresh heartbeat window from now on, and
+    // every CMS is asked for its items.
     net::post(core_, [this] {
         watch_restored_sessions();
         after_core_state({});
     });
+    reconcile({}, "startup");
     sd_notify(0, "READY=1\nSTATUS=serving");
     spdlog::info("commbrokerd {} ready: node {}", COMMBROKER_VERSION, c->node.id);
 }
@@ -277,11 +281,12 @@ void Broker::submit(channels::Event event, std::chrono::steady_clock::time_point
         // Desktops get the change as soon as it is applied, in the order of application; the
         // CMS is answered only once it is durable. A desktop that saw a change the process then
         // lost resumes after the restart with a resync snapshot (docs/protocol-notes.md).
-        if (!r.changes.empty() && hub_.sessions() > 0) {
+        if (!r.changes.empty()) {
+            // Always: the hub keeps who owns which item even while no desktop is connected.
             hub_.route(r.changes, received, std::chrono::steady_clock::now());
-            flush_hub();
+            if (hub_.sessions() > 0) flush_hub();
         }
-        inspect(r.changes);
+        inspect(r.changes);  // may add orphans to the batch
         journal_->submit(std::move(r.changes), [this, outcome, done = std::move(done)](bool ok) {
             done(ok ? SubmitResult{outcome} : SubmitResult{outcome, true});
             inflight_.fetch_sub(1);
@@ -377,9 +382,9 @@ void Broker::schedule_sweep() {
         net::post(core_, [this] {
             hub_.sweep(std::chrono::steady_clock::now());
             flush_hub(true);
-            DesktopStats stats{hub_.sessions(),     hub_.connected(), hub_.queued(),
-                               hub_.counters(),     monitor_.size(),  monitor_.suspects(),
-                               monitor_.counters(), live_orphans()};
+            DesktopStats stats{hub_.sessions(),     hub_.connected(),        hub_.queued(),
+                               hub_.counters(),     monitor_.size(),         monitor_.suspects(),
+                               monitor_.counters(), registry_.orphan_count()};
             std::lock_guard lock(desktop_stats_mutex_);
             desktop_stats_ = stats;
         });
@@ -398,9 +403,12 @@ void Broker::system_changed(const std::string& system, bool available) {
         hub_.route_system_state(system, available, std::chrono::steady_clock::now());
         audit(available ? "cmsAvailable" : "cmsUnavailable", {}, system, {},
               available ? "answered a probe" : "no answer for longer than probeTimeout", "{}");
+        // Its orphans cannot be checked while it is away, and are checked again when it is back.
+        if (!available) orphans_unknown(system);
         flush_hub();
     });
     if (!available) return;
+    if (!stopping_.load()) reconcile(system, "available");
     // Agents configured with autoLogon are logged on whenever their system comes (back) up.
     for (auto& a : config()->agents) {
         if (!a.auto_logon || a.cms != system) continue;

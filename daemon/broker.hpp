@@ -1,9 +1,9 @@
 // The broker: wiring and lifecycle of commbrokerd.
 //
 // Ownership (docs/concurrency.md):
-// - the core strand owns the Registry, the DesktopHub, the heartbeat Monitor (with its one timer),
-//   the orphan list and the `accepting_` flag: every read or change of them runs there
-//   (submit(), on_core(), on_core_state(), contact());
+// - the core strand owns the Registry (with the orphans), the DesktopHub, the heartbeat Monitor
+//   (with its one timer), the reconciliations and the `accepting_` flag: every read or change of
+//   them runs there (submit(), on_core(), on_core_state(), contact(), reconcile(), recover());
 // - the journal has its own thread (recovery/journal.hpp);
 // - HTTP sessions run on their own strands and parse/serialize there;
 // - the config is an immutable snapshot swapped as a whole on reload (any thread may read it).
@@ -20,6 +20,7 @@
 #include "heartbeat/cms_probes.hpp"
 #include "heartbeat/monitor.hpp"
 #include "recovery/journal.hpp"
+#include "recovery/reconcile.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -89,6 +90,7 @@ class Broker {
         channels::Registry& registry;
         channels::DesktopHub& hub;
         heartbeat::Monitor& monitor;
+        const recovery::ReconcileBook& reconciles;
         /// What the monitor returned to `f`: carried out once `f` is done.
         std::vector<heartbeat::Action>& actions;
     };
@@ -98,7 +100,7 @@ class Broker {
     void on_core_state(F&& f) {
         boost::asio::post(core_, [this, f = std::forward<F>(f)]() mutable {
             std::vector<heartbeat::Action> actions;
-            CoreState state{registry_, hub_, monitor_, actions};
+            CoreState state{registry_, hub_, monitor_, reconciles_, actions};
             f(state);
             after_core_state(std::move(actions));
         });
@@ -108,14 +110,39 @@ class Broker {
     /// The heartbeat profile of an agent under the running config.
     heartbeat::Profile profile_of(const std::string& agent) const;
 
-    /// An item whose agent was lost while it was live (DESIGN.md section 7), until it ends.
-    struct Orphan {
+    // ---- recovery (daemon/broker_recovery.cpp) ----
+
+    /// Core: the agent's desktop said hello: its orphans are re-adopted (audited, and
+    /// supervisors get itemRecovered).
+    void agent_back(const std::string& agent);
+    /// Asks the CMSs (all if `system` is empty) for their items and settles the registry and
+    /// the orphans with the answers (recovery/reconcile.hpp). `done` runs on the core once every
+    /// system asked has answered or failed. Any thread.
+    void reconcile(const std::string& system, std::string trigger, std::function<void()> done = {});
+
+    /// An operator's recovery action (PROTOCOL.md section 4).
+    struct RecoveryAction {
+        enum class Kind { close, assign, release, logoff };
+        Kind kind = Kind::close;
+        std::string system, id;  ///< the orphan (close, assign, release)
+        std::string agent;       ///< assign: who gets it; logoff: who is logged off
         std::string reason;
-        std::string agent;
-        std::chrono::system_clock::time_point at;
+        bool dry_run = false;
+        std::string actor;  ///< who asked, for the audit log
     };
-    /// The orphans whose items are still live, with their items (core only).
-    std::vector<std::pair<channels::Item, Orphan>> orphans() const;
+    struct RecoveryOutcome {
+        int status = 200;        ///< HTTP status: 200, 404, 409, 503
+        std::string error_code;  ///< set when status is not 200
+        std::string message;     ///< what was done, would be done, or why not
+        std::optional<channels::Item> before, after;
+        std::optional<channels::OrphanRecord> orphan;
+        std::string cms_request;               ///< the CMS operation sent (or that would be)
+        std::vector<std::string> systems;      ///< logoff: where the agent is logged off
+        std::vector<channels::Item> orphaned;  ///< logoff: the items it orphans
+    };
+    /// Carries out (or with dry_run only checks) an operator's action; `done` runs exactly once,
+    /// on the core or an I/O thread. Any thread.
+    void recover(RecoveryAction action, std::function<void(RecoveryOutcome)> done);
 
     CmsLinks& cms() { return cms_; }
     LatencyRecorder& desktop_latency() { return desktop_latency_; }
@@ -180,14 +207,30 @@ class Broker {
     /// Core: sets the agent's work mode at `system` (the heartbeat's restore), not waited for.
     void set_work_mode(const std::string& agent, const std::string& system,
                        const std::string& mode);
-    /// Core: journals an audit record.
+    /// Core: journals an audit record (`actor` "broker" unless given).
     void audit(std::string action, const std::string& agent, const std::string& system,
-               const std::string& item, std::string reason, std::string details);
+               const std::string& item, std::string reason, std::string details,
+               std::string actor = "broker");
     /// Core: what an applied batch means beyond the registry: an offer to a silent onContact
-    /// agent, a subscriptionEnded, an orphan that ended.
-    void inspect(const std::vector<channels::Change>& changes);
-    /// Core: orphans whose items are still live (the others are forgotten on the way).
-    std::size_t live_orphans();
+    /// agent, a subscriptionEnded, an item of an agent the broker does not know or of one who
+    /// logged off (orphans, whose changes are added to `changes`).
+    void inspect(std::vector<channels::Change>& changes);
+    /// Core: makes the agent's live items orphans with `reason` (all of its items, or those at
+    /// `system` if given): journals them, tells supervisors, audits each. Their keys.
+    std::vector<std::string> orphan_items(const std::string& agent, const std::string& system,
+                                          const std::string& reason, const std::string& actor,
+                                          std::vector<channels::Change>* batch = nullptr);
+    /// Core: the changes made here (reconciliation, operators): routed to desktops, inspected,
+    /// journaled. `done(ok)` runs once they are durable.
+    void commit_local(std::vector<channels::Change> changes, std::function<void(bool)> done = {});
+    /// Core: tells supervisors of `system` about an orphan (itemOrphaned, itemRecovered).
+    void announce(const std::string& event, const channels::Item& item,
+                  const channels::OrphanRecord& orphan, const std::string& how = {});
+    /// Core: settles one system with its getItems answer (or failure).
+    void finish_reconcile(const std::string& system,
+                          std::unordered_map<std::string, std::uint64_t> held, CmsResult result);
+    /// Core: the orphans of `system` become unknown (its CMS cannot be asked).
+    void orphans_unknown(const std::string& system);
 
     net::io_context ioc_;
     net::strand<net::io_context::executor_type> core_;
@@ -206,7 +249,14 @@ class Broker {
     heartbeat::CmsProbes probes_;                     // core only: on the heartbeat timer too
     net::steady_timer heartbeat_timer_;               // core only
     std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to
-    std::map<std::string, Orphan> orphans_;           // core only: by system + '\x1f' + item ID
+    recovery::ReconcileBook reconciles_;              // core only
+    // core only: reconciliations asked for while one of the same system was running, and who
+    // waits for each system's to finish
+    std::map<std::string, bool> reconcile_again_;
+    std::map<std::string, std::vector<std::function<void()>>> reconcile_waiters_;
+    // core only: agents an operator is logging off (→ who): a loggedOff the CMS reports
+    // meanwhile orphans their items as the operator's logoff, not as the agent's own
+    std::map<std::string, std::string> operator_logoffs_;
     // core only: agents whose setWorkMode notReady is on its way, with the mode to restore
     // once it is answered (if the agent was heard from meanwhile)
     std::unordered_map<std::string, std::optional<std::string>> mode_in_flight_;

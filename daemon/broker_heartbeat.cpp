@@ -13,12 +13,9 @@
 #include <algorithm>
 
 namespace cb::daemon {
+namespace json = boost::json;
 
 namespace {
-
-std::string key_of(const std::string& system, const std::string& id) {
-    return system + '\x1f' + id;
-}
 
 /// An item newly offered to its agent: a phone call alerting, a chat or an e-mail offered.
 bool is_offer(const channels::Item& i) {
@@ -95,20 +92,29 @@ void Broker::watch_restored_sessions() {
         std::chrono::steady_clock::now(), heartbeat::ContactKind::restart, {}};
     for (auto& s : hub_.session_infos())
         monitor_.watch(s.agent, s.system, profile_of(s.agent), restart);
+    auto sessions = monitor_.size();
+    // An agent who owns live items but had no desktop session kept gets the same window: if no
+    // desktop of theirs is back by its end, the agent is logged off and the items orphaned.
+    for (auto& [agent, system] : registry_.owners())
+        if (!monitor_.view(agent) && config()->find_agent(agent))
+            monitor_.watch(agent, system, profile_of(agent), restart);
     if (monitor_.size() > 0)
-        spdlog::info("heartbeat: {} restored desktop session(s) get a fresh window from now",
-                     monitor_.size());
+        spdlog::info(
+            "heartbeat: {} restored desktop session(s) and {} agent(s) with live items get a "
+            "fresh window from now",
+            sessions, monitor_.size() - sessions);
 }
 
 void Broker::audit(std::string action, const std::string& agent, const std::string& system,
-                   const std::string& item, std::string reason, std::string details) {
-    journal_->submit({channels::AuditStored{now(), std::move(action), agent, system, item,
-                                            std::move(reason), std::move(details)}},
-                     [](bool) {});
+                   const std::string& item, std::string reason, std::string details,
+                   std::string actor) {
+    journal_->submit(
+        {channels::AuditStored{now(), std::move(action), agent, system, item, std::move(reason),
+                               std::move(details), std::move(actor)}},
+        [](bool) {});
 }
 
 void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
-    namespace json = boost::json;
     using heartbeat::ActionKind;
     auto steady_now = std::chrono::steady_clock::now();
     auto wall_now = now();
@@ -209,13 +215,11 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                     spdlog::warn("heartbeat: {} silent for {} ms: logging off at {}", a.agent,
                                  silent.count(), a.system);
                     logoff(a.system);
-                    channels::ItemFilter f;
-                    f.agent = a.agent;
-                    for (auto& item : registry_.items(f)) {
-                        orphans_[key_of(item.system, item.id)] =
-                            Orphan{"heartbeatLost", a.agent, wall_now};
-                        orphaned.push_back(json::string(item.system + "/" + item.id));
-                    }
+                    // Nothing heard since the broker restarted: the restart orphaned them.
+                    bool restart = a.last_contact.kind == heartbeat::ContactKind::restart;
+                    for (auto& key : orphan_items(
+                             a.agent, {}, restart ? "brokerRestart" : "heartbeatLost", "broker"))
+                        orphaned.push_back(json::string(key));
                     evidence["orphaned"] = std::move(orphaned);
                 } else {
                     spdlog::info("heartbeat: the session of {} ends after {} ms of silence",
@@ -275,49 +279,66 @@ void Broker::set_work_mode(const std::string& agent, const std::string& system,
     });
 }
 
-void Broker::inspect(const std::vector<channels::Change>& changes) {
+void Broker::inspect(std::vector<channels::Change>& changes) {
     auto steady_now = std::chrono::steady_clock::now();
     std::vector<heartbeat::Action> actions;
+    std::shared_ptr<const config::Config> cfg;
+    std::vector<channels::Change> more;
     for (auto& c : changes) {
         if (auto* stored = std::get_if<channels::ItemStored>(&c)) {
             auto& i = stored->item;
-            if (!orphans_.empty() && channels::is_terminal(i.state))
-                orphans_.erase(key_of(i.system, i.id));
             if (is_offer(i))
                 if (auto a = monitor_.offered(*i.agent_id, i.id, i.channel, steady_now)) {
                     a->system = i.system;
                     actions.push_back(std::move(*a));
                 }
+            if (!i.agent_id || channels::is_terminal(i.state)) continue;
+            if (!cfg) cfg = config();
+            auto* orphan = registry_.find_orphan(i.system, i.id);
+            if (!cfg->find_agent(*i.agent_id)) {
+                // An item of an agent the broker does not know: nobody here can handle it.
+                if (orphan) continue;
+                if (auto o = registry_.orphan(i.system, i.id, "unknownAgent", stored->at)) {
+                    auto& record = std::get<channels::OrphanStored>(*o).orphan;
+                    spdlog::warn(
+                        "recovery: {}/{} belongs to {}, an agent this broker does not "
+                        "know: orphaned",
+                        i.system, i.id, *i.agent_id);
+                    announce("itemOrphaned", i, record);
+                    audit("itemOrphaned", *i.agent_id, i.system, i.id, "unknownAgent",
+                          json::serialize(channels::to_json(i)));
+                    more.push_back(std::move(*o));
+                }
+            } else if (orphan && orphan->agent != *i.agent_id) {
+                // The CMS gave the item to someone else: it has an owner again.
+                auto record = *orphan;
+                if (auto cleared = registry_.clear_orphan(i.system, i.id)) {
+                    announce("itemRecovered", i, record, "reassignedAtCms");
+                    audit("orphanRecovered", *i.agent_id, i.system, i.id, "reassignedAtCms",
+                          json::serialize(channels::to_json(i)));
+                    more.push_back(std::move(*cleared));
+                }
+            }
+        } else if (auto* agent = std::get_if<channels::AgentStored>(&c)) {
+            // Logged off at the CMS (by the desktop, or the CMS itself) while items are live.
+            if (agent->agent.state == channels::AgentStateValue::logged_off) {
+                auto by = operator_logoffs_.find(agent->agent.user_id);
+                bool op = by != operator_logoffs_.end();
+                orphan_items(agent->agent.user_id, agent->agent.system,
+                             op ? "operatorLogoff" : "agentLoggedOff", op ? by->second : "broker",
+                             &more);
+            }
         } else if (auto* ended = std::get_if<channels::SubscriptionStored>(&c)) {
             spdlog::warn("cms {}: subscription ended ({}); subscribing again", ended->ended.system,
                          ended->ended.reason);
             cms_.subscription_ended(ended->ended.system);
         }
     }
+    for (auto& m : more)
+        changes.push_back(std::move(m));
     if (actions.empty()) return;
     run_heartbeat(std::move(actions));
     flush_hub();
-}
-
-std::size_t Broker::live_orphans() {
-    for (auto it = orphans_.begin(); it != orphans_.end();) {
-        auto sep = it->first.find('\x1f');
-        if (!registry_.find(it->first.substr(0, sep), it->first.substr(sep + 1)))
-            it = orphans_.erase(it);
-        else
-            ++it;
-    }
-    return orphans_.size();
-}
-
-std::vector<std::pair<channels::Item, Broker::Orphan>> Broker::orphans() const {
-    std::vector<std::pair<channels::Item, Orphan>> out;
-    for (auto& [key, o] : orphans_) {
-        auto sep = key.find('\x1f');
-        if (auto* item = registry_.find(key.substr(0, sep), key.substr(sep + 1)))
-            out.emplace_back(*item, o);
-    }
-    return out;
 }
 
 }  // namespace cb::daemon

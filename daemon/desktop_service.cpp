@@ -184,6 +184,8 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
         auto key = ResumeKeys::make();
         auto a = core.hub.attach(agent_id, resume, session, default_system, key.hash);
         broker_.resume_keys().set(agent_id, a.token, key.hash);
+        // The agent is back: items orphaned from them are theirs again.
+        broker_.agent_back(agent_id);
         // A hello is contact: a resume inside the window clears any suspicion.
         core.actions = core.monitor.watch(
             agent_id, a.system, profile,
@@ -286,10 +288,12 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
             system, std::move(r), [this, reply, op, agent, system](CmsResult result) {
                 bool ok = std::holds_alternative<CmsReply>(result);
                 if (ok && (op == CmsOp::logon || op == CmsOp::logoff))
-                    broker_.on_core_state([agent, system, op](Broker::CoreState& core) {
+                    broker_.on_core_state([this, agent, system, op](Broker::CoreState& core) {
                         auto now_on = op == CmsOp::logon ? system : std::string();
                         core.hub.set_system(agent, now_on);
                         core.monitor.set_system(agent, now_on);
+                        // Logged on again from the desktop: its orphans are re-adopted.
+                        if (op == CmsOp::logon) broker_.agent_back(agent);
                     });
                 reply(std::move(result));
             });

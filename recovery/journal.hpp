@@ -1,5 +1,7 @@
 // The journal: the durable record of the registry (live items with their chat postings, ended
-// items still remembered, agent states, ended subscriptions) in one SQLite file in WAL mode.
+// items still remembered, agent states, ended subscriptions, orphans), the desktop sessions and
+// their replay buffers, and the audit log, in one SQLite file in WAL mode (schema 4; older
+// schemas are migrated in one transaction when opened).
 //
 // Contract:
 // - open() refuses a file that is not a commbroker journal, was written by a newer schema, or
@@ -55,7 +57,7 @@ class JournalError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 /// PRAGMA application_id of a commbroker journal ("CBJ1").
 inline constexpr std::int32_t kApplicationId = 0x43424a31;
 
@@ -64,6 +66,7 @@ struct LoadedState {
     std::vector<channels::EndedItem> ended;
     std::vector<channels::AgentState> agents;
     std::vector<channels::LoadedSession> sessions;
+    std::vector<channels::OrphanRecord> orphans;
     std::uint64_t last_event_id = 0;
 };
 

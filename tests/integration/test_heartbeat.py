@@ -53,10 +53,16 @@ def test_a_silent_desktop_is_set_not_ready_after_lag_then_logged_off_after_grace
     orphans = loop.admin("GET", "/admin/v1/recovery/orphans")[1]["orphans"]
     assert [(o["id"], o["reason"], o["orphanedFrom"]) for o in orphans] == [(call, "heartbeatLost", "alice")]
     wait_for(lambda: loop.status()["counts"]["orphans"] == 1, what="the orphan counted in status")
+    # Sue, monitoring every system, is told; the simulator still has the call, so it is alive.
+    orphaned = sue.expect_event("itemOrphaned", id=call)
+    assert orphaned["data"]["reason"] == "heartbeatLost" and orphaned["data"]["orphanedFrom"] == "alice"
+    wait_for(lambda: loop.admin("GET", "/admin/v1/recovery/orphans")[1]["orphans"][0]["classification"]
+             == "alive", what="the orphan classified alive")
     # Sue was never suspect: her heartbeats counted.
     assert loop.sim.state()["requests"]["setWorkMode"] == 1
     # The evidence is in the audit log, and commbrokerctl shows it.
-    wait_for(lambda: [r[0] for r in audit(loop) if r[1] == "alice"] == ["heartbeatSuspect", "heartbeatLogoff"],
+    wait_for(lambda: [r[0] for r in audit(loop) if r[1] == "alice" and r[0].startswith("heartbeat")]
+             == ["heartbeatSuspect", "heartbeatLogoff"],
              what="the audit records")
     records = {r[0]: r for r in audit(loop) if r[1] == "alice"}
     assert '"previousMode":"ready"' in records["heartbeatSuspect"][5]
@@ -66,8 +72,9 @@ def test_a_silent_desktop_is_set_not_ready_after_lag_then_logged_off_after_grace
     assert loop.admin("GET", "/admin/v1/audit?limit=0")[0] == 400
     out = loop.ctl("audit", "--agent", "alice").stdout
     assert "heartbeatLogoff" in out and "heartbeatSuspect" in out
-    metrics = loop.admin_text("/metrics")
-    assert 'commbroker_heartbeat_actions_total{action="logoff"} 1' in metrics
+    # The metrics are copied from the core every 500 ms.
+    wait_for(lambda: 'commbroker_heartbeat_actions_total{action="logoff"} 1' in loop.admin_text("/metrics")
+             and "commbroker_orphans 1" in loop.admin_text("/metrics"), what="the logoff and orphan in /metrics")
 
 
 def test_a_desktop_that_resumes_inside_lag_never_leaves_its_work_mode(make_loop):

@@ -272,10 +272,24 @@ void check_migration_from(int schema, const char* downgrade) {
     CHECK(loaded.live[0].id == "c-1");
     if (schema < 2) CHECK(loaded.sessions.empty());
     j->start();
+    channels::OrphanRecord orphan;
+    orphan.system = "CMS-A";
+    orphan.id = "c-1";
+    orphan.reason = "heartbeatLost";
+    orphan.agent = "alice";
+    orphan.at = now;
     CHECK(commit(*j, {channels::SessionStored{"t-1", "alice", "CMS-A", "", 0},
                       channels::AuditStored{now, "heartbeatLogoff", "alice", "CMS-A", "",
-                                            "heartbeatLost", "{}"}}));
+                                            "heartbeatLost", "{}", "broker"},
+                      channels::OrphanStored{orphan}}));
     j->stop();
+    {
+        // What the migration added is read back after the next start.
+        auto again = recovery::Journal::open({path, true, 64});
+        auto reloaded = again->load(now);
+        REQUIRE(reloaded.orphans.size() == 1);
+        CHECK(reloaded.orphans[0] == orphan);
+    }
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
     sqlite3_stmt* st = nullptr;
@@ -283,13 +297,14 @@ void check_migration_from(int schema, const char* downgrade) {
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);
     CHECK(sqlite3_column_int(st, 0) == recovery::kSchemaVersion);
     sqlite3_finalize(st);
-    REQUIRE(sqlite3_prepare_v2(db, "SELECT action, agent, reason FROM audit", -1, &st, nullptr) ==
-            SQLITE_OK);
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT action, agent, reason, actor FROM audit", -1, &st,
+                               nullptr) == SQLITE_OK);
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);
     CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) ==
           "heartbeatLogoff");
     CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 2))) ==
           "heartbeatLost");
+    CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 3))) == "broker");
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -299,13 +314,69 @@ void check_migration_from(int schema, const char* downgrade) {
 TEST_CASE("a schema 1 journal is migrated to the current schema and keeps its items") {
     check_migration_from(1,
                          "DROP TABLE desktop_sessions; DROP TABLE desktop_events; "
-                         "DROP TABLE desktop_replay; DROP TABLE audit; PRAGMA user_version=1;");
+                         "DROP TABLE desktop_replay; DROP TABLE audit; DROP TABLE orphans; "
+                         "PRAGMA user_version=1;");
 }
 
 TEST_CASE("a schema 2 journal is migrated to the current schema and keeps its items") {
     check_migration_from(2,
                          "DROP TABLE audit; ALTER TABLE desktop_sessions DROP COLUMN resume_hash; "
-                         "PRAGMA user_version=2;");
+                         "DROP TABLE orphans; PRAGMA user_version=2;");
+}
+
+TEST_CASE("a schema 3 journal is migrated to the current schema and keeps its items") {
+    check_migration_from(3,
+                         "DROP TABLE orphans; DROP INDEX audit_by_item; DROP INDEX audit_by_agent; "
+                         "ALTER TABLE audit DROP COLUMN actor; PRAGMA user_version=3;");
+}
+
+TEST_CASE("orphans are kept until cleared, and a released item is forgotten with its postings") {
+    TempDir dir;
+    auto path = (dir.path / "journal.db").string();
+    auto now = channels::TimePoint(std::chrono::hours(1000000));
+    auto record = [&](const char* id, channels::Classification c) {
+        channels::OrphanRecord o;
+        o.system = "CMS-A";
+        o.id = id;
+        o.reason = "brokerRestart";
+        o.agent = "alice";
+        o.at = now;
+        o.classification = c;
+        if (c != channels::Classification::unchecked) o.checked_at = now + std::chrono::seconds(3);
+        return o;
+    };
+    {
+        auto j = recovery::Journal::open({path, true, 64});
+        j->load(now);
+        j->start();
+        CHECK(commit(*j,
+                     {channels::ItemStored{call("c-1", 1, channels::State::connected), now},
+                      channels::ItemStored{call("c-2", 1, channels::State::connected), now},
+                      channels::ItemStored{call("c-3", 1, channels::State::connected), now},
+                      channels::OrphanStored{record("c-1", channels::Classification::unchecked)},
+                      channels::OrphanStored{record("c-2", channels::Classification::unchecked)},
+                      channels::OrphanStored{record("c-3", channels::Classification::unchecked)}}));
+        // Classified, cleared, released.
+        CHECK(commit(
+            *j, {channels::OrphanStored{record("c-1", channels::Classification::alive)},
+                 channels::OrphanCleared{"CMS-A", "c-2"}, channels::ItemReleased{"CMS-A", "c-3"},
+                 channels::OrphanCleared{"CMS-A", "c-3"}}));
+        j->stop();
+    }
+    auto j = recovery::Journal::open({path, true, 64});
+    auto loaded = j->load(now);
+    REQUIRE(loaded.live.size() == 2);
+    CHECK(loaded.ended.empty());  // released is not ended: a later report is taken as new
+    REQUIRE(loaded.orphans.size() == 1);
+    CHECK(loaded.orphans[0] == record("c-1", channels::Classification::alive));
+    // Restored into a registry, the orphan is there with its item.
+    channels::Registry reg({});
+    reg.restore(std::move(loaded.live), std::move(loaded.ended), std::move(loaded.agents),
+                std::move(loaded.orphans));
+    REQUIRE(reg.find_orphan("CMS-A", "c-1"));
+    CHECK(reg.find_orphan("CMS-A", "c-1")->classification == channels::Classification::alive);
+    CHECK(!reg.find_orphan("CMS-A", "c-2"));
+    CHECK(reg.orphan_count() == 1);
 }
 
 TEST_CASE("a renewed subscription removes the stored subscriptionEnded") {

@@ -1,0 +1,457 @@
+// The broker's side of the recovery module (DESIGN.md section 7): orphans as they arise and
+// are re-adopted, reconciliation with the CMSs (getItems, planned by recovery/reconcile.hpp),
+// and the operators' actions. Everything here runs on the core strand, but reconcile() and
+// recover(), which post to it.
+#include "channels/item_json.hpp"
+#include "daemon/broker.hpp"
+#include "protocol/desktop_codec.hpp"
+
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+#include <unordered_set>
+
+namespace cb::daemon {
+namespace json = boost::json;
+using channels::Change;
+
+namespace {
+
+json::object orphan_json(const channels::OrphanRecord& o) {
+    json::object out{{"reason", o.reason},
+                     {"orphanedAt", channels::iso_utc(o.at)},
+                     {"orphanedFrom", o.agent},
+                     {"classification", channels::to_string(o.classification)}};
+    return out;
+}
+
+/// The audit record's evidence: the item before and after, the orphan it was.
+std::string details(const channels::Item* before, const channels::Item* after,
+                    const channels::OrphanRecord* orphan, json::object extra = {}) {
+    extra["before"] = before ? json::value(channels::to_json(*before)) : json::value(nullptr);
+    extra["after"] = after ? json::value(channels::to_json(*after)) : json::value(nullptr);
+    if (orphan) extra["orphan"] = orphan_json(*orphan);
+    return json::serialize(extra);
+}
+
+/// The CMS operation that ends an item of `channel`.
+protocol::CmsOp closing_op(channels::Channel channel) {
+    switch (channel) {
+        case channels::Channel::phone:
+            return protocol::CmsOp::hangup_call;
+        case channels::Channel::chat:
+            return protocol::CmsOp::end_chat;
+        case channels::Channel::email:
+            return protocol::CmsOp::close_message;
+    }
+    return protocol::CmsOp::hangup_call;
+}
+
+/// A fault that says the CMS could not be asked, rather than that it refused.
+bool unreachable(const protocol::CmsFault& f) {
+    return f.code == "timeout" || f.code == "unavailable" || f.code == "unknownSystem";
+}
+
+}  // namespace
+
+void Broker::announce(const std::string& event, const channels::Item& item,
+                      const channels::OrphanRecord& orphan, const std::string& how) {
+    if (hub_.sessions() == 0) return;
+    auto o = channels::to_json(item, orphan);
+    if (!how.empty()) o["recoveredBy"] = how;
+    hub_.route_supervisors(event, item.system, json::serialize(o),
+                           std::chrono::steady_clock::now());
+}
+
+std::vector<std::string> Broker::orphan_items(const std::string& agent, const std::string& system,
+                                              const std::string& reason, const std::string& actor,
+                                              std::vector<Change>* batch) {
+    channels::ItemFilter f;
+    f.agent = agent;
+    f.system = system;
+    std::vector<Change> changes;
+    std::vector<std::string> keys;
+    std::set<std::string> systems;
+    auto at = now();
+    for (auto& item : registry_.items(f)) {
+        auto c = registry_.orphan(item.system, item.id, reason, at);
+        if (!c) continue;
+        const auto& record = std::get<channels::OrphanStored>(*c).orphan;
+        announce("itemOrphaned", item, record);
+        audit("itemOrphaned", agent, item.system, item.id, reason, details(&item, &item, &record),
+              actor);
+        keys.push_back(item.system + "/" + item.id);
+        systems.insert(item.system);
+        changes.push_back(std::move(*c));
+    }
+    if (keys.empty()) return keys;
+    spdlog::warn("recovery: {} live item(s) of {} orphaned ({})", keys.size(), agent, reason);
+    if (batch)
+        for (auto& c : changes)
+            batch->push_back(std::move(c));
+    else
+        journal_->submit(std::move(changes), [](bool) {});
+    // Each new orphan is classified by asking its CMS.
+    for (auto& s : systems)
+        reconcile(s, "orphaned");
+    return keys;
+}
+
+void Broker::agent_back(const std::string& agent) {
+    channels::ItemFilter f;
+    f.agent = agent;
+    std::vector<Change> changes;
+    for (auto& item : registry_.items(f)) {
+        const auto* o = registry_.find_orphan(item.system, item.id);
+        if (!o) continue;
+        auto record = *o;
+        auto c = registry_.clear_orphan(item.system, item.id);
+        announce("itemRecovered", item, record, "agentBack");
+        audit("orphanRecovered", agent, item.system, item.id, "the agent is back",
+              details(&item, &item, &record));
+        changes.push_back(std::move(*c));
+    }
+    if (changes.empty()) return;
+    spdlog::info("recovery: {} orphan(s) of {} re-adopted: the agent is back", changes.size(),
+                 agent);
+    journal_->submit(std::move(changes), [](bool) {});
+}
+
+void Broker::commit_local(std::vector<Change> changes, std::function<void(bool)> done) {
+    if (changes.empty()) {
+        if (done) done(true);
+        return;
+    }
+    auto steady_now = std::chrono::steady_clock::now();
+    hub_.route(changes, steady_now, steady_now);
+    inspect(changes);
+    journal_->submit(std::move(changes), [done = std::move(done)](bool ok) {
+        if (done) done(ok);
+    });
+    flush_hub();
+}
+
+void Broker::orphans_unknown(const std::string& system) {
+    std::vector<Change> changes;
+    auto at = now();
+    for (auto& o : registry_.orphans(system))
+        if (auto c = registry_.classify(o.system, o.id, channels::Classification::unknown, at))
+            changes.push_back(std::move(*c));
+    if (!changes.empty()) journal_->submit(std::move(changes), [](bool) {});
+}
+
+void Broker::reconcile(const std::string& only, std::string trigger, std::function<void()> done) {
+    net::post(core_, [this, only, trigger = std::move(trigger), done = std::move(done)]() mutable {
+        std::vector<std::string> systems;
+        if (!only.empty())
+            systems.push_back(only);
+        else
+            for (auto& c : config()->cms)
+                systems.push_back(c.id);
+        if (systems.empty() || stopping_.load()) {
+            if (done) done();
+            return;
+        }
+        auto remaining = std::make_shared<std::size_t>(systems.size());
+        auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+        for (auto& system : systems) {
+            reconcile_waiters_[system].push_back([remaining, shared_done] {
+                if (--*remaining == 0 && *shared_done) (*shared_done)();
+            });
+            if (!reconciles_.begin(system, trigger, now())) {
+                // One is running: orphans made since it asked need another round.
+                if (trigger == "orphaned") reconcile_again_[system] = true;
+                continue;
+            }
+            auto held = registry_.versions(system);
+            protocol::CmsRequest r;
+            r.op = protocol::CmsOp::get_items;
+            r.all_users = true;
+            spdlog::info("recovery: reconciling {} ({}): asking for its items", system, trigger);
+            cms_.request(system, std::move(r),
+                         [this, system, held = std::move(held)](CmsResult result) mutable {
+                             net::post(core_, [this, system, held = std::move(held),
+                                               result = std::move(result)]() mutable {
+                                 finish_reconcile(system, std::move(held), std::move(result));
+                             });
+                         });
+        }
+    });
+}
+
+void Broker::finish_reconcile(const std::string& system,
+                              std::unordered_map<std::string, std::uint64_t> held,
+                              CmsResult result) {
+    using State = recovery::SystemReconcile::State;
+    auto& st = reconciles_.at(system);
+    auto at = now();
+    if (auto* f = std::get_if<protocol::CmsFault>(&result)) {
+        st.state = State::failed;
+        st.error = f->code + ": " + f->message;
+        orphans_unknown(system);
+        st.unknown = registry_.orphans(system).size();
+        spdlog::warn("recovery: cannot reconcile {} ({}); its {} orphan(s) stay unknown", system,
+                     st.error, st.unknown);
+    } else {
+        auto& reply = std::get<protocol::CmsReply>(result);
+        st.cms_items = reply.items.size();
+        auto plan = recovery::plan_reconcile(system, std::move(reply.items), held, registry_);
+        std::vector<Change> changes;
+        std::unordered_set<std::string> at_cms;
+        std::size_t refused = 0;
+        for (auto* list : {&plan.refresh, &plan.adopt}) {
+            bool adopting = list == &plan.adopt;
+            for (auto& item : *list) {
+                at_cms.insert(item.id);
+                auto r = registry_.apply(item, at);
+                if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
+                    if (++refused <= 3)
+                        spdlog::warn("recovery: {} sent {} in getItems, refused: {}: {}", system,
+                                     item.id, rejection->error.field, rejection->error.message);
+                    continue;
+                }
+                if (!r.accepted()) continue;
+                if (adopting) {
+                    ++st.adopted;
+                    audit("reconcileAdopted", item.agent_id.value_or(""), system, item.id,
+                          "the CMS has it and the broker did not",
+                          details(nullptr, &item, nullptr));
+                } else {
+                    ++st.refreshed;
+                }
+                for (auto& c : r.changes)
+                    changes.push_back(std::move(c));
+            }
+        }
+        if (refused > 3)
+            spdlog::warn("recovery: {} more item(s) of {} refused", refused - 3, system);
+        for (auto& id : plan.gone) {
+            const auto* item = registry_.find(system, id);
+            if (!item) continue;
+            auto before = *item;
+            std::optional<channels::OrphanRecord> orphan;
+            if (const auto* o = registry_.find_orphan(system, id)) orphan = *o;
+            audit("reconcileGone", before.agent_id.value_or(""), system, id,
+                  "the CMS no longer has it: closed here",
+                  details(&before, nullptr, orphan ? &*orphan : nullptr));
+            ++st.gone;
+            for (auto& c : registry_.end_locally(system, id, at))
+                changes.push_back(std::move(c));
+        }
+        for (auto& o : registry_.orphans(system)) {
+            if (!at_cms.count(o.id)) continue;  // changed since the request: the next round
+            ++st.alive;
+            if (auto c = registry_.classify(system, o.id, channels::Classification::alive, at))
+                changes.push_back(std::move(*c));
+        }
+        st.state = State::done;
+        commit_local(std::move(changes));
+        spdlog::info(
+            "recovery: {} reconciled: {} item(s) at the CMS, {} refreshed, {} adopted, {} closed "
+            "as gone, {} orphan(s) alive",
+            system, st.cms_items, st.refreshed, st.adopted, st.gone, st.alive);
+    }
+    st.finished = at;
+    auto waiters = std::move(reconcile_waiters_[system]);
+    reconcile_waiters_.erase(system);
+    if (reconcile_again_.erase(system) && !stopping_.load()) reconcile(system, "orphaned");
+    for (auto& w : waiters)
+        w();
+}
+
+void Broker::recover(RecoveryAction action, std::function<void(RecoveryOutcome)> done) {
+    net::post(core_, [this, a = std::move(action), done = std::move(done)]() mutable {
+        using Kind = RecoveryAction::Kind;
+        RecoveryOutcome out;
+        auto fail = [&](int status, std::string code, std::string message) {
+            out.status = status;
+            out.error_code = std::move(code);
+            out.message = std::move(message);
+            done(std::move(out));
+        };
+        if (stopping_.load()) return fail(503, "unavailable", "the broker is stopping");
+        auto cfg = config();
+
+        if (a.kind == Kind::logoff) {
+            if (!cfg->find_agent(a.agent)) return fail(404, "notFound", "no agent " + a.agent);
+            std::set<std::string> systems;
+            for (auto& s : registry_.agents())
+                if (s.user_id == a.agent && s.state != channels::AgentStateValue::logged_off)
+                    systems.insert(s.system);
+            if (auto on = hub_.system_of(a.agent); !on.empty()) systems.insert(on);
+            if (systems.empty())
+                return fail(409, "conflict", a.agent + " is not logged on at any system");
+            out.systems.assign(systems.begin(), systems.end());
+            channels::ItemFilter f;
+            f.agent = a.agent;
+            out.orphaned = registry_.items(f);
+            if (a.dry_run) {
+                out.message = "would log " + a.agent + " off at " + std::to_string(systems.size()) +
+                              " system(s) and orphan " + std::to_string(out.orphaned.size()) +
+                              " live item(s)";
+                return done(std::move(out));
+            }
+            // Answered once every system has: the items are orphaned where the logoff was taken.
+            struct Pending {
+                RecoveryOutcome out;
+                std::size_t left = 0;
+                std::vector<std::string> refused;
+                std::vector<std::string> succeeded;
+                bool unreachable = false;
+            };
+            operator_logoffs_[a.agent] = a.actor;
+            auto pending = std::make_shared<Pending>();
+            pending->out = std::move(out);
+            pending->left = systems.size();
+            for (auto& system : systems) {
+                protocol::CmsRequest r;
+                r.op = protocol::CmsOp::logoff;
+                r.user_id = a.agent;
+                r.reason = a.reason;
+                cms_.request(
+                    system, std::move(r), [this, a, system, pending, done](CmsResult result) {
+                        net::post(
+                            core_, [this, a, system, pending, done, result = std::move(result)] {
+                                if (auto* f = std::get_if<protocol::CmsFault>(&result)) {
+                                    pending->refused.push_back(system + ": " + f->code + ": " +
+                                                               f->message);
+                                    pending->unreachable = pending->unreachable || unreachable(*f);
+                                    audit("operatorLogoffRefused", a.agent, system, {}, a.reason,
+                                          json::serialize(
+                                              json::object{{"fault", f->code + ": " + f->message}}),
+                                          a.actor);
+                                } else {
+                                    pending->succeeded.push_back(system);
+                                    auto keys =
+                                        orphan_items(a.agent, system, "operatorLogoff", a.actor);
+                                    if (hub_.system_of(a.agent) == system) {
+                                        hub_.set_system(a.agent, {});
+                                        monitor_.set_system(a.agent, {});
+                                    }
+                                    json::array orphaned;
+                                    for (auto& k : keys)
+                                        orphaned.emplace_back(k);
+                                    audit("operatorLogoff", a.agent, system, {}, a.reason,
+                                          json::serialize(
+                                              json::object{{"orphaned", std::move(orphaned)}}),
+                                          a.actor);
+                                    flush_hub();
+                                }
+                                if (--pending->left > 0) return;
+                                operator_logoffs_.erase(a.agent);
+                                auto& o = pending->out;
+                                o.systems = pending->succeeded;
+                                if (pending->refused.empty()) {
+                                    o.message = a.agent + " logged off";
+                                } else {
+                                    o.status = pending->unreachable ? 503 : 409;
+                                    o.error_code = pending->unreachable ? "unavailable" : "refused";
+                                    o.message = "the logoff was refused: ";
+                                    for (std::size_t i = 0; i < pending->refused.size(); ++i)
+                                        o.message += (i ? "; " : "") + pending->refused[i];
+                                }
+                                done(std::move(o));
+                            });
+                    });
+            }
+            return;
+        }
+
+        const auto* item = registry_.find(a.system, a.id);
+        const auto* orphan = registry_.find_orphan(a.system, a.id);
+        if (!item || !orphan)
+            return fail(404, "notFound", "no orphan " + a.id + " of system " + a.system);
+        out.before = *item;
+        out.orphan = *orphan;
+
+        if (a.kind == Kind::close) {
+            auto op = closing_op(item->channel);
+            out.cms_request = std::string(protocol::to_string(op));
+            if (a.dry_run) {
+                out.message = "would ask " + a.system + " to " + out.cms_request + " " + a.id +
+                              "; the item ends when " + a.system + " reports it";
+                return done(std::move(out));
+            }
+            protocol::CmsRequest r;
+            r.op = op;
+            r.user_id = item->agent_id.value_or(orphan->agent);
+            r.item_id = a.id;
+            r.reason = a.reason;
+            cms_.request(
+                a.system, std::move(r),
+                [this, a, out = std::move(out), done](CmsResult result) mutable {
+                    net::post(core_, [this, a, out = std::move(out), done,
+                                      result = std::move(result)]() mutable {
+                        auto evidence = [&](json::object extra) {
+                            return details(&*out.before, nullptr, &*out.orphan, std::move(extra));
+                        };
+                        if (auto* f = std::get_if<protocol::CmsFault>(&result)) {
+                            out.status = unreachable(*f) ? 503 : 409;
+                            out.error_code = unreachable(*f) ? "unavailable" : "refused";
+                            out.message = a.system + " refused " + out.cms_request + " of " + a.id +
+                                          ": " + f->code + ": " + f->message + "; nothing changed";
+                            audit("orphanCloseRefused", out.before->agent_id.value_or(""), a.system,
+                                  a.id, a.reason,
+                                  evidence({{"request", out.cms_request},
+                                            {"fault", f->code + ": " + f->message}}),
+                                  a.actor);
+                            return done(std::move(out));
+                        }
+                        out.message = a.system + " took " + out.cms_request + " of " + a.id +
+                                      "; the item ends when " + a.system + " reports it";
+                        audit("orphanClose", out.before->agent_id.value_or(""), a.system, a.id,
+                              a.reason, evidence({{"request", out.cms_request}}), a.actor);
+                        done(std::move(out));
+                    });
+                });
+            return;
+        }
+
+        // assign and release change the registry here: answered once that is durable.
+        auto commit = [this, &out, &done](std::vector<Change> changes) {
+            commit_local(std::move(changes), [out = std::move(out), done](bool ok) mutable {
+                if (!ok) {
+                    out.status = 503;
+                    out.error_code = "unavailable";
+                    out.message +=
+                        "; but the journal cannot commit now: the change is kept in "
+                        "memory and written when it can";
+                }
+                done(std::move(out));
+            });
+        };
+        if (a.kind == Kind::assign) {
+            if (!cfg->find_agent(a.agent)) return fail(404, "notFound", "no agent " + a.agent);
+            const auto* state = registry_.find_agent(a.system, a.agent);
+            bool on = (state && state->state != channels::AgentStateValue::logged_off) ||
+                      hub_.system_of(a.agent) == a.system;
+            if (!on) return fail(409, "conflict", a.agent + " is not logged on at " + a.system);
+            out.after = *item;
+            out.after->agent_id = a.agent;
+            if (a.dry_run) {
+                out.message = "would give " + a.id + " to " + a.agent;
+                return done(std::move(out));
+            }
+            auto changes = registry_.reassign(a.system, a.id, a.agent, now());
+            announce("itemRecovered", *out.after, *out.orphan, "assigned");
+            audit("orphanAssign", a.agent, a.system, a.id, a.reason,
+                  details(&*out.before, &*out.after, &*out.orphan), a.actor);
+            out.message = a.id + " given to " + a.agent;
+            return commit(std::move(changes));
+        }
+        if (a.dry_run) {
+            out.message = "would forget " + a.id + " here; " + a.system + " is not told";
+            return done(std::move(out));
+        }
+        auto changes = registry_.release(a.system, a.id);
+        announce("itemRecovered", *out.before, *out.orphan, "released");
+        audit("orphanRelease", out.before->agent_id.value_or(""), a.system, a.id, a.reason,
+              details(&*out.before, nullptr, &*out.orphan), a.actor);
+        out.message = a.id + " forgotten here";
+        commit(std::move(changes));
+    });
+}
+
+}  // namespace cb::daemon
