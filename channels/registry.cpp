@@ -81,6 +81,14 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
         return r;
     }
 
+    if (auto it = ended_.find(k); it != ended_.end() && it->second.here &&
+                                  it->second.channel == item.channel &&
+                                  item.version > it->second.version) {
+        // Closed here by a reconciliation: the CMS's own end of it is no news, and a CMS that
+        // still reports it live had it after all.
+        if (is_terminal(item.state)) return outcome(Outcome::duplicate);
+        ended_.erase(it);
+    }
     if (auto it = ended_.find(k); it != ended_.end()) {
         if (it->second.channel != item.channel)
             return reject(Rejection::Code::invalid_field, "id",
@@ -313,7 +321,7 @@ std::vector<Change> Registry::end_locally(const std::string& system, const std::
     }
     ended.changed_at = iso_utc(now);
     std::vector<Change> changes;
-    ended_[k] = Ended{ended.channel, ended.version, now};
+    ended_[k] = Ended{ended.channel, ended.version, now, true};
     reindex(k, &ended, nullptr);
     live_.erase(it);
     changes.push_back(ItemStored{std::move(ended), now});

@@ -217,6 +217,8 @@ class Registry {
 
     /// Ends a live item here with its channel's terminal state (disconnected, ended, closed),
     /// keeping its version, because its CMS no longer has it. The changes, empty if not live.
+    /// The CMS's word still wins: a later snapshot of it that ends it is a duplicate (its end is
+    /// held), one that does not brings it back as a new item.
     std::vector<Change> end_locally(const std::string& system, const std::string& id,
                                     TimePoint now);
     /// Gives a live item to `agent` (same version): the changes, empty if not live.
@@ -251,6 +253,7 @@ class Registry {
         Channel channel;
         std::uint64_t version;
         TimePoint ended_at;
+        bool here = false;  // closed by end_locally(), not by the CMS (kept in memory only)
     };
 
     ApplyResult apply_item(const Item& item, TimePoint now);

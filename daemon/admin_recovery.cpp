@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace cb::daemon::admin {
 namespace json = boost::json;
 
@@ -73,6 +75,10 @@ void run(Call& c, Broker::RecoveryAction action, bool needs_agent) {
     if (reason->empty() && action.kind != Broker::RecoveryAction::Kind::logoff)
         return c.respond(error_response(http::status::bad_request, "badRequest",
                                         "a reason is required: it goes into the audit log"));
+    if (std::any_of(reason->begin(), reason->end(),
+                    [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; }))
+        return c.respond(error_response(http::status::bad_request, "badRequest",
+                                        "the reason must be one line without control characters"));
     if (reason->size() > kMaxReason)
         return c.respond(
             error_response(http::status::bad_request, "badRequest",

@@ -112,9 +112,11 @@ class Broker {
 
     // ---- recovery (daemon/broker_recovery.cpp) ----
 
-    /// Core: the agent's desktop said hello: its orphans are re-adopted (audited, and
-    /// supervisors get itemRecovered).
-    void agent_back(const std::string& agent);
+    /// Core: the agent's desktop is back: its orphans are re-adopted (audited, and supervisors
+    /// get itemRecovered). After a hello (`logged_on` false) only those at systems where the
+    /// agent is not logged off, so that a reload does not undo an operator's or the heartbeat's
+    /// logoff; after the desktop logged on again at the CMS (`logged_on` true), all of them.
+    void agent_back(const std::string& agent, bool logged_on = false);
     /// Asks the CMSs (all if `system` is empty) for their items and settles the registry and
     /// the orphans with the answers (recovery/reconcile.hpp). `done` runs on the core once every
     /// system asked has answered or failed. Any thread.
@@ -216,10 +218,12 @@ class Broker {
     /// logged off (orphans, whose changes are added to `changes`).
     void inspect(std::vector<channels::Change>& changes);
     /// Core: makes the agent's live items orphans with `reason` (all of its items, or those at
-    /// `system` if given): journals them, tells supervisors, audits each. Their keys.
+    /// `system` if given; never the item `skip`): journals them, or adds them to `batch`, tells
+    /// supervisors, audits each. Their keys.
     std::vector<std::string> orphan_items(const std::string& agent, const std::string& system,
                                           const std::string& reason, const std::string& actor,
-                                          std::vector<channels::Change>* batch = nullptr);
+                                          std::vector<channels::Change>* batch = nullptr,
+                                          const std::string& skip = {});
     /// Core: the changes made here (reconciliation, operators): routed to desktops, inspected,
     /// journaled. `done(ok)` runs once they are durable.
     void commit_local(std::vector<channels::Change> changes, std::function<void(bool)> done = {});

@@ -95,9 +95,18 @@ void Broker::watch_restored_sessions() {
     auto sessions = monitor_.size();
     // An agent who owns live items but had no desktop session kept gets the same window: if no
     // desktop of theirs is back by its end, the agent is logged off and the items orphaned.
-    for (auto& [agent, system] : registry_.owners())
-        if (!monitor_.view(agent) && config()->find_agent(agent))
-            monitor_.watch(agent, system, profile_of(agent), restart);
+    // Not one whose items are all orphans already: that logoff happened before the restart.
+    auto cfg = config();
+    for (auto& [agent, system] : registry_.owners()) {
+        if (monitor_.view(agent) || !cfg->find_agent(agent)) continue;
+        channels::ItemFilter f;
+        f.agent = agent;
+        auto items = registry_.items(f);
+        if (std::all_of(items.begin(), items.end(),
+                        [&](auto& i) { return registry_.find_orphan(i.system, i.id) != nullptr; }))
+            continue;
+        monitor_.watch(agent, system, profile_of(agent), restart);
+    }
     if (monitor_.size() > 0)
         spdlog::info(
             "heartbeat: {} restored desktop session(s) and {} agent(s) with live items get a "
@@ -254,6 +263,12 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                                      });
                     }
                 logoff(system);
+                json::array orphaned;
+                // The offer being rejected is no orphan: it ends when the CMS takes the reject.
+                for (auto& key :
+                     orphan_items(a.agent, {}, "heartbeatLost", "broker", nullptr, a.item))
+                    orphaned.push_back(json::string(key));
+                evidence["orphaned"] = std::move(orphaned);
                 hub_.end_session(a.agent, channels::ByeReason::heartbeat_lost);
                 resume_keys_.forget(a.agent);
                 a.system = system;

@@ -67,7 +67,7 @@ void Broker::announce(const std::string& event, const channels::Item& item,
 
 std::vector<std::string> Broker::orphan_items(const std::string& agent, const std::string& system,
                                               const std::string& reason, const std::string& actor,
-                                              std::vector<Change>* batch) {
+                                              std::vector<Change>* batch, const std::string& skip) {
     channels::ItemFilter f;
     f.agent = agent;
     f.system = system;
@@ -76,6 +76,7 @@ std::vector<std::string> Broker::orphan_items(const std::string& agent, const st
     std::set<std::string> systems;
     auto at = now();
     for (auto& item : registry_.items(f)) {
+        if (item.id == skip) continue;
         auto c = registry_.orphan(item.system, item.id, reason, at);
         if (!c) continue;
         const auto& record = std::get<channels::OrphanStored>(*c).orphan;
@@ -99,13 +100,17 @@ std::vector<std::string> Broker::orphan_items(const std::string& agent, const st
     return keys;
 }
 
-void Broker::agent_back(const std::string& agent) {
+void Broker::agent_back(const std::string& agent, bool logged_on) {
     channels::ItemFilter f;
     f.agent = agent;
     std::vector<Change> changes;
     for (auto& item : registry_.items(f)) {
         const auto* o = registry_.find_orphan(item.system, item.id);
         if (!o) continue;
+        if (!logged_on) {
+            const auto* state = registry_.find_agent(item.system, agent);
+            if (!state || state->state == channels::AgentStateValue::logged_off) continue;
+        }
         auto record = *o;
         auto c = registry_.clear_orphan(item.system, item.id);
         announce("itemRecovered", item, record, "agentBack");

@@ -293,7 +293,7 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
                         core.hub.set_system(agent, now_on);
                         core.monitor.set_system(agent, now_on);
                         // Logged on again from the desktop: its orphans are re-adopted.
-                        if (op == CmsOp::logon) broker_.agent_back(agent);
+                        if (op == CmsOp::logon) broker_.agent_back(agent, true);
                     });
                 reply(std::move(result));
             });

@@ -153,6 +153,7 @@ class Journal {
 
   private:
     explicit Journal(Options options);
+    static std::unique_ptr<Journal> open_checked(const Options& options);
     struct Entry {
         std::vector<channels::Change> changes;
         Completion done;

@@ -134,6 +134,23 @@ void write_marker(const std::string& marker) {
 
 std::unique_ptr<Journal> Journal::open(const Options& options) {
     namespace fs = std::filesystem;
+    // Opening a file in WAL mode makes SQLite create its -wal and -shm. A refused journal is left
+    // as it was found: those it created (empty, or the index) go again.
+    std::error_code ec;
+    bool had_wal = fs::exists(options.path + "-wal", ec);
+    bool had_shm = fs::exists(options.path + "-shm", ec);
+    try {
+        return open_checked(options);
+    } catch (const JournalError&) {
+        if (!had_wal && fs::file_size(options.path + "-wal", ec) == 0 && !ec)
+            fs::remove(options.path + "-wal", ec);
+        if (!had_shm) fs::remove(options.path + "-shm", ec);
+        throw;
+    }
+}
+
+std::unique_ptr<Journal> Journal::open_checked(const Options& options) {
+    namespace fs = std::filesystem;
     std::unique_ptr<Journal> j(new Journal(options));
     const auto& path = options.path;
     std::error_code ec;
@@ -161,7 +178,14 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
                 "-wal file) and start again, or start with an empty journal, losing that state, by "
                 "running commbrokerd once with --start-empty.");
         }
-        // Whatever a vanished journal left beside it belongs to no file any more.
+        // A WAL without its database may hold committed events: never thrown away unasked.
+        if (fs::file_size(path + "-wal", ec) > 0 && !ec && !options.start_empty)
+            throw JournalError(
+                path + "-wal: a journal's WAL is here but its database " + path +
+                " is missing; the WAL may hold acknowledged events and was left untouched. Put "
+                "the database back, or start with an empty journal, losing that state, by "
+                "running commbrokerd once with --start-empty.");
+        // With --start-empty, whatever a vanished journal left beside it belongs to no file.
         fs::remove(path + "-wal", ec);
         fs::remove(path + "-shm", ec);
         auto dir = fs::path(path).parent_path();

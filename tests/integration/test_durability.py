@@ -228,3 +228,70 @@ def test_a_full_disk_is_refused_with_503_and_the_broker_accepts_again_on_its_own
     b.stop(signal.SIGKILL)
     b.start()
     assert sorted(i["id"] for i in b.items()) == ["after", "before", "during", "refused"]
+
+
+def journal_with_a_call(make_broker):
+    """A broker that ran, took one call and stopped cleanly: its journal files are the fixture."""
+    b = make_broker(sync="full").start()
+    assert status_of(b.soap(envelope(call_xml(id="c-1", version=1)))[2]) == "accepted"
+    b.stop()
+    return b
+
+
+def digests(*paths):
+    return {p: hashlib.sha256(open(p, "rb").read()).hexdigest() if os.path.exists(p) else None for p in paths}
+
+
+def refused(b, *words):
+    b.start(expect_ready=False)
+    assert b.proc.wait(timeout=10) == 1
+    log = b.log_text()
+    assert b.journal_path in log, log  # where
+    for w in words:  # why
+        assert w in log, log
+
+
+def test_a_truncated_journal_is_refused_and_left_as_it_was(make_broker):
+    b = journal_with_a_call(make_broker)
+    size = os.path.getsize(b.journal_path)
+    with open(b.journal_path, "r+b") as f:
+        f.truncate(size // 2 if size > 8192 else 4096 + 100)
+    before = digests(b.journal_path, b.journal_path + "-wal")
+    refused(b, "damaged journal", "left untouched")
+    assert digests(b.journal_path, b.journal_path + "-wal") == before
+
+
+def test_a_journal_of_a_newer_schema_is_refused_and_left_as_it_was(make_broker):
+    import sqlite3
+    b = journal_with_a_call(make_broker)
+    db = sqlite3.connect(b.journal_path)
+    db.execute("PRAGMA user_version=99")
+    db.commit()
+    db.close()
+    before = digests(b.journal_path, b.journal_path + "-wal")
+    refused(b, "newer commbroker", "schema 99", "left untouched")
+    assert digests(b.journal_path, b.journal_path + "-wal") == before
+
+
+def test_a_leftover_wal_without_its_database_is_refused_and_kept(make_broker):
+    b = make_broker(sync="full").start()
+    assert status_of(b.soap(envelope(call_xml(id="c-1", version=1)))[2]) == "accepted"
+    b.send_signal(signal.SIGKILL)  # the WAL is not folded in
+    b.proc.wait()
+    wal = b.journal_path + "-wal"
+    assert os.path.getsize(wal) > 0
+    os.unlink(b.journal_path)
+    os.unlink(b.journal_path + ".created")  # even where no marker says a journal was kept
+    before = digests(wal)
+    refused(b, "WAL", "missing", "--start-empty")
+    assert digests(wal) == before and not os.path.exists(b.journal_path)
+
+
+def test_a_leftover_wal_beside_its_database_is_recovered_after_kill_9(make_broker):
+    b = make_broker(sync="full").start()
+    assert status_of(b.soap(envelope(call_xml(id="c-1", version=1)))[2]) == "accepted"
+    b.send_signal(signal.SIGKILL)
+    b.proc.wait()
+    assert os.path.getsize(b.journal_path + "-wal") > 0
+    b.start()
+    assert [i["id"] for i in b.items()] == ["c-1"]

@@ -1,10 +1,12 @@
 """The recovery module end to end: orphans, reconciliation against the simulators, and the
 operators' commands (commbrokerctl recovery, logoff, audit) on real processes."""
+import contextlib
 import json
 import signal
 import subprocess
+import threading
 
-from harness import CTL, Desktop, logged_on, wait_for
+from harness import CTL, Desktop, call_xml, envelope, logged_on, status_of, wait_for
 
 FAST = 'interval="1s" lag="1s"'
 
@@ -47,6 +49,28 @@ def audit_actions(broker, item):
     return [e["action"] for e in body["entries"]]
 
 
+@contextlib.contextmanager
+def beating(*desktops):
+    """Sends a heartbeat from each desktop every 200 ms while the block runs (slow builds take
+    longer than a heartbeat window between two steps)."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.wait(0.2):
+            for d in desktops:
+                try:
+                    d.send({"type": "heartbeat"})
+                except Exception:  # closed by the test: nothing more to send
+                    return
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
 def keep_alive(desktops, predicate, timeout=15.0, what="condition"):
     def beat():
         for d in desktops:
@@ -57,6 +81,12 @@ def keep_alive(desktops, predicate, timeout=15.0, what="condition"):
 def test_operators_close_assign_and_release_orphans_with_dry_runs_and_audit(make_loop):
     loop = make_loop(grace="1s", heartbeat=FAST)
     bob = logged_on(loop, "bob")
+    with beating(bob):
+        _operators_act(loop, bob)
+
+
+def _operators_act(loop, bob):
+    """The body of the test above, run while bob keeps beating."""
     alice = logged_on(loop)
     calls = [answered_call(loop, alice, "alice") for _ in range(4)]
     # alice falls silent; bob keeps beating. Her four calls become orphans, checked at CMS-A.
@@ -128,6 +158,8 @@ def test_operators_close_assign_and_release_orphans_with_dry_runs_and_audit(make
     assert ctl(loop, "recovery", "frobnicate")[0] == 2
     code, _, err = ctl(loop, "recovery", "release", "CMS-A", "no-such", "--reason", "x")
     assert code == 1 and "no orphan no-such" in err
+    code, _, err = ctl(loop, "recovery", "release", "CMS-A", calls[3], "--reason", "two\nlines")
+    assert code == 1 and "control characters" in err
     r = subprocess.run([CTL, "--socket", loop.dir + "/nope.sock", "recovery", "list"], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 1 and "cannot reach the broker" in r.stderr
@@ -164,10 +196,16 @@ def test_an_operator_logoff_orphans_the_agents_items_and_a_new_hello_readopts_th
     sue.expect_event("itemOrphaned", id=call, reason="operatorLogoff")
     assert ctl(loop, "logoff", "alice")[0] == 1  # not logged on any more
     assert ctl(loop, "logoff", "nobody")[0] == 1
-    # alice's desktop comes back: her call is hers again, and supervisors are told.
+    # A reload of alice's desktop does not undo the operator's logoff: still an orphan...
     alice.close()
     again = Desktop(loop, "alice")
     again.expect_type("welcome")
+    again.send({"type": "heartbeat"})
+    again.expect_type("heartbeat")
+    assert list(orphans(loop)) == [call]
+    # ...until she logs on again: then her call is hers again, and supervisors are told.
+    assert again.request({"type": "logon", "system": "CMS-A", "address": "+49301111",
+                          "channels": ["phone"]})["ok"]
     wait_for(lambda: orphans(loop) == {}, what="the orphan re-adopted")
     recovered = sue.expect_event("itemRecovered", id=call)
     assert recovered["data"]["recoveredBy"] == "agentBack"
@@ -206,30 +244,57 @@ def test_after_kill_9_orphans_are_found_and_classified_against_both_simulators(m
     # bob's desktop resumes in time and keeps beating: his call never becomes an orphan.
     bob = Desktop(loop, "bob", resume={"session": bob_welcome["session"], "lastSeq": 0})
     assert bob.expect_type("welcome")["resumed"]
-    # The start-up reconciliation closes what CMS-A no longer has.
-    keep_alive([bob], lambda: ("CMS-A", dropped) not in keys(loop.items()), what="the dropped call closed")
-    wait_for(lambda: "reconcileGone" in audit_actions(loop, dropped), what="the closing audited")
-    # After the window, alice's and carol's calls are orphans; CMS-B's cannot be checked.
-    def by_key():
-        return {(o["system"], o["id"]): o for o in orphans_list(loop)}
-    a, b = ("CMS-A", kept), ("CMS-B", carols)
-    keep_alive([bob], lambda: set(by_key()) == {a, b}, what="the orphans after the restart")
-    keep_alive([bob], lambda: by_key()[a]["classification"] == "alive"
-               and by_key()[b]["classification"] == "unknown", what="the orphans classified")
-    assert {o["reason"] for o in by_key().values()} == {"brokerRestart"}
-    assert loop.status()["reconciliation"]["state"] in ("incomplete", "running")
-    # CMS-B answers again: its orphan is checked and found alive.
-    loop.sim_b.control("stall", {"on": False})
-    keep_alive([bob], lambda: by_key()[b]["classification"] == "alive", what="CMS-B's orphan alive")
-    keep_alive([bob], lambda: loop.status()["reconciliation"]["state"] == "done", what="reconciliation done")
-    # Listed once each, and bob's never.
-    code, out, _ = ctl(loop, "--json", "recovery", "list")
-    listed = [(o["system"], o["id"]) for o in json.loads(out)["orphans"]]
-    assert sorted(listed) == sorted([a, b]) and ("CMS-A", bobs) not in listed
-    assert ("CMS-A", bobs) in keys(loop.items("?agent=bob"))
+    with beating(bob):
+        # The start-up reconciliation closes what CMS-A no longer has.
+        keep_alive([bob], lambda: ("CMS-A", dropped) not in keys(loop.items()), what="the dropped call closed")
+        wait_for(lambda: "reconcileGone" in audit_actions(loop, dropped), what="the closing audited")
+        # After the window, alice's and carol's calls are orphans; CMS-B's cannot be checked.
+        def by_key():
+            return {(o["system"], o["id"]): o for o in orphans_list(loop)}
+        a, b = ("CMS-A", kept), ("CMS-B", carols)
+        keep_alive([bob], lambda: set(by_key()) == {a, b}, what="the orphans after the restart")
+        keep_alive([bob], lambda: by_key()[a]["classification"] == "alive"
+                   and by_key()[b]["classification"] == "unknown", what="the orphans classified")
+        assert {o["reason"] for o in by_key().values()} == {"brokerRestart"}
+        assert loop.status()["reconciliation"]["state"] in ("incomplete", "running")
+        # CMS-B answers again: its orphan is checked and found alive.
+        loop.sim_b.control("stall", {"on": False})
+        keep_alive([bob], lambda: by_key()[b]["classification"] == "alive", what="CMS-B's orphan alive")
+        keep_alive([bob], lambda: loop.status()["reconciliation"]["state"] == "done", what="reconciliation done")
+        # Listed once each, and bob's never.
+        code, out, _ = ctl(loop, "--json", "recovery", "list")
+        listed = [(o["system"], o["id"]) for o in json.loads(out)["orphans"]]
+        assert sorted(listed) == sorted([a, b]) and ("CMS-A", bobs) not in listed
+        assert ("CMS-A", bobs) in keys(loop.items("?agent=bob"))
 
     # The orphans survive a clean restart as they were.
     loop.stop()
     loop.start()
     after = by_key()
     assert set(after) == {a, b} and {o["reason"] for o in after.values()} == {"brokerRestart"}
+
+
+def test_an_item_that_changes_hands_while_no_desktop_is_connected_is_not_sent_to_its_old_owner(make_loop):
+    loop = make_loop(grace="1s", heartbeat=FAST)
+
+    def event(**kw):
+        status, _, text = loop.soap(envelope(call_xml(id="x-1", **kw)))
+        assert status == 200 and status_of(text) == "accepted", text
+
+    # The simulator knows nothing of x-1: it must not answer getItems, or x-1 would be closed.
+    loop.sim.control("fail", {"op": "getItems", "count": 1000, "code": "unavailable"})
+    alice = Desktop(loop, "alice")
+    alice.expect_type("welcome")
+    event(version=1, state="alerting", agent="alice")
+    alice.expect_event("phoneCallChanged", id="x-1")
+    # alice falls silent and her session ends: no desktop session is left at all.
+    assert alice.expect_type("bye")["reason"] == "heartbeatLost"
+    wait_for(lambda: loop.status()["counts"]["desktopSessions"] == 0, what="alice's session gone")
+    event(version=2, state="connected", agent="bob")  # the call moves to bob, unseen
+    alice = Desktop(loop, "alice")
+    alice.expect_type("welcome")
+    event(version=3, state="held", agent="bob")
+    # Answered after the event was routed: anything for alice would have come before it.
+    alice.send({"type": "heartbeat"})
+    alice.expect_type("heartbeat")
+    assert not [f for f in alice.frames if f.get("type") == "event" and f["data"].get("id") == "x-1"]

@@ -318,3 +318,29 @@ TEST_CASE("restored sessions resume from the journal's replay, then resync") {
     CHECK(a.resync);  // after a restart, the snapshot follows the replay
     CHECK(f.hub.oldest_held_event() == 7);
 }
+
+TEST_CASE("an item that ends or changes hands while nobody is connected leaves no stale owner") {
+    Fixture f;
+    // The hub keeps its owner map for changes routed while no session exists (the broker
+    // routes every applied change for this): alice's call ends, then (after the registry forgot
+    // it) the same ID comes back as bob's; a call of carol's changes hands to dave unseen.
+    f.call("c-1", 1, "alice", State::connected);
+    f.call("c-1", 2, "alice", State::disconnected);
+    f.call("c-2", 1, "carol", State::connected);
+    f.call("c-2", 2, "dave", State::connected);
+    f.hub.route({ItemStored{cb::testing::sample_call("c-3", 1, State::connected), {}},
+                 ItemReleased{"CMS-A", "c-3"}},
+                f.now, f.now);
+    auto alice = f.attach("alice");
+    auto carol = f.attach("carol");
+    auto bob = f.attach("bob");
+    f.call("c-1", 1, "bob");
+    f.call("c-2", 3, "dave", State::held);
+    bob->write();
+    alice->write();
+    carol->write();
+    REQUIRE(bob->written.size() == 1);
+    CHECK(event_id(bob->written[0].second) == "c-1");
+    CHECK(alice->written.empty());  // c-1 ended while she was away: not hers any more
+    CHECK(carol->written.empty());  // c-2 went to dave while she was away
+}

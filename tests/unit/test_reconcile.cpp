@@ -61,8 +61,16 @@ TEST_CASE("ended here, reassigned, released: each keeps the registry's indexes a
     CHECK(stored.state == State::disconnected);
     CHECK(stored.version == 4);
     CHECK(!reg.find("CMS-A", "c-1"));
-    // A late snapshot of it is refused: it has ended.
-    CHECK(!reg.apply(call("c-1", 5, State::connected), kNow).accepted());
+    // The CMS's own end of it, arriving late, is no news; the same version again neither.
+    auto late = reg.apply(call("c-1", 5, State::disconnected), kNow);
+    CHECK(std::get<channels::Outcome>(late.result) == channels::Outcome::duplicate);
+    CHECK(
+        std::get<channels::Outcome>(reg.apply(call("c-1", 4, State::disconnected), kNow).result) ==
+        channels::Outcome::duplicate);
+    // A CMS that still reports it live had it after all: it comes back.
+    CHECK(reg.apply(call("c-1", 6, State::connected), kNow).accepted());
+    CHECK(reg.find("CMS-A", "c-1"));
+    CHECK(!reg.end_locally("CMS-A", "c-1", kNow).empty());
 
     auto given = reg.reassign("CMS-A", "c-2", "bob", kNow);
     REQUIRE(given.size() == 2);
