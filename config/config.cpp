@@ -283,6 +283,7 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
     r.duration("probeTimeout", m.probe_timeout, 100 * kMs, kDay);
     r.duration("requestTimeout", m.request_timeout, 10 * kMs, std::chrono::minutes(10));
     r.number("connections", m.connections, 1, 64);
+    r.number("maxResponseBytes", m.max_response_bytes, 64 * 1024, 4ull * 1024 * 1024 * 1024);
     r.check_unknown();
     for (auto& other : c.cms) {
         if (other.id == m.id) r.error("a second <cms id=\"" + m.id + "\">");
@@ -546,11 +547,12 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
             v.push_back(m.id + "|" + m.url + "|" + m.user + "|" + m.password + "|" +
                         std::to_string(m.connections) + "|" + format_duration(m.probe_interval) +
                         "|" + format_duration(m.probe_timeout) + "|" +
-                        format_duration(m.request_timeout));
+                        format_duration(m.request_timeout) + "|" +
+                        std::to_string(m.max_response_bytes));
         std::sort(v.begin(), v.end());
         return v;
     };
-    if (cms_key(a) != cms_key(b)) kept.push_back("cms (url, user, password, connections, timing)");
+    if (cms_key(a) != cms_key(b)) kept.push_back("cms (url, user, password, connections, timing, maxResponseBytes)");
     return kept;
 }
 

@@ -95,6 +95,8 @@ struct Cms {
     Duration probe_timeout = std::chrono::seconds(15);
     Duration request_timeout = std::chrono::seconds(5);
     unsigned connections = 4;  // the pool of HTTP connections to this CMS
+    // the largest response taken from this CMS (a getItems answer lists every live item)
+    std::size_t max_response_bytes = 64 * 1024 * 1024;
 };
 
 enum class Role { agent, supervisor };

@@ -324,6 +324,7 @@ ReloadResult Broker::reload() {
                 m.user = r.user;
                 m.password = r.password;
                 m.connections = r.connections;
+                m.max_response_bytes = r.max_response_bytes;
                 m.probe_interval = r.probe_interval;
                 m.probe_timeout = r.probe_timeout;
                 m.request_timeout = r.request_timeout;

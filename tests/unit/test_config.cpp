@@ -118,3 +118,21 @@ TEST_CASE("reload names a changed CMS link, and the desktop limits parse with th
     auto bad = parse(text("http://127.0.0.1:1/cms", R"(desktopSlowTimeout="1ms")"), "c");
     CHECK_FALSE(bad.config);
 }
+
+TEST_CASE("a CMS's largest response is a bounded setting that needs a restart") {
+    auto text = [](const char* bytes) {
+        return std::string(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/>)") +
+               R"(<journal path="/a"/><cms id="A" url="http://127.0.0.1:1/cms" )" +
+               (bytes ? std::string("maxResponseBytes=\"") + bytes + "\"" : std::string()) +
+               R"(/></commbroker>)";
+    };
+    auto plain = parse(text(nullptr), "plain");
+    REQUIRE(plain.config);
+    CHECK(plain.config->cms[0].max_response_bytes == 64u * 1024 * 1024);
+    auto big = parse(text("1073741824"), "big");
+    REQUIRE(big.config);
+    CHECK(big.config->cms[0].max_response_bytes == 1024u * 1024 * 1024);
+    CHECK(!reload_diff(*plain.config, *big.config).empty());
+    CHECK(!parse(text("1024"), "small").config);  // below 64 KiB
+    CHECK(!parse(text("lots"), "word").config);
+}
