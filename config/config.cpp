@@ -552,7 +552,8 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         std::sort(v.begin(), v.end());
         return v;
     };
-    if (cms_key(a) != cms_key(b)) kept.push_back("cms (url, user, password, connections, timing, maxResponseBytes)");
+    if (cms_key(a) != cms_key(b))
+        kept.push_back("cms (url, user, password, connections, timing, maxResponseBytes)");
     return kept;
 }
 
