@@ -311,20 +311,23 @@ void systems(Call& c) {
     });
 }
 
+/// 400 invalidConfig with every error of the file.
+Response invalid_config(const char* message, const std::vector<std::string>& errors) {
+    json::array errs;
+    for (auto& e : errors)
+        errs.emplace_back(e);
+    return json_response(http::status::bad_request,
+                         json::object{{"error", json::object{{"code", "invalidConfig"},
+                                                             {"message", message},
+                                                             {"errors", std::move(errs)}}}});
+}
+
 void reload(Call& c) {
     bool dry_run = c.params.count("dryRun") && c.params["dryRun"] != "false";
     if (dry_run) {
         auto parsed = config::load_file(c.config->source);
-        if (!parsed.config) {
-            json::array errs;
-            for (auto& e : parsed.errors)
-                errs.emplace_back(e);
-            return c.respond(json_response(
-                http::status::bad_request,
-                json::object{{"error", json::object{{"code", "invalidConfig"},
-                                                    {"message", "the config has errors"},
-                                                    {"errors", std::move(errs)}}}}));
-        }
+        if (!parsed.config)
+            return c.respond(invalid_config("the config has errors", parsed.errors));
         json::array kept;
         for (auto& k : config::reload_diff(*c.config, *parsed.config))
             kept.emplace_back(k);
@@ -333,17 +336,9 @@ void reload(Call& c) {
             json::object{{"reloaded", false}, {"dryRun", true}, {"kept", std::move(kept)}}));
     }
     auto r = c.broker.reload();
-    if (!r.ok) {
-        json::array errs;
-        for (auto& e : r.errors)
-            errs.emplace_back(e);
-        return c.respond(json_response(
-            http::status::bad_request,
-            json::object{{"error", json::object{{"code", "invalidConfig"},
-                                                {"message",
-                                                 "the config has errors; the running config stays"},
-                                                {"errors", std::move(errs)}}}}));
-    }
+    if (!r.ok)
+        return c.respond(
+            invalid_config("the config has errors; the running config stays", r.errors));
     json::array kept;
     for (auto& k : r.kept)
         kept.emplace_back(k);

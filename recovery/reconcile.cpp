@@ -49,11 +49,6 @@ bool ReconcileBook::begin(const std::string& system, std::string trigger, channe
     return true;
 }
 
-bool ReconcileBook::running(const std::string& system) const {
-    auto it = systems_.find(system);
-    return it != systems_.end() && it->second.state == SystemReconcile::State::running;
-}
-
 std::string_view ReconcileBook::overall() const {
     bool any = false, failed = false;
     for (auto& [id, s] : systems_) {

@@ -51,7 +51,6 @@ class ReconcileBook {
     /// Starts one for `system`; false if one is running already (it will answer for both).
     bool begin(const std::string& system, std::string trigger, channels::TimePoint now);
     SystemReconcile& at(const std::string& system) { return systems_[system]; }
-    bool running(const std::string& system) const;
     /// none (never ran), running (one system or more), done (the last of every system that ran
     /// succeeded), incomplete (one failed: its orphans stay unknown until it answers).
     std::string_view overall() const;

@@ -275,6 +275,14 @@ class Broker:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def keep_alive(desktops, predicate, timeout=10.0, what="condition"):
+    """Waits for `predicate` while every desktop in `desktops` sends a heartbeat every 200 ms."""
+    def beat():
+        for d in desktops:
+            d.send({"type": "heartbeat"})
+    return wait_for(predicate, timeout, what, between=beat, every=0.2)
+
+
 def logged_on(broker, agent="alice"):
     """A desktop of `agent` that said hello and logged on at CMS-A, ready."""
     d = Desktop(broker, agent)

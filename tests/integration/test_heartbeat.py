@@ -2,21 +2,13 @@
 import sqlite3
 import time
 
-from harness import Desktop, envelope, logged_on, status_of, wait_for
+from harness import Desktop, envelope, keep_alive, logged_on, status_of, wait_for
 
 FAST = 'interval="1s" lag="1s"'
 
 
 def sim_agent(sim, agent):
     return {a["id"]: a["state"] for a in sim.state()["agents"]}.get(agent)
-
-
-def keep_alive(desktops, predicate, timeout=10.0, what="condition"):
-    """Waits for `predicate` while every desktop in `desktops` sends a heartbeat every 200 ms."""
-    def beat():
-        for d in desktops:
-            d.send({"type": "heartbeat"})
-    return wait_for(predicate, timeout, what, between=beat, every=0.2)
 
 
 def audit(broker):

@@ -6,15 +6,15 @@ import signal
 import subprocess
 import threading
 
+import harness
 from harness import CTL, Desktop, call_xml, envelope, logged_on, status_of, wait_for
 
 FAST = 'interval="1s" lag="1s"'
 
 
-def orphans(broker, query=""):
-    status, body = broker.admin("GET", "/admin/v1/recovery/orphans" + query)
-    assert status == 200, body
-    return {o["id"]: o for o in body["orphans"]}
+def orphans(broker):
+    """The orphans by ID (of tests that use one system)."""
+    return {o["id"]: o for o in orphans_list(broker)}
 
 
 def orphans_list(broker):
@@ -72,10 +72,7 @@ def beating(*desktops):
 
 
 def keep_alive(desktops, predicate, timeout=15.0, what="condition"):
-    def beat():
-        for d in desktops:
-            d.send({"type": "heartbeat"})
-    return wait_for(predicate, timeout, what, between=beat, every=0.2)
+    return harness.keep_alive(desktops, predicate, timeout, what)
 
 
 def test_operators_close_assign_and_release_orphans_with_dry_runs_and_audit(make_loop):
