@@ -2,7 +2,7 @@
 // spread over the systems CMS-A and CMS-B, owned by AGENTS agents (a00000, a00001, ...) who are
 // logged on there. For bench/recovery_bench.sh.
 // usage: recovery_seed JOURNAL ITEMS AGENTS
-#include "recovery/journal.hpp"
+#include "recovery/sqlite_journal.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -19,10 +19,10 @@ int main(int argc, char** argv) {
     std::size_t items = std::strtoull(argv[2], nullptr, 10);
     std::size_t agents = std::strtoull(argv[3], nullptr, 10);
     if (items == 0 || agents == 0) return 2;
-    recovery::Journal::Options o;
+    recovery::SqliteJournal::Options o;
     o.path = argv[1];
     o.sync_full = false;
-    auto journal = recovery::Journal::open(o);
+    auto journal = recovery::SqliteJournal::open(o);
     journal->load(channels::TimePoint{});
     journal->start();
     auto now = std::chrono::system_clock::now();

@@ -89,6 +89,9 @@ struct Item {
     std::string subject;
     bool read = false;
     bool answered = false;
+    // Not part of any snapshot: when the broker last took a change of it (set by the registry,
+    // kept by the journal), so that an item nobody touches for too long becomes an orphan.
+    std::chrono::system_clock::time_point touched{};
 };
 
 struct AgentState {

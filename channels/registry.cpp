@@ -65,6 +65,7 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
                               std::string(to_string(held.state)) + " to " +
                               std::string(to_string(item.state)));
         Item next = item;
+        next.touched = now;
         if (next.channel == Channel::chat) next.postings = std::move(held.postings);
         ApplyResult r{Outcome::accepted, {}};
         if (is_terminal(next.state)) {
@@ -109,6 +110,7 @@ ApplyResult Registry::apply_item(const Item& item, TimePoint now) {
     } else {
         auto& held = live_[k] = item;
         held.postings.clear();
+        held.touched = now;
         reindex(k, nullptr, &held);
         r.changes.push_back(ItemStored{held, now});
     }
@@ -336,6 +338,7 @@ std::vector<Change> Registry::reassign(const std::string& system, const std::str
     if (it == live_.end()) return {};
     Item next = it->second;
     next.agent_id = agent;
+    next.touched = now;
     reindex(k, &it->second, &next);
     it->second = std::move(next);
     std::vector<Change> changes;
@@ -360,6 +363,13 @@ std::vector<std::pair<std::string, std::string>> Registry::owners() const {
     std::vector<std::pair<std::string, std::string>> out;
     for (auto& [agent, keys] : by_agent_)
         if (!keys.empty()) out.emplace_back(agent, live_.at(*keys.begin()).system);
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> Registry::untouched(TimePoint before) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto& [k, i] : live_)
+        if (i.touched < before && !orphans_.contains(k)) out.emplace_back(i.system, i.id);
     return out;
 }
 

@@ -228,6 +228,9 @@ class Registry {
     std::vector<Change> release(const std::string& system, const std::string& id);
     /// Every agent that owns live items, with the system of one of them.
     std::vector<std::pair<std::string, std::string>> owners() const;
+    /// The live items, not orphans yet, that nobody has touched (no change taken, no operator's
+    /// assign) since `before`: (system, ID) pairs. A pass over every live item.
+    std::vector<std::pair<std::string, std::string>> untouched(TimePoint before) const;
     /// The live items' versions of one system (what a reconciliation compares against later).
     std::unordered_map<std::string, std::uint64_t> versions(const std::string& system) const;
 

@@ -357,8 +357,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         std::string tag = n.name();
         if (n.first_child() && n.first_child().type() == pugi::node_element)
             errors.at(n, "<" + tag + "> takes no child elements");
-        static const std::set<std::string> kSingle = {"node",  "adminSocket", "journal", "limits",
-                                                      "trace", "statistics",  "log"};
+        static const std::set<std::string> kSingle = {
+            "node", "adminSocket", "journal", "limits", "recovery", "trace", "statistics", "log"};
         if (kSingle.count(tag) && singles[tag]++) {
             errors.at(n, "a second <" + tag + ">");
             continue;
@@ -379,6 +379,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.check_unknown();
         } else if (tag == "journal") {
             has_journal = true;
+            r.choice("backend", c->journal.backend, {{"sqlite", JournalBackend::sqlite}});
             r.string("path", c->journal.path, true);
             r.choice("sync", c->journal.sync, {{"full", Sync::full}, {"normal", Sync::normal}});
             r.number("maxBatch", c->journal.max_batch, 1, 100000);
@@ -391,6 +392,12 @@ ParseResult parse(std::string_view xml, const std::string& name) {
                        Duration(3600000));
             r.duration("fileCheckInterval", c->journal.file_check_interval, Duration(50),
                        Duration(1000));
+            r.check_unknown();
+        } else if (tag == "recovery") {
+            r.duration("orphanAfter", c->recovery.orphan_after, Duration(0), 365 * kDay);
+            if (c->recovery.orphan_after > Duration(0) &&
+                c->recovery.orphan_after < std::chrono::seconds(1))
+                r.error("orphanAfter must be 0 (never) or at least 1s");
             r.check_unknown();
         } else if (tag == "limits") {
             auto& l = c->limits;
@@ -520,6 +527,7 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     if (listen_key(a) != listen_key(b)) kept.push_back("listen");
     if (a.admin_socket.path != b.admin_socket.path || a.admin_socket.mode != b.admin_socket.mode)
         kept.push_back("adminSocket");
+    if (a.journal.backend != b.journal.backend) kept.push_back("journal.backend");
     if (a.journal.path != b.journal.path) kept.push_back("journal.path");
     if (a.journal.sync != b.journal.sync) kept.push_back("journal.sync");
     if (a.journal.max_batch != b.journal.max_batch) kept.push_back("journal.maxBatch");

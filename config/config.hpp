@@ -45,7 +45,11 @@ struct AdminSocket {
 enum class Sync { full, normal };
 std::string_view to_string(Sync s);
 
+/// Where the journal is kept: only the embedded SQLite file is built in so far.
+enum class JournalBackend { sqlite };
+
 struct Journal {
+    JournalBackend backend = JournalBackend::sqlite;
     std::string path;
     Sync sync = Sync::full;
     unsigned max_batch = 1024;                       // changes committed in one transaction at most
@@ -70,6 +74,12 @@ struct Limits {
     Duration ended_item_retention = std::chrono::hours(1);
     unsigned password_threads = 1;  // PBKDF2 runs here, never on an I/O thread
     unsigned password_queue = 256;  // logons waiting for those; more are refused at once
+};
+
+struct Recovery {
+    // a live item that nobody touches this long (no change from its CMS, no operator's assign)
+    // becomes an orphan with the reason `untouched`; 0: never
+    Duration orphan_after = std::chrono::hours(8);
 };
 
 enum class HeartbeatMode { watchdog, on_contact };
@@ -140,6 +150,7 @@ struct Config {
     AdminSocket admin_socket;
     Journal journal;
     Limits limits;
+    Recovery recovery;
     std::vector<HeartbeatProfile> heartbeat_profiles;
     std::vector<Cms> cms;
     std::vector<Agent> agents;

@@ -143,8 +143,9 @@ void status(Call& c) {
                 json::object{{"service", "admin"}, {"path", config->admin_socket.path}});
         auto js = b.journal().stats();
         auto jh = b.journal().health();
-        json::object journal{{"path", b.journal().path()},
-                             {"sync", b.journal().sync_full() ? "full" : "normal"},
+        json::object journal{{"backend", b.journal().backend()},
+                             {"path", b.journal().location()},
+                             {"sync", config::to_string(config->journal.sync)},
                              {"healthy", b.journal().healthy()},
                              {"state", recovery::to_string(jh.state)},
                              {"commits", js.commits},
@@ -263,11 +264,10 @@ void audit(Call& c) {
                                "unknown filter \"" + k + "\" (agent, item, since, limit)"));
         }
     }
-    // A read-only connection of its own, on this session's thread: the journal's thread
-    // is never asked to wait for an operator.
+    // On this session's thread: the journal's own thread is never asked to wait for an operator.
     std::vector<channels::AuditStored> records;
     try {
-        records = recovery::read_audit(c.broker.journal().path(), q);
+        records = c.broker.journal().read_audit(q);
     } catch (const std::exception& e) {
         return c.respond(
             error_response(http::status::service_unavailable, "unavailable", e.what()));

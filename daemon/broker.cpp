@@ -4,6 +4,7 @@
 #include "daemon/desktop_service.hpp"
 #include "daemon/ici_service.hpp"
 #include "daemon/logging.hpp"
+#include "recovery/sqlite_journal.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -102,17 +103,20 @@ std::string Broker::public_url() const {
     return {};
 }
 
-void Broker::start() {
-    auto c = config();
-    recovery::Journal::Options jo;
-    jo.path = c->journal.path;
-    jo.sync_full = c->journal.sync == config::Sync::full;
-    jo.max_batch = c->journal.max_batch;
-    jo.wal_limit_bytes = c->journal.wal_limit_bytes;
-    jo.retry_delay = c->journal.retry_delay;
-    jo.retry_max_delay = c->journal.retry_max_delay;
-    jo.file_check_interval = c->journal.file_check_interval;
-    jo.start_empty = start_empty_;
+namespace {
+
+/// The journal of the configured backend, opened and checked (throws JournalError). SQLite is
+/// the one built in; another backend is chosen here by `j.backend`.
+std::unique_ptr<recovery::Journal> open_journal(const config::Journal& j, bool start_empty) {
+    recovery::SqliteJournal::Options jo;
+    jo.path = j.path;
+    jo.sync_full = j.sync == config::Sync::full;
+    jo.max_batch = j.max_batch;
+    jo.wal_limit_bytes = j.wal_limit_bytes;
+    jo.retry_delay = j.retry_delay;
+    jo.retry_max_delay = j.retry_max_delay;
+    jo.file_check_interval = j.file_check_interval;
+    jo.start_empty = start_empty;
     jo.on_health = [](const recovery::JournalHealth& h) {
         // Logged once per change of state, never once per refused event.
         switch (h.state) {
@@ -133,7 +137,14 @@ void Broker::start() {
                 break;
         }
     };
-    journal_ = recovery::Journal::open(jo);
+    return recovery::SqliteJournal::open(jo);
+}
+
+}  // namespace
+
+void Broker::start() {
+    auto c = config();
+    journal_ = open_journal(c->journal, start_empty_);
     auto loaded = journal_->load(now() - c->limits.ended_item_retention);
     spdlog::info("journal {} (sync={}): {} live items, {} ended items remembered, {} agent states",
                  c->journal.path, config::to_string(c->journal.sync), loaded.live.size(),
@@ -382,6 +393,7 @@ void Broker::schedule_sweep() {
         if (ec || stopping_.load()) return;
         net::post(core_, [this] {
             hub_.sweep(std::chrono::steady_clock::now());
+            orphan_untouched();
             flush_hub(true);
             DesktopStats stats{hub_.sessions(),     hub_.connected(),        hub_.queued(),
                                hub_.counters(),     monitor_.size(),         monitor_.suspects(),

@@ -4,7 +4,7 @@
 // - the core strand owns the Registry (with the orphans), the DesktopHub, the heartbeat Monitor
 //   (with its one timer), the reconciliations and the `accepting_` flag: every read or change of
 //   them runs there (submit(), on_core(), on_core_state(), contact(), reconcile(), recover());
-// - the journal has its own thread (recovery/journal.hpp);
+// - the journal has its own thread (recovery/journal.hpp, the SQLite one in sqlite_journal.hpp);
 // - HTTP sessions run on their own strands and parse/serialize there;
 // - the config is an immutable snapshot swapped as a whole on reload (any thread may read it).
 #pragma once
@@ -224,6 +224,15 @@ class Broker {
                                           const std::string& reason, const std::string& actor,
                                           std::vector<channels::Change>* batch = nullptr,
                                           const std::string& skip = {});
+    /// Core: makes each of `items` an orphan with `reason` (those that are not yet), as
+    /// orphan_items() does; `whose` says whose they were in the log line.
+    std::vector<std::string> orphan_each(const std::vector<channels::Item>& items,
+                                         const std::string& reason, const std::string& actor,
+                                         const std::string& whose,
+                                         std::vector<channels::Change>* batch = nullptr);
+    /// Core, from the sweep: live items nobody touched for `recovery orphanAfter` become
+    /// orphans (`untouched`).
+    void orphan_untouched();
     /// Core: the changes made here (reconciliation, operators): routed to desktops, inspected,
     /// journaled. `done(ok)` runs once they are durable.
     void commit_local(std::vector<channels::Change> changes, std::function<void(bool)> done = {});
@@ -283,6 +292,7 @@ class Broker {
     bool watchdog_starved_ = false;  // core only
     bool start_empty_ = false;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last_untouched_check_{};  // core only
 };
 
 }  // namespace cb::daemon

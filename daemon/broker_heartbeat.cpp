@@ -307,9 +307,23 @@ void Broker::inspect(std::vector<channels::Change>& changes) {
                     a->system = i.system;
                     actions.push_back(std::move(*a));
                 }
-            if (!i.agent_id || channels::is_terminal(i.state)) continue;
-            if (!cfg) cfg = config();
+            if (channels::is_terminal(i.state)) continue;
             auto* orphan = registry_.find_orphan(i.system, i.id);
+            // The orphan has an owner again, or someone works on it: recovered.
+            auto recovered = [&](const std::string& how) {
+                auto record = *orphan;
+                if (auto cleared = registry_.clear_orphan(i.system, i.id)) {
+                    announce("itemRecovered", i, record, how);
+                    audit("orphanRecovered", i.agent_id.value_or(""), i.system, i.id, how,
+                          json::serialize(channels::to_json(i)));
+                    more.push_back(std::move(*cleared));
+                }
+                orphan = nullptr;
+            };
+            // An untouched item that its CMS changes: somebody is working on it after all.
+            if (orphan && orphan->reason == "untouched") recovered("changedAtCms");
+            if (!i.agent_id) continue;
+            if (!cfg) cfg = config();
             if (!cfg->find_agent(*i.agent_id)) {
                 // An item of an agent the broker does not know: nobody here can handle it.
                 if (orphan) continue;
@@ -325,14 +339,7 @@ void Broker::inspect(std::vector<channels::Change>& changes) {
                     more.push_back(std::move(*o));
                 }
             } else if (orphan && orphan->agent != *i.agent_id) {
-                // The CMS gave the item to someone else: it has an owner again.
-                auto record = *orphan;
-                if (auto cleared = registry_.clear_orphan(i.system, i.id)) {
-                    announce("itemRecovered", i, record, "reassignedAtCms");
-                    audit("orphanRecovered", *i.agent_id, i.system, i.id, "reassignedAtCms",
-                          json::serialize(channels::to_json(i)));
-                    more.push_back(std::move(*cleared));
-                }
+                recovered("reassignedAtCms");  // the CMS gave it to someone else
             }
         } else if (auto* agent = std::get_if<channels::AgentStored>(&c)) {
             // Logged off at the CMS (by the desktop, or the CMS itself) while items are live.

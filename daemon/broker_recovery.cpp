@@ -71,24 +71,31 @@ std::vector<std::string> Broker::orphan_items(const std::string& agent, const st
     channels::ItemFilter f;
     f.agent = agent;
     f.system = system;
+    auto items = registry_.items(f);
+    std::erase_if(items, [&](const channels::Item& i) { return i.id == skip; });
+    return orphan_each(items, reason, actor, "of " + agent, batch);
+}
+
+std::vector<std::string> Broker::orphan_each(const std::vector<channels::Item>& items,
+                                             const std::string& reason, const std::string& actor,
+                                             const std::string& whose, std::vector<Change>* batch) {
     std::vector<Change> changes;
     std::vector<std::string> keys;
     std::set<std::string> systems;
     auto at = now();
-    for (auto& item : registry_.items(f)) {
-        if (item.id == skip) continue;
+    for (auto& item : items) {
         auto c = registry_.orphan(item.system, item.id, reason, at);
         if (!c) continue;
         const auto& record = std::get<channels::OrphanStored>(*c).orphan;
         announce("itemOrphaned", item, record);
-        audit("itemOrphaned", agent, item.system, item.id, reason, details(&item, &item, &record),
-              actor);
+        audit("itemOrphaned", item.agent_id.value_or(""), item.system, item.id, reason,
+              details(&item, &item, &record), actor);
         keys.push_back(item.system + "/" + item.id);
         systems.insert(item.system);
         changes.push_back(std::move(*c));
     }
     if (keys.empty()) return keys;
-    spdlog::warn("recovery: {} live item(s) of {} orphaned ({})", keys.size(), agent, reason);
+    spdlog::warn("recovery: {} live item(s) {} orphaned ({})", keys.size(), whose, reason);
     if (batch)
         for (auto& c : changes)
             batch->push_back(std::move(c));
@@ -100,13 +107,30 @@ std::vector<std::string> Broker::orphan_items(const std::string& agent, const st
     return keys;
 }
 
+void Broker::orphan_untouched() {
+    auto after = config()->recovery.orphan_after;
+    if (after <= config::Duration::zero()) return;
+    auto steady = std::chrono::steady_clock::now();
+    // A pass over every live item: at most four times per orphanAfter, and once a minute at most.
+    auto every = std::min<std::chrono::steady_clock::duration>(after / 4, std::chrono::minutes(1));
+    if (steady - last_untouched_check_ < every) return;
+    last_untouched_check_ = steady;
+    std::vector<channels::Item> items;
+    for (auto& [system, id] : registry_.untouched(now() - after))
+        items.push_back(*registry_.find(system, id));
+    if (items.empty()) return;
+    orphan_each(items, "untouched", "broker", "untouched for " + config::format_duration(after));
+}
+
 void Broker::agent_back(const std::string& agent, bool logged_on) {
     channels::ItemFilter f;
     f.agent = agent;
     std::vector<Change> changes;
     for (auto& item : registry_.items(f)) {
         const auto* o = registry_.find_orphan(item.system, item.id);
-        if (!o) continue;
+        // An untouched item was not orphaned by the agent's absence: only a change of it, an
+        // operator or its end settles it.
+        if (!o || o->reason == "untouched") continue;
         if (!logged_on) {
             const auto* state = registry_.find_agent(item.system, agent);
             if (!state || state->state == channels::AgentStateValue::logged_off) continue;

@@ -1,10 +1,12 @@
 // The IciBroker port as a CMS reaches it: the XML gate, the server codec's decode, the registry
-// the decoded event is applied to, the JSON an accepted item is journaled and pushed as, and the
-// response the broker writes back (which echoes the request's messageId).
+// the decoded event is applied to, the JSON an accepted item is pushed to desktops as, the
+// journal's record of it, and the response the broker writes back (which echoes the request's
+// messageId).
 #include "channels/item_json.hpp"
 #include "channels/registry.hpp"
 #include "protocol/ici_codec.hpp"
 #include "protocol/xml_gate.hpp"
+#include "recovery/stored_format.hpp"
 
 #include <boost/json.hpp>
 
@@ -19,12 +21,14 @@ namespace {
 using namespace cb::protocol;
 namespace ch = cb::channels;
 
-/// An item must come back from its JSON form (the journal's and the desktops') unchanged.
-void check_json_round_trip(const ch::Item& item) {
+/// An item must come back from the journal's record of it unchanged (as desktops see it).
+void check_stored_round_trip(ch::Item item) {
+    item.postings.clear();  // stored one by one, not with the item
+    auto record = cb::recovery::stored::encode(item);
+    auto back = cb::recovery::stored::decode_item(record);
     auto json = boost::json::serialize(ch::to_json(item));
-    auto back = ch::item_from_json(boost::json::parse(json));
     if (!back || boost::json::serialize(ch::to_json(*back)) != json) {
-        std::fprintf(stderr, "item does not survive its JSON form: %s\n", json.c_str());
+        std::fprintf(stderr, "item does not survive the journal's record: %s\n", record.c_str());
         std::abort();
     }
 }
@@ -46,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto& decoded = std::get<DecodedEvent>(result);
     ch::Registry registry{ch::Registry::Limits{}};
     auto applied = registry.apply(decoded.event, ch::TimePoint{});
-    if (auto* item = std::get_if<ch::Item>(&decoded.event)) check_json_round_trip(*item);
+    if (auto* item = std::get_if<ch::Item>(&decoded.event)) check_stored_round_trip(*item);
     if (auto* outcome = std::get_if<ch::Outcome>(&applied.result))
         (void)codec.encode_status(decoded.reply, *outcome);
     return 0;

@@ -1,16 +1,14 @@
-#include "recovery/journal.hpp"
+#include "recovery/sqlite_journal.hpp"
 
-#include "channels/item_json.hpp"
 #include "recovery/journal_sql.hpp"
-
-#include <boost/json.hpp>
 
 #include <algorithm>
 
 namespace cb::recovery {
 using namespace sql;
 
-std::vector<channels::AuditStored> read_audit(const std::string& path, const AuditQuery& q) {
+std::vector<channels::AuditStored> SqliteJournal::read_audit(const AuditQuery& q) const {
+    const std::string& path = options_.path;
     sqlite3* db = nullptr;
     int rc =
         sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);

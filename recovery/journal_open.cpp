@@ -1,9 +1,7 @@
-#include "recovery/journal.hpp"
+#include "recovery/sqlite_journal.hpp"
 
-#include "channels/item_json.hpp"
 #include "recovery/journal_sql.hpp"
-
-#include <boost/json.hpp>
+#include "recovery/stored_format.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -19,7 +17,6 @@
 // Opening a journal: the checks that refuse a file that is not ours, the schema and its
 // migrations, the prepared statements; and load(), which reads the state to restore.
 namespace cb::recovery {
-namespace json = boost::json;
 using namespace sql;
 
 namespace {
@@ -33,7 +30,7 @@ CREATE TABLE items(
   version  INTEGER NOT NULL,       -- the unsigned version, stored as its 64-bit pattern
   state    TEXT NOT NULL,
   ended_at INTEGER,                -- ms since the epoch; NULL while the item is live
-  snapshot TEXT NOT NULL);         -- the item as JSON, without its postings
+  snapshot TEXT NOT NULL);         -- the item without its postings (stored_format.hpp)
 CREATE UNIQUE INDEX items_by_key ON items(system, id);
 CREATE TABLE postings(
   seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -108,6 +105,13 @@ CREATE INDEX audit_by_item ON audit(item);
 CREATE INDEX audit_by_agent ON audit(agent);
 )sql";
 
+// Schema 5: when the broker last took a change of each live item, so that an item untouched for
+// too long becomes an orphan. Items of an older journal count as touched when it is migrated.
+const char* kSchemaTouched = R"sql(
+ALTER TABLE items ADD COLUMN touched_at INTEGER NOT NULL DEFAULT 0;  -- ms since the epoch
+UPDATE items SET touched_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
+)sql";
+
 /// Writes the marker that says a journal was created at this path, durably (file and folder).
 void write_marker(const std::string& marker) {
     std::time_t t = std::time(nullptr);
@@ -132,7 +136,7 @@ void write_marker(const std::string& marker) {
 
 }  // namespace
 
-std::unique_ptr<Journal> Journal::open(const Options& options) {
+std::unique_ptr<SqliteJournal> SqliteJournal::open(const Options& options) {
     namespace fs = std::filesystem;
     // Opening a file in WAL mode makes SQLite create its -wal and -shm. A refused journal is left
     // as it was found: those it created (empty, or the index) go again.
@@ -149,9 +153,9 @@ std::unique_ptr<Journal> Journal::open(const Options& options) {
     }
 }
 
-std::unique_ptr<Journal> Journal::open_checked(const Options& options) {
+std::unique_ptr<SqliteJournal> SqliteJournal::open_checked(const Options& options) {
     namespace fs = std::filesystem;
-    std::unique_ptr<Journal> j(new Journal(options));
+    std::unique_ptr<SqliteJournal> j(new SqliteJournal(options));
     const auto& path = options.path;
     std::error_code ec;
     bool exists = fs::exists(path, ec);
@@ -252,7 +256,7 @@ std::unique_ptr<Journal> Journal::open_checked(const Options& options) {
     sqlite3_wal_hook(
         j->db_,
         [](void* self, sqlite3*, const char*, int pages) {
-            static_cast<Journal*>(self)->wal_pages_ = pages;
+            static_cast<SqliteJournal*>(self)->wal_pages_ = pages;
             return SQLITE_OK;
         },
         j.get());
@@ -263,16 +267,19 @@ std::unique_ptr<Journal> Journal::open_checked(const Options& options) {
         j->exec(kSchemaDesktops);
         j->exec(kSchemaAudit);
         j->exec(kSchemaRecovery);
+        j->exec(kSchemaTouched);
         j->exec(("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
         j->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
         j->exec("COMMIT");
     } else if (auto v = pragma_int("PRAGMA user_version"); v < kSchemaVersion) {
         // Migrations, in one transaction: 1 → 2 adds the desktop tables, 2 → 3 the audit log,
-        // 3 → 4 the orphans and the audit log's actor; nothing else changes.
+        // 3 → 4 the orphans and the audit log's actor, 4 → 5 the items' touched_at; nothing
+        // else changes (the stored format of items, postings and agents is format 1 in all).
         j->exec("BEGIN");
         if (v < 2) j->exec(kSchemaDesktops);
         if (v < 3) j->exec(kSchemaAudit);
         if (v < 4) j->exec(kSchemaRecovery);
+        if (v < 5) j->exec(kSchemaTouched);
         j->exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
         j->exec("COMMIT");
     }
@@ -281,10 +288,10 @@ std::unique_ptr<Journal> Journal::open_checked(const Options& options) {
     auto st = std::make_unique<Statements>();
     auto mk = [&](const char* sql) { return std::make_unique<Stmt>(j->prepare(sql)); };
     st->upsert_item =
-        mk("INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) "
-           "VALUES(?1,?2,?3,?4,?5,NULL,?6) "
+        mk("INSERT INTO items(system,id,channel,version,state,ended_at,snapshot,touched_at) "
+           "VALUES(?1,?2,?3,?4,?5,NULL,?6,?7) "
            "ON CONFLICT(system,id) DO UPDATE SET "
-           "channel=?3,version=?4,state=?5,ended_at=NULL,snapshot=?6");
+           "channel=?3,version=?4,state=?5,ended_at=NULL,snapshot=?6,touched_at=?7");
     st->end_item =
         mk("INSERT INTO items(system,id,channel,version,state,ended_at,snapshot) "
            "VALUES(?1,?2,?3,?4,?5,?6,?7) "
@@ -331,7 +338,7 @@ std::unique_ptr<Journal> Journal::open_checked(const Options& options) {
     return j;
 }
 
-LoadedState Journal::load(channels::TimePoint cutoff) {
+LoadedState SqliteJournal::load(channels::TimePoint cutoff) {
     LoadedState out;
     auto damaged = [&](const std::string& what) {
         return JournalError(options_.path + ": damaged journal: " + what +
@@ -344,19 +351,17 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
     }
     std::unordered_map<std::string, std::size_t> chats;
     {
-        Stmt s(prepare("SELECT snapshot, ended_at, system, id FROM items"));
+        Stmt s(prepare("SELECT snapshot, ended_at, system, id, touched_at FROM items"));
         int rc;
         while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
-            auto text = column_text(s.get(), 0);
-            json::error_code ec;
-            auto v = json::parse(text, ec);
-            auto item = ec ? std::nullopt : channels::item_from_json(v);
+            auto item = stored::decode_item(column_text(s.get(), 0));
             if (!item)
                 throw damaged("item " + column_text(s.get(), 2) + "/" + column_text(s.get(), 3) +
                               " cannot be read");
             if (sqlite3_column_type(s.get(), 1) == SQLITE_NULL) {
                 if (item->channel == channels::Channel::chat)
                     chats[item->system + '\x1f' + item->id] = out.live.size();
+                item->touched = from_ms(sqlite3_column_int64(s.get(), 4));
                 out.live.push_back(std::move(*item));
             } else {
                 out.ended.push_back(channels::EndedItem{item->system, item->id, item->channel,
@@ -371,9 +376,7 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
         while (sqlite3_step(s.get()) == SQLITE_ROW) {
             auto it = chats.find(column_text(s.get(), 0) + '\x1f' + column_text(s.get(), 1));
             if (it == chats.end()) continue;  // the chat ended; its postings go with it
-            json::error_code ec;
-            auto v = json::parse(column_text(s.get(), 2), ec);
-            auto p = ec ? std::nullopt : channels::posting_from_json(v);
+            auto p = stored::decode_posting(column_text(s.get(), 2));
             if (!p)
                 throw damaged("a posting of chat " + column_text(s.get(), 1) + " cannot be read");
             out.live[it->second].postings.push_back(std::move(*p));
@@ -382,9 +385,7 @@ LoadedState Journal::load(channels::TimePoint cutoff) {
     {
         Stmt s(prepare("SELECT state FROM agents"));
         while (sqlite3_step(s.get()) == SQLITE_ROW) {
-            json::error_code ec;
-            auto v = json::parse(column_text(s.get(), 0), ec);
-            auto a = ec ? std::nullopt : channels::agent_from_json(v);
+            auto a = stored::decode_agent(column_text(s.get(), 0));
             if (!a) throw damaged("an agent state cannot be read");
             out.agents.push_back(std::move(*a));
         }

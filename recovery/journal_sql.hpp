@@ -2,7 +2,7 @@
 // prepared statements. Not part of any contract; include only from recovery/*.cpp.
 #pragma once
 
-#include "recovery/journal.hpp"
+#include "recovery/sqlite_journal.hpp"
 
 #include <sqlite3.h>
 
@@ -56,7 +56,7 @@ inline std::string column_text(sqlite3_stmt* s, int i) {
 
 namespace cb::recovery {
 
-struct Journal::Statements {
+struct SqliteJournal::Statements {
     std::unique_ptr<sql::Stmt> upsert_item, end_item, delete_postings, insert_posting, upsert_agent,
         upsert_subscription, prune_items, upsert_session, end_session, end_session_replay,
         insert_event, insert_replay, trim_replay, update_session_seq, prune_events,

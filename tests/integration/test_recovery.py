@@ -295,3 +295,29 @@ def test_an_item_that_changes_hands_while_no_desktop_is_connected_is_not_sent_to
     alice.send({"type": "heartbeat"})
     alice.expect_type("heartbeat")
     assert not [f for f in alice.frames if f.get("type") == "event" and f["data"].get("id") == "x-1"]
+
+
+def test_an_item_nobody_touches_becomes_an_orphan_until_its_cms_changes_it(make_loop):
+    loop = make_loop(extra='<recovery orphanAfter="2s"/>', heartbeat='lag="60s"')
+    sue = Desktop(loop, "sue")
+    sue.expect_type("welcome")
+    assert sue.request({"type": "monitor", "scope": "system:CMS-A"})["ok"]
+    alice = logged_on(loop)
+    call = answered_call(loop, alice, "alice")
+    sue.expect_event("itemOrphaned", id=call, reason="untouched", timeout=20)
+    assert orphans(loop)[call]["orphanedFrom"] == "alice"
+    wait_for(lambda: "itemOrphaned" in audit_actions(loop, call), what="the orphaning audited")
+    # alice never left: her desktop coming back settles nothing.
+    alice.close()
+    alice = Desktop(loop, "alice")
+    alice.expect_type("welcome")
+    alice.send({"type": "heartbeat"})
+    alice.expect_type("heartbeat")
+    assert orphans(loop)[call]["reason"] == "untouched"
+    # Its CMS changes it: somebody works on it after all.
+    assert alice.request({"type": "command", "item": call, "op": "hold"})["ok"]
+    recovered = sue.expect_event("itemRecovered", id=call)
+    assert recovered["data"]["recoveredBy"] == "changedAtCms"
+    wait_for(lambda: "orphanRecovered" in audit_actions(loop, call), what="the recovery audited")
+    # Untouched again for orphanAfter, it is an orphan again (a frame is taken once: a new one).
+    sue.expect_event("itemOrphaned", id=call, reason="untouched", timeout=20)

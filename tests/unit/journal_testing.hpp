@@ -1,7 +1,7 @@
 // What the journal's unit tests share: a temporary folder and a commit that waits for its answer.
 #pragma once
 
-#include "recovery/journal.hpp"
+#include "recovery/sqlite_journal.hpp"
 
 #include <doctest/doctest.h>
 

@@ -136,3 +136,29 @@ TEST_CASE("a CMS's largest response is a bounded setting that needs a restart") 
     CHECK(!parse(text("1024"), "small").config);  // below 64 KiB
     CHECK(!parse(text("lots"), "word").config);
 }
+
+TEST_CASE("the journal's backend and the age that makes an untouched item an orphan") {
+    auto text = [](const char* journal, const char* recovery) {
+        return std::string(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/>)") +
+               R"(<journal path="/a" )" + journal + "/>" + recovery + "</commbroker>";
+    };
+    auto plain = parse(text("", ""), "plain");
+    REQUIRE(plain.config);
+    CHECK(plain.config->journal.backend == JournalBackend::sqlite);
+    CHECK(plain.config->recovery.orphan_after == std::chrono::hours(8));
+    auto never = parse(text(R"(backend="sqlite")", R"(<recovery orphanAfter="0s"/>)"), "never");
+    REQUIRE_MESSAGE(never.config, all_errors(never));
+    CHECK(never.config->recovery.orphan_after == Duration::zero());
+    CHECK(reload_diff(*plain.config, *never.config).empty());  // applies live
+
+    auto other = parse(text(R"(backend="postgresql")", ""), "other");
+    CHECK_FALSE(other.config);
+    CHECK(all_errors(other).find("backend=\"postgresql\" must be one of sqlite") !=
+          std::string::npos);
+    auto tiny = parse(text("", R"(<recovery orphanAfter="10ms"/>)"), "tiny");
+    CHECK_FALSE(tiny.config);
+    CHECK(all_errors(tiny).find("orphanAfter must be 0 (never) or at least 1s") !=
+          std::string::npos);
+    CHECK_FALSE(parse(text("", R"(<recovery orphanAfter="2h" bogus="1"/>)"), "typo").config);
+    CHECK_FALSE(parse(text("", R"(<recovery/><recovery/>)"), "twice").config);
+}

@@ -1,4 +1,4 @@
-#include "recovery/journal.hpp"
+#include "recovery/sqlite_journal.hpp"
 
 #include "tests/unit/journal_testing.hpp"
 #include "tests/unit/sample_items.hpp"
@@ -34,13 +34,14 @@ TEST_CASE("a committed item, posting and agent state are loaded again after reop
     auto path = (dir.path / "journal.db").string();
     auto now = channels::TimePoint(std::chrono::hours(1000000));
     {
-        auto j = recovery::Journal::open({path, true, 64});
+        auto j = recovery::SqliteJournal::open({path, true, 64});
         j->load(now);
         j->start();
         auto chat = call("chat-1", 3, channels::State::active);
         chat.channel = channels::Channel::chat;
         chat.topic = "billing";
         chat.customer_name = "Müller €";
+        chat.touched = now - std::chrono::minutes(5);
         channels::AgentState agent{"CMS-A", "alice",       channels::AgentStateValue::ready,
                                    0,       {"+49301111"}, {"phone"}};
         CHECK(
@@ -53,7 +54,7 @@ TEST_CASE("a committed item, posting and agent state are loaded again after reop
             commit(*j, {channels::ItemStored{call("c-2", 5, channels::State::disconnected), now}}));
         j->stop();
     }
-    auto j = recovery::Journal::open({path, true, 64});
+    auto j = recovery::SqliteJournal::open({path, true, 64});
     auto loaded = j->load(now - std::chrono::minutes(1));
     REQUIRE(loaded.live.size() == 2);
     REQUIRE(loaded.ended.size() == 1);
@@ -64,6 +65,7 @@ TEST_CASE("a committed item, posting and agent state are loaded again after reop
     for (auto& i : loaded.live) {
         if (i.id == "chat-1") {
             CHECK(i.customer_name == "Müller €");
+            CHECK(i.touched == now - std::chrono::minutes(5));
             REQUIRE(i.postings.size() == 1);
             CHECK(i.postings[0].content_text == "hello €");
         } else {
@@ -80,19 +82,19 @@ TEST_CASE("ended items older than the cutoff are forgotten at load") {
     auto path = (dir.path / "journal.db").string();
     auto then = channels::TimePoint(std::chrono::hours(1000000));
     {
-        auto j = recovery::Journal::open({path, false, 64});
+        auto j = recovery::SqliteJournal::open({path, false, 64});
         j->load(then);
         j->start();
         CHECK(commit(*j, {channels::ItemStored{call("old", 1, channels::State::failed), then}}));
         j->stop();
     }
-    auto j = recovery::Journal::open({path, false, 64});
+    auto j = recovery::SqliteJournal::open({path, false, 64});
     CHECK(j->load(then + std::chrono::hours(2)).ended.empty());
 }
 
 TEST_CASE("an empty batch is a barrier that completes after earlier batches") {
     TempDir dir;
-    auto j = recovery::Journal::open({(dir.path / "j.db").string(), false, 2});
+    auto j = recovery::SqliteJournal::open({(dir.path / "j.db").string(), false, 2});
     j->load(channels::TimePoint{});
     j->start();
     std::vector<int> order;
@@ -125,7 +127,7 @@ TEST_CASE("a file that is not SQLite is refused and left untouched") {
     auto path = dir.path / "journal.db";
     std::ofstream(path) << "this is somebody's notes, not a journal\n";
     auto before = file_bytes(path);
-    CHECK_THROWS_WITH_AS(recovery::Journal::open({path.string(), true, 64}),
+    CHECK_THROWS_WITH_AS(recovery::SqliteJournal::open({path.string(), true, 64}),
                          doctest::Contains("not a commbroker journal"), recovery::JournalError);
     CHECK(file_bytes(path) == before);
     CHECK_FALSE(fs::exists(path.string() + "-wal"));
@@ -139,7 +141,7 @@ TEST_CASE("another application's SQLite database is refused and left untouched")
     sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES(1);", nullptr, nullptr, nullptr);
     sqlite3_close(db);
     auto before = file_bytes(path);
-    CHECK_THROWS_WITH_AS(recovery::Journal::open({path.string(), true, 64}),
+    CHECK_THROWS_WITH_AS(recovery::SqliteJournal::open({path.string(), true, 64}),
                          doctest::Contains("not a commbroker journal"), recovery::JournalError);
     CHECK(file_bytes(path) == before);
 }
@@ -147,12 +149,12 @@ TEST_CASE("another application's SQLite database is refused and left untouched")
 TEST_CASE("a journal from a newer schema is refused") {
     TempDir dir;
     auto path = (dir.path / "j.db").string();
-    { auto j = recovery::Journal::open({path, true, 64}); }
+    { auto j = recovery::SqliteJournal::open({path, true, 64}); }
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
     sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
     sqlite3_close(db);
-    CHECK_THROWS_WITH_AS(recovery::Journal::open({path, true, 64}),
+    CHECK_THROWS_WITH_AS(recovery::SqliteJournal::open({path, true, 64}),
                          doctest::Contains("newer commbroker"), recovery::JournalError);
 }
 
@@ -160,7 +162,7 @@ TEST_CASE("a journal with damaged pages is refused and left untouched") {
     TempDir dir;
     auto path = dir.path / "j.db";
     {
-        auto j = recovery::Journal::open({path.string(), true, 64});
+        auto j = recovery::SqliteJournal::open({path.string(), true, 64});
         j->load(channels::TimePoint{});
         j->start();
         std::vector<channels::Change> many;
@@ -183,7 +185,7 @@ TEST_CASE("a journal with damaged pages is refused and left untouched") {
     auto before = file_bytes(path);
     CHECK_THROWS_AS(
         {
-            auto j = recovery::Journal::open({path.string(), true, 64});
+            auto j = recovery::SqliteJournal::open({path.string(), true, 64});
             j->load(channels::TimePoint{});
         },
         recovery::JournalError);
@@ -192,7 +194,7 @@ TEST_CASE("a journal with damaged pages is refused and left untouched") {
 
 TEST_CASE("after stop, a submit completes at once as failed") {
     TempDir dir;
-    auto j = recovery::Journal::open({(dir.path / "j.db").string(), false, 64});
+    auto j = recovery::SqliteJournal::open({(dir.path / "j.db").string(), false, 64});
     j->load(channels::TimePoint{});
     j->start();
     j->stop();
@@ -210,7 +212,7 @@ TEST_CASE("desktop sessions come back with their replay runs, minus what was tri
     auto path = (dir.path / "journal.db").string();
     auto now = channels::TimePoint(std::chrono::hours(1000000));
     {
-        auto j = recovery::Journal::open({path, true, 64});
+        auto j = recovery::SqliteJournal::open({path, true, 64});
         j->load(now);
         j->start();
         CHECK(commit(*j, {channels::SessionStored{"t-alice", "alice", "CMS-A", "", 0, "h-old"},
@@ -226,7 +228,7 @@ TEST_CASE("desktop sessions come back with their replay runs, minus what was tri
                      {channels::ReplayTrimmed{"t-alice", 1, 3}, channels::SessionEnded{"t-bob"}}));
         j->stop();
     }
-    auto j = recovery::Journal::open({path, true, 64});
+    auto j = recovery::SqliteJournal::open({path, true, 64});
     auto loaded = j->load(now);
     REQUIRE(loaded.sessions.size() == 1);
     auto& s = loaded.sessions[0];
@@ -254,7 +256,7 @@ void check_migration_from(int schema, const char* downgrade) {
     auto path = (dir.path / "journal.db").string();
     auto now = channels::TimePoint(std::chrono::hours(1000000));
     {
-        auto j = recovery::Journal::open({path, true, 64});
+        auto j = recovery::SqliteJournal::open({path, true, 64});
         j->load(now);
         j->start();
         CHECK(commit(*j, {channels::ItemStored{call("c-1", 2, channels::State::connected), now}}));
@@ -266,10 +268,14 @@ void check_migration_from(int schema, const char* downgrade) {
         REQUIRE(sqlite3_exec(db, downgrade, nullptr, nullptr, nullptr) == SQLITE_OK);
         sqlite3_close(db);
     }
-    auto j = recovery::Journal::open({path, true, 64});
+    auto j = recovery::SqliteJournal::open({path, true, 64});
     auto loaded = j->load(now);
     REQUIRE(loaded.live.size() == 1);
     CHECK(loaded.live[0].id == "c-1");
+    // No older schema knew when an item was touched: the migration's time stands in for it.
+    auto since_migration = std::chrono::system_clock::now() - loaded.live[0].touched;
+    CHECK(since_migration >= std::chrono::seconds(0));
+    CHECK(since_migration < std::chrono::minutes(1));
     if (schema < 2) CHECK(loaded.sessions.empty());
     j->start();
     channels::OrphanRecord orphan;
@@ -285,7 +291,7 @@ void check_migration_from(int schema, const char* downgrade) {
     j->stop();
     {
         // What the migration added is read back after the next start.
-        auto again = recovery::Journal::open({path, true, 64});
+        auto again = recovery::SqliteJournal::open({path, true, 64});
         auto reloaded = again->load(now);
         REQUIRE(reloaded.orphans.size() == 1);
         CHECK(reloaded.orphans[0] == orphan);
@@ -315,19 +321,25 @@ TEST_CASE("a schema 1 journal is migrated to the current schema and keeps its it
     check_migration_from(1,
                          "DROP TABLE desktop_sessions; DROP TABLE desktop_events; "
                          "DROP TABLE desktop_replay; DROP TABLE audit; DROP TABLE orphans; "
-                         "PRAGMA user_version=1;");
+                         "ALTER TABLE items DROP COLUMN touched_at; PRAGMA user_version=1;");
 }
 
 TEST_CASE("a schema 2 journal is migrated to the current schema and keeps its items") {
     check_migration_from(2,
                          "DROP TABLE audit; ALTER TABLE desktop_sessions DROP COLUMN resume_hash; "
-                         "DROP TABLE orphans; PRAGMA user_version=2;");
+                         "DROP TABLE orphans; ALTER TABLE items DROP COLUMN touched_at; "
+                         "PRAGMA user_version=2;");
 }
 
 TEST_CASE("a schema 3 journal is migrated to the current schema and keeps its items") {
     check_migration_from(3,
                          "DROP TABLE orphans; DROP INDEX audit_by_item; DROP INDEX audit_by_agent; "
-                         "ALTER TABLE audit DROP COLUMN actor; PRAGMA user_version=3;");
+                         "ALTER TABLE audit DROP COLUMN actor; "
+                         "ALTER TABLE items DROP COLUMN touched_at; PRAGMA user_version=3;");
+}
+
+TEST_CASE("a schema 4 journal is migrated: its live items count as touched when it is") {
+    check_migration_from(4, "ALTER TABLE items DROP COLUMN touched_at; PRAGMA user_version=4;");
 }
 
 TEST_CASE("orphans are kept until cleared, and a released item is forgotten with its postings") {
@@ -346,7 +358,7 @@ TEST_CASE("orphans are kept until cleared, and a released item is forgotten with
         return o;
     };
     {
-        auto j = recovery::Journal::open({path, true, 64});
+        auto j = recovery::SqliteJournal::open({path, true, 64});
         j->load(now);
         j->start();
         CHECK(commit(*j,
@@ -363,7 +375,7 @@ TEST_CASE("orphans are kept until cleared, and a released item is forgotten with
                  channels::OrphanCleared{"CMS-A", "c-3"}}));
         j->stop();
     }
-    auto j = recovery::Journal::open({path, true, 64});
+    auto j = recovery::SqliteJournal::open({path, true, 64});
     auto loaded = j->load(now);
     REQUIRE(loaded.live.size() == 2);
     CHECK(loaded.ended.empty());  // released is not ended: a later report is taken as new
@@ -384,7 +396,7 @@ TEST_CASE("a renewed subscription removes the stored subscriptionEnded") {
     auto path = (dir.path / "journal.db").string();
     auto now = channels::TimePoint(std::chrono::hours(1000000));
     {
-        auto j = recovery::Journal::open({path, true, 64});
+        auto j = recovery::SqliteJournal::open({path, true, 64});
         j->load(now);
         j->start();
         CHECK(commit(*j, {channels::SubscriptionStored{{"CMS-A", "maintenance"}, now},

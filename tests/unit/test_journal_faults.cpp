@@ -1,6 +1,6 @@
 // The journal against a failing disk and a vanishing file: retries, the WAL's bound, the file's
 // identity, and the marker that keeps a vanished journal from being replaced by an empty one.
-#include "recovery/journal.hpp"
+#include "recovery/sqlite_journal.hpp"
 
 #include "tests/unit/faulty_vfs.hpp"
 #include "tests/unit/journal_testing.hpp"
@@ -41,7 +41,7 @@ bool eventually(F f, std::chrono::milliseconds limit = 5s) {
 }
 
 std::vector<std::string> live_ids(const std::string& path) {
-    auto j = recovery::Journal::open({path, true, 64});
+    auto j = recovery::SqliteJournal::open({path, true, 64});
     std::vector<std::string> ids;
     for (auto& i : j->load(kNow).live)
         ids.push_back(i.id);
@@ -59,7 +59,7 @@ std::string file_bytes(const fs::path& p) {
 TEST_CASE("the background checkpoint copies the WAL into the database") {
     TempDir dir;
     auto path = (dir.path / "journal.db").string();
-    auto j = recovery::Journal::open({path, true, 64});
+    auto j = recovery::SqliteJournal::open({path, true, 64});
     j->load(kNow);
     j->start();
     for (int i = 0; i < 50; ++i)
@@ -70,9 +70,9 @@ TEST_CASE("the background checkpoint copies the WAL into the database") {
 TEST_CASE("the WAL stays under its limit through a long run of commits") {
     TempDir dir;
     auto path = (dir.path / "journal.db").string();
-    recovery::Journal::Options o{path, false, 64};
+    recovery::SqliteJournal::Options o{path, false, 64};
     o.wal_limit_bytes = 256 * 1024;
-    auto j = recovery::Journal::open(o);
+    auto j = recovery::SqliteJournal::open(o);
     j->load(kNow);
     j->start();
     std::uintmax_t largest = 0;
@@ -93,7 +93,7 @@ TEST_CASE("the WAL stays under its limit through a long run of commits") {
 TEST_CASE("a failed commit is retried and, once the disk takes writes again, nothing is lost") {
     TempDir dir;
     auto path = (dir.path / "journal.db").string();
-    recovery::Journal::Options o{path, true, 64};
+    recovery::SqliteJournal::Options o{path, true, 64};
     o.vfs = testing::FaultyVfs::install();
     o.retry_delay = 10ms;
     o.retry_max_delay = 50ms;
@@ -105,7 +105,7 @@ TEST_CASE("a failed commit is retried and, once the disk takes writes again, not
     };
     REQUIRE(o.vfs == std::string(testing::FaultyVfs::kName));
     {
-        auto j = recovery::Journal::open(o);
+        auto j = recovery::SqliteJournal::open(o);
         j->load(kNow);
         j->start();
         REQUIRE(commit(*j, {stored("c-1")}));
@@ -135,7 +135,7 @@ TEST_CASE("a failed commit is retried and, once the disk takes writes again, not
 TEST_CASE("a journal deleted while open is noticed: the commit that follows is not acknowledged") {
     TempDir dir;
     auto path = (dir.path / "journal.db").string();
-    auto j = recovery::Journal::open({path, true, 64});
+    auto j = recovery::SqliteJournal::open({path, true, 64});
     j->load(kNow);
     j->start();
     REQUIRE(commit(*j, {stored("c-1")}));
@@ -151,9 +151,9 @@ TEST_CASE("a journal deleted while open is noticed: the commit that follows is n
 TEST_CASE("a journal replaced while idle is noticed within its check interval") {
     TempDir dir;
     auto path = (dir.path / "journal.db").string();
-    recovery::Journal::Options o{path, true, 64};
+    recovery::SqliteJournal::Options o{path, true, 64};
     o.file_check_interval = 50ms;
-    auto j = recovery::Journal::open(o);
+    auto j = recovery::SqliteJournal::open(o);
     j->load(kNow);
     j->start();
     REQUIRE(commit(*j, {stored("c-1")}));
@@ -167,21 +167,21 @@ TEST_CASE("a missing journal where one was kept is refused unless starting empty
     TempDir dir;
     auto path = (dir.path / "journal.db").string();
     {
-        auto j = recovery::Journal::open({path, true, 64});
+        auto j = recovery::SqliteJournal::open({path, true, 64});
         j->load(kNow);
         j->start();
         REQUIRE(commit(*j, {stored("c-1")}));
     }
-    CHECK(fs::exists(recovery::Journal::marker_path(path)));
+    CHECK(fs::exists(recovery::SqliteJournal::marker_path(path)));
     for (auto* suffix : {"", "-wal", "-shm"})
         fs::remove(path + suffix);
-    CHECK_THROWS_WITH_AS(recovery::Journal::open({path, true, 64}),
+    CHECK_THROWS_WITH_AS(recovery::SqliteJournal::open({path, true, 64}),
                          doctest::Contains("the journal is missing"), recovery::JournalError);
     CHECK_FALSE(fs::exists(path));
 
-    recovery::Journal::Options o{path, true, 64};
+    recovery::SqliteJournal::Options o{path, true, 64};
     o.start_empty = true;
-    auto j = recovery::Journal::open(o);
+    auto j = recovery::SqliteJournal::open(o);
     CHECK(j->load(kNow).live.empty());
 }
 
@@ -200,7 +200,7 @@ TEST_CASE("a refused journal with a leftover WAL is left exactly as it was") {
     }
     REQUIRE(fs::exists(path + "-wal"));
     auto db_before = file_bytes(path), wal_before = file_bytes(path + "-wal");
-    CHECK_THROWS_AS(recovery::Journal::open({path, true, 64}), recovery::JournalError);
+    CHECK_THROWS_AS(recovery::SqliteJournal::open({path, true, 64}), recovery::JournalError);
     CHECK(file_bytes(path) == db_before);
     CHECK(fs::exists(path + "-wal"));
     CHECK(file_bytes(path + "-wal") == wal_before);

@@ -196,3 +196,29 @@ TEST_CASE("items by agent follow a transfer, an end and a restore") {
     bob_again.agent = "bob";
     CHECK(again.items(bob_again).size() == 1);
 }
+
+TEST_CASE("an item untouched since a time is found until it is changed or orphaned") {
+    Registry r({});
+    r.apply(call(1, State::alerting, "c-1"), t0);
+    r.apply(call(1, State::alerting, "c-2"), t0 + std::chrono::minutes(5));
+    CHECK(r.find("CMS-A", "c-1")->touched == t0);
+    auto untouched = r.untouched(t0 + std::chrono::minutes(1));
+    REQUIRE(untouched.size() == 1);
+    CHECK(untouched[0].second == "c-1");
+
+    // A duplicate is no touch; a newer snapshot and an operator's assign are.
+    r.apply(call(1, State::alerting, "c-1"), t0 + std::chrono::minutes(10));
+    CHECK(r.untouched(t0 + std::chrono::minutes(1)).size() == 1);
+    r.apply(call(2, State::connected, "c-1"), t0 + std::chrono::minutes(10));
+    CHECK(r.untouched(t0 + std::chrono::minutes(6)).size() == 1);  // c-2 only
+    r.reassign("CMS-A", "c-2", "bob", t0 + std::chrono::minutes(11));
+    CHECK(r.untouched(t0 + std::chrono::minutes(10)).empty());
+
+    // An orphan is not listed again; a restored item keeps its time.
+    REQUIRE(r.orphan("CMS-A", "c-1", "untouched", t0 + std::chrono::minutes(20)));
+    CHECK(r.untouched(t0 + std::chrono::hours(1)).size() == 1);
+    Registry restored({});
+    auto held = *r.find("CMS-A", "c-2");
+    restored.restore({held}, {}, {});
+    CHECK(restored.find("CMS-A", "c-2")->touched == t0 + std::chrono::minutes(11));
+}
