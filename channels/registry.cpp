@@ -366,6 +366,19 @@ std::vector<std::pair<std::string, std::string>> Registry::owners() const {
     return out;
 }
 
+std::optional<std::string> Registry::absence(const std::string& agent,
+                                             const std::string& system) const {
+    auto keys = by_agent_.find(agent);
+    if (keys == by_agent_.end()) return std::nullopt;
+    for (auto& k : keys->second) {
+        auto o = orphans_.find(k);
+        if (o != orphans_.end() && o->second.system == system && o->second.agent == agent &&
+            o->second.reason != "untouched" && o->second.reason != "unknownAgent")
+            return o->second.reason;
+    }
+    return std::nullopt;
+}
+
 std::vector<std::pair<std::string, std::string>> Registry::untouched(TimePoint before) const {
     std::vector<std::pair<std::string, std::string>> out;
     for (auto& [k, i] : live_)

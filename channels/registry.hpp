@@ -209,6 +209,9 @@ class Registry {
     std::optional<Change> classify(const std::string& system, const std::string& id,
                                    Classification c, TimePoint now);
     const OrphanRecord* find_orphan(const std::string& system, const std::string& id) const;
+    /// Why `agent` is gone at `system`, if it is: the reason of one of its orphans there that
+    /// was orphaned from it for its absence (any reason but untouched and unknownAgent).
+    std::optional<std::string> absence(const std::string& agent, const std::string& system) const;
     /// Every orphan, by system and ID; or those of one system.
     std::vector<OrphanRecord> orphans(const std::string& system = {}) const;
     std::size_t orphan_count() const { return orphans_.size(); }

@@ -340,6 +340,13 @@ void Broker::inspect(std::vector<channels::Change>& changes) {
                 }
             } else if (orphan && orphan->agent != *i.agent_id) {
                 recovered("reassignedAtCms");  // the CMS gave it to someone else
+            } else if (!orphan && registry_.orphan_count() > 0) {
+                // The agent's other items are orphans because it is gone, and it has not come
+                // back: one adopted from the CMS, or offered before the CMS saw the logoff,
+                // joins them.
+                if (auto reason = registry_.absence(*i.agent_id, i.system))
+                    orphan_each({i}, *reason, "broker", "of " + *i.agent_id + ", who is gone",
+                                &more);
             }
         } else if (auto* agent = std::get_if<channels::AgentStored>(&c)) {
             // Logged off at the CMS (by the desktop, or the CMS itself) while items are live.

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -25,6 +26,10 @@ constexpr const char* kUsage =
   --request-timeout D       for events sent to the broker (default 5s)
   --connections N           connections to the broker (default 1: events arrive in order)
   --scenario FILE           a JSON array of steps {"at": "2s", "do": "offer", …}, played once
+  --preload FILE            hold the calls of FILE (a JSON array of {"id", "agent", "version"})
+                            from the start, connected, without telling the broker
+  --record-acks             keep the last version of every item the broker answered for, ended
+                            ones too, in /control/state ("acked"; for tests: grows with every item)
 )";
 
 }  // namespace
@@ -41,6 +46,9 @@ int main(int argc, char** argv) {
         std::cerr << "commbroker-cmss: " << e.what() << "\n" << kUsage;
         return 2;
     }
+    // Logs go to stderr: stdout carries only the "listening on" line, which tests read once and
+    // then leave alone (a log on a pipe nobody reads would block the simulator).
+    spdlog::set_default_logger(spdlog::stderr_color_mt("cmss"));
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ cmss: %v");
     boost::asio::io_context ioc(1);
     auto sim = std::make_shared<cb::sim::Simulator>(ioc, options);
@@ -56,7 +64,12 @@ int main(int argc, char** argv) {
                   << options.listen_port << ": " << e.what() << "\n";
         return 1;
     }
-    sim->start();
+    try {
+        sim->start();
+    } catch (const std::exception& e) {
+        std::cerr << "commbroker-cmss: " << e.what() << "\n";
+        return 2;
+    }
     boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code&, int) {
         server.drain();

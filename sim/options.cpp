@@ -81,6 +81,10 @@ Options parse_command_line(int argc, char** argv) {
             o.request_timeout = duration_arg(a, value());
         } else if (a == "--scenario") {
             o.scenario = value();
+        } else if (a == "--preload") {
+            o.preload = value();
+        } else if (a == "--record-acks") {
+            o.record_acks = true;
         } else if (a == "--connections") {
             o.connections = static_cast<unsigned>(std::max(1, std::atoi(value().c_str())));
         } else {

@@ -71,12 +71,20 @@ struct Simulator::State {
     std::uint64_t next_id = 1;
     std::uint64_t next_message = 1;
     std::uint64_t events_sent = 0, events_failed = 0;
+    struct Acked {
+        std::uint64_t version = 0;
+        ch::State state = ch::State::initiated;
+    };
+    std::map<std::string, Acked> acked;  // by item ID; only with --record-acks
+    double offer_rate = 0;               // offers per second; the control action "rate" sets it
+    std::uint64_t offer_round = 0;       // a new rate starts a new round of the offer timer
     std::size_t round_robin = 0;
     bool scenario_played = false;
     std::mt19937 rng{std::random_device{}()};
     net::steady_timer offer_timer;
 
-    State(net::io_context& i, const Options& o) : ioc(i), options(o), offer_timer(i) {
+    State(net::io_context& i, const Options& o)
+        : ioc(i), options(o), offer_rate(o.offer_rate), offer_timer(i) {
         for (auto& a : o.agents) {
             Agent ag;
             ag.state.system = o.system;
@@ -95,16 +103,24 @@ struct Simulator::State {
         }
         auto id = options.system + "-m" + std::to_string(next_message++);
         auto body = protocol::CmsCodec::for_this_thread().encode_event(event, id);
-        broker->post(std::move(body), "", options.request_timeout, [this, id](daemon::HttpReply r) {
-            if (r.ok && r.status == 200) {
-                ++events_sent;
-                return;
-            }
-            ++events_failed;
-            spdlog::warn("event {} not taken by the broker: {} {}", id,
-                         r.ok ? std::to_string(r.status) : r.error,
-                         r.ok ? r.body.substr(0, 300) : "");
-        });
+        std::optional<std::pair<std::string, Acked>> item;
+        if (auto* i = std::get_if<ch::Item>(&event); i && options.record_acks)
+            item.emplace(i->id, Acked{i->version, i->state});
+        broker->post(std::move(body), "", options.request_timeout,
+                     [this, id, item](daemon::HttpReply r) {
+                         if (r.ok && r.status == 200) {
+                             ++events_sent;
+                             // Answered 200 (accepted, duplicate or stale): the broker holds this
+                             // version or a newer one.
+                             if (item && item->second.version >= acked[item->first].version)
+                                 acked[item->first] = item->second;
+                             return;
+                         }
+                         ++events_failed;
+                         spdlog::warn("event {} not taken by the broker: {} {}", id,
+                                      r.ok ? std::to_string(r.status) : r.error,
+                                      r.ok ? r.body.substr(0, 300) : "");
+                     });
     }
 
     void changed(ch::Item& item) {
@@ -154,6 +170,23 @@ struct Simulator::State {
     std::string offer(ch::Channel channel, std::string agent, std::string from, std::string id) {
         if (agent.empty()) agent = next_ready(channel);
         if (agent.empty()) return {};
+        auto i = new_item(channel, agent, from, id);
+        auto& stored = items[i.id] = i;
+        changed(stored);
+        auto item_id = stored.id;
+        after(options.ring_time, [this, item_id] {
+            auto it = items.find(item_id);
+            if (it == items.end()) return;
+            auto& i = it->second;
+            if (i.state == ch::State::alerting) set_state(i, ch::State::disconnected);
+        });
+        return item_id;
+    }
+
+    /// A new item (not yet held or announced): offered to `agent`, from `from` (a random
+    /// number if empty), with the ID `id` or the next number.
+    ch::Item new_item(ch::Channel channel, const std::string& agent, const std::string& from,
+                      const std::string& id) {
         ch::Item i;
         i.system = options.system;
         i.channel = channel;
@@ -188,16 +221,38 @@ struct Simulator::State {
                 break;
         }
         i.capabilities = capabilities(i);
-        auto& stored = items[i.id] = i;
-        changed(stored);
-        auto item_id = stored.id;
-        after(options.ring_time, [this, item_id] {
-            auto it = items.find(item_id);
-            if (it == items.end()) return;
-            auto& i = it->second;
-            if (i.state == ch::State::alerting) set_state(i, ch::State::disconnected);
-        });
-        return item_id;
+        return i;
+    }
+
+    /// Holds the calls listed in `path` (a JSON array of {"id", "agent", "version"?}) as
+    /// connected from the start, without telling the broker: what a CMS has after a broker
+    /// crash. Throws std::runtime_error for a file it cannot use.
+    void preload(const std::string& path) {
+        std::ifstream in(path);
+        if (!in) throw std::runtime_error("--preload " + path + ": cannot be read");
+        std::stringstream text;
+        text << in.rdbuf();
+        boost::system::error_code ec;
+        auto doc = json::parse(text.str(), ec);
+        if (ec || !doc.is_array())
+            throw std::runtime_error("--preload " + path + ": not a JSON array of calls");
+        for (auto& v : doc.as_array()) {
+            auto* o = v.if_object();
+            auto* id = o ? o->if_contains("id") : nullptr;
+            auto* agent = o ? o->if_contains("agent") : nullptr;
+            auto* version = o ? o->if_contains("version") : nullptr;
+            if (!id || !id->is_string() || !ch::valid_item_id(id->as_string()) || !agent ||
+                !agent->is_string() || (version && !version->is_int64()))
+                throw std::runtime_error("--preload " + path +
+                                         ": not a call: " + json::serialize(v));
+            auto i = new_item(ch::Channel::phone, std::string(agent->as_string()), {},
+                              std::string(id->as_string()));
+            i.state = ch::State::connected;
+            i.capabilities = capabilities(i);
+            i.version = version ? static_cast<std::uint64_t>(version->as_int64()) : 1;
+            items[i.id] = std::move(i);
+        }
+        spdlog::info("{} call(s) preloaded from {}", doc.as_array().size(), path);
     }
 
     std::string agent_address(const std::string& agent) {
@@ -254,11 +309,11 @@ struct Simulator::State {
     }
 
     void schedule_offers() {
-        if (options.offer_rate <= 0) return;
-        auto gap = std::chrono::microseconds(static_cast<long long>(1e6 / options.offer_rate));
+        if (offer_rate <= 0) return;
+        auto gap = std::chrono::microseconds(static_cast<long long>(1e6 / offer_rate));
         offer_timer.expires_after(gap);
-        offer_timer.async_wait([this](const boost::system::error_code& ec) {
-            if (ec) return;
+        offer_timer.async_wait([this, round = offer_round](const boost::system::error_code& ec) {
+            if (ec || round != offer_round) return;
             std::uniform_int_distribution<std::size_t> d(0, options.offer_channels.size() - 1);
             auto c = ch::channel_from_string(options.offer_channels[d(rng)]);
             offer(*c, {}, {}, {});
@@ -492,7 +547,11 @@ struct Simulator::State {
         json::object reqs;
         for (auto& [op, n] : requests)
             reqs[op] = n;
-        return json::object{{"system", options.system},  {"subscribed", static_cast<bool>(broker)},
+        json::object acks;
+        for (auto& [id, a] : acked)
+            acks[id] = json::object{{"version", a.version}, {"state", ch::to_string(a.state)}};
+        return json::object{{"offerRate", offer_rate},   {"acked", std::move(acks)},
+                            {"system", options.system},  {"subscribed", static_cast<bool>(broker)},
                             {"brokerUrl", broker_url},   {"agents", std::move(as)},
                             {"items", std::move(is)},    {"requests", std::move(reqs)},
                             {"eventsSent", events_sent}, {"eventsFailed", events_failed},
@@ -552,6 +611,17 @@ struct Simulator::State {
                 for (auto& h : waiting)
                     answer(std::move(h.body), std::move(h.respond));
             }
+            return json::object{{"ok", true}};
+        }
+        if (action == "rate") {
+            auto* n = body.if_contains("offersPerSecond");
+            double rate = n && n->is_number() ? n->to_number<double>() : -1;
+            if (rate < 0 || rate > 100000)
+                throw std::invalid_argument("\"offersPerSecond\" must be a number, 0 to 100000");
+            offer_rate = rate;
+            ++offer_round;  // the timer's pending round, if any, ends
+            offer_timer.cancel();
+            schedule_offers();
             return json::object{{"ok", true}};
         }
         if (action == "drop") {
@@ -633,6 +703,7 @@ Simulator::Simulator(net::io_context& ioc, Options options)
 Simulator::~Simulator() = default;
 
 void Simulator::start() {
+    if (!options_.preload.empty()) state_->preload(options_.preload);
     state_->schedule_offers();
 }
 

@@ -42,6 +42,10 @@ struct Options {
     std::chrono::milliseconds request_timeout{5000};
     std::string scenario;      ///< a scenario file, played once after the first subscribe
     unsigned connections = 1;  ///< to the broker; more may reorder events
+    /// Keeps the last version of every item the broker answered for (tests: what it
+    /// acknowledged); grows with every item, so off unless asked for.
+    bool record_acks = false;
+    std::string preload;  ///< a JSON array of calls held from the start ({"id", "agent"})
 };
 
 /// Reads the command line; throws std::invalid_argument with a message for the user.
@@ -51,6 +55,7 @@ class Simulator : public daemon::HttpHandler, public std::enable_shared_from_thi
   public:
     Simulator(boost::asio::io_context& ioc, Options options);
     ~Simulator() override;
+    /// Throws std::runtime_error if the --preload file cannot be used.
     void start();
     void handle(daemon::Request&& request, const daemon::PeerInfo& peer,
                 daemon::Respond respond) override;

@@ -5,6 +5,7 @@ and teardown fails the test if one of them wrote a sanitizer report or died of a
 did not send it.
 """
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -281,6 +283,28 @@ def keep_alive(desktops, predicate, timeout=10.0, what="condition"):
         for d in desktops:
             d.send({"type": "heartbeat"})
     return wait_for(predicate, timeout, what, between=beat, every=0.2)
+
+
+@contextlib.contextmanager
+def beating(*desktops):
+    """Sends a heartbeat from each desktop every 200 ms while the block runs (slow builds take
+    longer than a heartbeat window between two steps)."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.wait(0.2):
+            for d in desktops:
+                try:
+                    d.send({"type": "heartbeat"})
+                except Exception:  # closed by the test: nothing more to send
+                    return
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
 
 
 def logged_on(broker, agent="alice"):

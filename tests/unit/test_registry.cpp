@@ -222,3 +222,18 @@ TEST_CASE("an item untouched since a time is found until it is changed or orphan
     restored.restore({held}, {}, {});
     CHECK(restored.find("CMS-A", "c-2")->touched == t0 + std::chrono::minutes(11));
 }
+
+TEST_CASE("an agent is gone at a system while it has orphans orphaned for its absence there") {
+    Registry r({});
+    r.apply(call(1, State::alerting, "c-1"), t0);
+    r.apply(call(1, State::alerting, "c-2"), t0);
+    CHECK_FALSE(r.absence("alice", "CMS-A"));
+    REQUIRE(r.orphan("CMS-A", "c-1", "untouched", t0));
+    CHECK_FALSE(r.absence("alice", "CMS-A"));  // untouched says nothing about alice
+    REQUIRE(r.orphan("CMS-A", "c-2", "heartbeatLost", t0));
+    CHECK(r.absence("alice", "CMS-A") == "heartbeatLost");
+    CHECK_FALSE(r.absence("alice", "CMS-B"));
+    CHECK_FALSE(r.absence("bob", "CMS-A"));
+    r.clear_orphan("CMS-A", "c-2");  // re-adopted: alice is back
+    CHECK_FALSE(r.absence("alice", "CMS-A"));
+}
