@@ -376,6 +376,13 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         } else if (tag == "adminSocket") {
             r.string("path", c->admin_socket.path, true);
             r.number("mode", c->admin_socket.mode, 0, 0777, 8);
+            // Whoever may connect may log agents off and close calls: never every user.
+            if (c->admin_socket.mode & 0007)
+                r.error(
+                    "mode gives every user of the machine the admin API; use 0600 (the "
+                    "broker's user) or 0660 (and its group)");
+            else if ((c->admin_socket.mode & 0600) != 0600)
+                r.error("mode must let the broker's own user read and write (0600 or 0660)");
             r.check_unknown();
         } else if (tag == "journal") {
             has_journal = true;

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <optional>
 #include <unordered_set>
 
@@ -264,9 +266,36 @@ tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t p
     return bound;
 }
 
+namespace {
+
+/// Clears the way for a Unix socket at `path`: removes a stale socket, refuses anything else.
+void clear_socket_path(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return;
+        throw std::runtime_error(std::string("cannot look at it: ") + std::strerror(errno));
+    }
+    if (!S_ISSOCK(st.st_mode))
+        throw std::runtime_error(
+            "something that is not a socket is there (a file, a directory or a link); it was "
+            "left alone: remove it or choose another path");
+    boost::system::error_code ec;
+    net::io_context probe_ctx;
+    unix_socket::socket probe(probe_ctx);
+    probe.connect(unix_socket::endpoint(path), ec);
+    if (!ec)
+        throw std::runtime_error(
+            "another process accepts connections on it (is a broker already running?)");
+    if (ec != net::error::connection_refused)
+        throw std::runtime_error("cannot tell whether it is in use: " + ec.message());
+    ::unlink(path.c_str());  // a stale socket: nobody listens on it
+}
+
+}  // namespace
+
 void HttpServer::listen_unix(const std::string& path, unsigned mode,
                              std::shared_ptr<HttpHandler> handler) {
-    ::unlink(path.c_str());
+    clear_socket_path(path);
     unix_socket::acceptor acceptor(net::make_strand(ioc_));
     unix_socket::endpoint ep(path);
     acceptor.open(ep.protocol());
@@ -274,13 +303,19 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode,
     acceptor.listen(net::socket_base::max_listen_connections);
     if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0)
         throw std::runtime_error("cannot set the mode of " + path);
+    struct stat made {};
+    ::lstat(path.c_str(), &made);
     auto l = std::make_shared<Listener<unix_socket>>(ioc_, std::move(acceptor), shared_,
                                                      std::move(handler), true);
     l->start();
     std::lock_guard lock(shared_->mutex);
-    shared_->closers.push_back([l, path] {
+    shared_->closers.push_back([l, path, dev = made.st_dev, ino = made.st_ino] {
         l->close();
-        ::unlink(path.c_str());
+        // Only our own socket: whatever replaced it meanwhile is someone else's.
+        struct stat now {};
+        if (::lstat(path.c_str(), &now) == 0 && S_ISSOCK(now.st_mode) && now.st_dev == dev &&
+            now.st_ino == ino)
+            ::unlink(path.c_str());
     });
 }
 

@@ -65,7 +65,10 @@ class HttpServer {
     /// Starts accepting on a TCP address; returns the bound endpoint (port 0 takes a free one).
     net::ip::tcp::endpoint listen_tcp(const std::string& address, std::uint16_t port,
                                       std::shared_ptr<HttpHandler> handler);
-    /// Starts accepting on a Unix socket (an old socket file is replaced) with file mode `mode`.
+    /// Starts accepting on a Unix socket with file mode `mode`. A stale socket at `path` (nobody
+    /// accepts on it) is replaced; anything else there (a file, a directory, a link, a socket
+    /// another process serves) is refused with std::runtime_error and left alone. At the close
+    /// the socket is removed only if it is still the one made here.
     void listen_unix(const std::string& path, unsigned mode, std::shared_ptr<HttpHandler> handler);
 
     /// Stops accepting, closes idle connections and lets the busy ones finish their request.

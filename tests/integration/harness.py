@@ -166,8 +166,8 @@ class Broker:
         with open(self.config_path, "w") as f:
             f.write(text)
 
-    def start(self, expect_ready=True):
-        if os.path.exists(self.socket_path):
+    def start(self, expect_ready=True, clear_socket=True):
+        if clear_socket and os.path.lexists(self.socket_path):
             os.unlink(self.socket_path)
         if self.proc:
             self.watch.ended(self.proc.poll())

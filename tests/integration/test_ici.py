@@ -1,5 +1,6 @@
 """The IciBroker SOAP port over real sockets: events, outcomes, faults, versions."""
 import json
+import os
 import socket
 
 from harness import call_xml, chat_xml, envelope, fault_of, find_local, parse, status_of
@@ -163,3 +164,37 @@ def test_the_wsdls_are_served_and_match_the_shipped_copies(broker):
     assert status == 200 and 'name="IciCms"' in cms
     with open(os.path.join(here, "IciCms.wsdl")) as f:
         assert cms == f.read()
+
+
+def test_the_admin_socket_replaces_only_a_stale_socket(make_broker):
+    # A file where the socket should be: refused at start, and left as it was.
+    b = make_broker()
+    with open(b.socket_path, "w") as f:
+        f.write("keep me\n")
+    b.start(expect_ready=False, clear_socket=False)
+    assert b.proc.wait(timeout=10) == 1
+    assert "not a socket" in b.log_text() and "left alone" in b.log_text()
+    assert open(b.socket_path).read() == "keep me\n"
+    os.unlink(b.socket_path)
+
+    # A stale socket (nobody accepts on it) is replaced.
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(b.socket_path)
+    stale.close()
+    b.start(clear_socket=False)
+    assert b.status()["ready"]
+
+    # A second broker on the same path is refused while the first serves it.
+    other = make_broker()
+    with open(b.config_path) as f:
+        config = f.read()
+    other.write_config(config.replace(b.journal_path, other.journal_path))
+    other.socket_path = b.socket_path
+    other.start(expect_ready=False, clear_socket=False)
+    assert other.proc.wait(timeout=10) == 1
+    assert "another process accepts connections on it" in other.log_text()
+    assert b.status()["ready"]  # the first still answers on it
+
+    # A clean stop removes the broker's own socket.
+    b.stop()
+    assert not os.path.lexists(b.socket_path)

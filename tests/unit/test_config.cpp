@@ -162,3 +162,21 @@ TEST_CASE("the journal's backend and the age that makes an untouched item an orp
     CHECK_FALSE(parse(text("", R"(<recovery orphanAfter="2h" bogus="1"/>)"), "typo").config);
     CHECK_FALSE(parse(text("", R"(<recovery/><recovery/>)"), "twice").config);
 }
+
+TEST_CASE("an admin socket open to every user of the machine is refused") {
+    auto text = [](const char* mode) {
+        return std::string(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/>)") +
+               R"(<journal path="/a"/><adminSocket path="/run/a.sock" mode=")" + mode +
+               R"("/></commbroker>)";
+    };
+    CHECK(parse(text("0600"), "owner").config);
+    CHECK(parse(text("0660"), "group").config);
+    for (auto* mode : {"0666", "0777", "0602", "0604"}) {
+        auto r = parse(text(mode), "open");
+        CHECK_FALSE(r.config);
+        CHECK(all_errors(r).find("gives every user of the machine the admin API") !=
+              std::string::npos);
+    }
+    CHECK(all_errors(parse(text("0060"), "no owner")).find("broker's own user") !=
+          std::string::npos);
+}
