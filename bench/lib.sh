@@ -1,11 +1,13 @@
 # What the benchmark scripts share (sourced, not run).
 
-# start_cmss DIR: starts commbroker-cmss as CMS-A (the broker logs on as broker/bench, the CMS
+# start_cmss DIR [OPTION...]: starts commbroker-cmss as CMS-A (the broker logs on as broker/bench, the CMS
 # sends as cms-a/bench) on a free port, adds its PID to `pids`, and sets `cms_port`.
 start_cmss() {
+  local dir=$1
+  shift
   "$build/sim/commbroker-cmss" --listen 127.0.0.1:0 --system CMS-A --user broker --password bench \
-    --broker-user cms-a --broker-password bench > "$1/cmss.out" 2>"$1/cmss.log" &
+    --broker-user cms-a --broker-password bench "$@" > "$dir/cmss.out" 2>"$dir/cmss.log" &
   pids+=($!)
-  for _ in $(seq 100); do grep -q listening "$1/cmss.out" 2>/dev/null && break; sleep 0.05; done
-  cms_port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$1/cmss.out")
+  for _ in $(seq 600); do grep -q listening "$dir/cmss.out" 2>/dev/null && break; sleep 0.05; done
+  cms_port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$dir/cmss.out")
 }

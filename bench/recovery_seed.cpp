@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
         c.remote_numbers = {"+4930" + std::to_string(1000000 + i)};
         c.local_address = "+49301111";
         c.attached_data = "bp=" + std::to_string(4711000 + i);
+        c.touched = now;
         batch.push_back(channels::ItemStored{std::move(c), now});
         if (batch.size() >= 1000) flush();
     }

@@ -195,6 +195,19 @@ std::optional<FieldError> validate(const AgentState& a) {
     return std::nullopt;
 }
 
+std::string cut_utf8(std::string text, std::size_t max_bytes) {
+    if (text.size() <= max_bytes) return text;
+    constexpr std::string_view kEllipsis = "\xe2\x80\xa6";  // U+2026
+    bool room = max_bytes >= kEllipsis.size();
+    std::size_t keep = room ? max_bytes - kEllipsis.size() : max_bytes;
+    // Back off continuation bytes (10xxxxxx) so that no character is cut in two.
+    while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xc0) == 0x80)
+        --keep;
+    text.resize(keep);
+    if (room) text += kEllipsis;
+    return text;
+}
+
 std::string iso_utc(std::chrono::system_clock::time_point t) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
     std::time_t secs = ms / 1000;

@@ -134,6 +134,10 @@ bool valid_e164(std::string_view number);
 /// xsd:dateTime: YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm).
 bool valid_date_time(std::string_view text);
 
+/// `text` cut to at most `max_bytes` bytes at a UTF-8 character boundary, ending in "…" when
+/// something was cut (`max_bytes` of at least 3 leaves room for it).
+std::string cut_utf8(std::string text, std::size_t max_bytes);
+
 /// `t` as xsd:dateTime in UTC with milliseconds, e.g. 2026-11-22T10:00:00.123Z.
 std::string iso_utc(std::chrono::system_clock::time_point t = std::chrono::system_clock::now());
 

@@ -412,6 +412,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("maxHeaderBytes", l.max_header_bytes, 1024, 1024 * 1024);
             r.number("maxXmlDepth", l.max_xml_depth, 4, 1000);
             r.number("maxAttributes", l.max_attributes, 1, 10000);
+            r.number("maxFaultTextBytes", l.max_fault_text_bytes, 64, 65536);
             r.number("maxConnections", l.max_connections, 1, 1000000);
             r.number("maxFrameBytes", l.max_frame_bytes, 1024, 16 * 1024 * 1024);
             r.number("desktopQueue", l.desktop_queue, 1, 1000000);

@@ -65,6 +65,7 @@ struct Limits {
     std::size_t max_header_bytes = 8192;
     unsigned max_xml_depth = 32;
     unsigned max_attributes = 64;
+    std::size_t max_fault_text_bytes = 1024;  // of a CMS's fault text, passed to desktops and logs
     unsigned max_connections = 20000;
     std::size_t max_frame_bytes = 65536;
     unsigned desktop_queue = 1000;

@@ -368,6 +368,7 @@ ReloadResult Broker::reload() {
 
 void Broker::apply_config(const config::Config& c) {
     set_log_level(c.log.level);
+    cms_.set_reply_limits(c.limits);
     auto limits = registry_limits(c);
     auto desktop = hub_limits(c);
     // Profiles changed by a reload apply from each agent's next contact; they act on no one.

@@ -30,8 +30,10 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
     std::atomic<std::uint64_t> next_message{1};
     std::atomic<bool> stopping{false};
 
-    mutable std::mutex mutex;  // guards status
+    mutable std::mutex mutex;  // guards status and the reply limits
     SystemStatus status;
+    protocol::GateLimits gate;          // what a reply must keep to
+    std::size_t max_fault_text = 1024;  // bytes of a CMS's fault text passed on
 
     std::chrono::milliseconds timeout() const {
         return std::chrono::duration_cast<std::chrono::milliseconds>(cms.request_timeout);
@@ -83,7 +85,18 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
                                 std::to_string(reply.status) + ")",
                             {},
                             false};
-        auto result = protocol::CmsCodec::for_this_thread().decode_reply(r.op, reply.body, cms.id);
+        protocol::GateLimits limits;
+        std::size_t fault_text = 0;
+        {
+            std::lock_guard lock(mutex);
+            limits = gate;
+            fault_text = max_fault_text;
+        }
+        auto result =
+            protocol::CmsCodec::for_this_thread().decode_reply(r.op, reply.body, cms.id, limits);
+        // A CMS's own words go to desktops and logs: never more of them than the limit.
+        if (auto* f = std::get_if<CmsFault>(&result))
+            f->message = channels::cut_utf8(std::move(f->message), fault_text);
         if (auto* f = std::get_if<CmsFault>(&result); f && f->code == "malformed")
             f->message = cms.id + " answered HTTP " + std::to_string(reply.status) +
                          " with no SOAP reply (" + f->message + ")";
@@ -205,6 +218,7 @@ void CmsLinks::start(const config::Config& config, std::string app_id, std::stri
         link->client = HttpClient::create(ioc_, o);
         links_[c.id] = link;
     }
+    set_reply_limits(config.limits);
 }
 
 void CmsLinks::probe(const std::string& system, std::function<void(bool)> done) {
@@ -273,6 +287,14 @@ void CmsLinks::subscription_ended(const std::string& system) {
         if (link->stopping.load() || link->status.available != true) return;  // at the next probe
     }
     net::post(ioc_, [link] { link->subscribe({}); });
+}
+
+void CmsLinks::set_reply_limits(const config::Limits& limits) {
+    for (auto& [id, link] : links_) {
+        std::lock_guard lock(link->mutex);
+        link->gate = {limits.max_xml_depth, limits.max_attributes};
+        link->max_fault_text = limits.max_fault_text_bytes;
+    }
 }
 
 std::vector<SystemStatus> CmsLinks::status() const {

@@ -77,6 +77,10 @@ class CmsLinks {
     /// "malformed" / "unauthorized" / "unknownSystem").
     void request(const std::string& system, protocol::CmsRequest request, Done done);
     std::vector<SystemStatus> status() const;
+    /// What every CMS reply must keep to (limits maxXmlDepth, maxAttributes) and how much of a
+    /// CMS's fault text is passed on (limits maxFaultTextBytes): set by start() and again on
+    /// each reload. Any thread.
+    void set_reply_limits(const config::Limits& limits);
 
     struct Link;
 

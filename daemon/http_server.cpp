@@ -51,6 +51,19 @@ std::string peer_name(const unix_socket::socket&) {
     return "unix";
 }
 
+/// A request framed by Content-Length alone, or by one `Transfer-Encoding: chunked` alone.
+bool plain_framing(const Request& req) {
+    auto te = req.count(http::field::transfer_encoding);
+    if (te == 0) return true;
+    if (te > 1 || req.count(http::field::content_length) > 0) return false;
+    auto value = req[http::field::transfer_encoding];
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+        value.remove_suffix(1);
+    return beast::iequals(value, "chunked");
+}
+
 Response plain_error(http::status status, unsigned version, std::string text) {
     Response res{status, version};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
@@ -106,6 +119,23 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         parser_->header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
         stream_.expires_after(limits.idle_timeout);
         reading_ = true;
+        http::async_read_header(
+            stream_, buffer_, *parser_,
+            beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
+    }
+
+    void on_header(beast::error_code ec, std::size_t n) {
+        if (ec) return on_read(ec, n);
+        if (!plain_framing(parser_->get())) {
+            // Framed by something other than its length or plain chunked coding: another hop
+            // may read a different request from the same bytes. Refused before its body, and
+            // the connection closed, so nothing that follows is read out of step.
+            reading_ = false;
+            shared_->counters.bad_requests.fetch_add(1);
+            return write(plain_error(http::status::bad_request, 11,
+                                     "Transfer-Encoding other than chunked, or together with "
+                                     "Content-Length, is not accepted"));
+        }
         http::async_read(stream_, buffer_, *parser_,
                          beast::bind_front_handler(&Session::on_read, this->shared_from_this()));
     }

@@ -1,6 +1,7 @@
 // The IciCms port from the broker's side: what it decodes from a CMS's response. The first byte
 // of the input chooses the operation the response answers (modulo the number of operations, in
-// the order of CmsOp); the rest is the response body. decode_reply() has no gate in front of it.
+// the order of CmsOp); the rest is the response body. decode_reply() puts the XML gate in front of
+// gSOAP.
 #include "protocol/cms_codec.hpp"
 
 #include <cstddef>

@@ -200,7 +200,11 @@ std::string CmsCodec::encode_request(const CmsRequest& r) {
 }
 
 std::variant<CmsReply, CmsFault> CmsCodec::decode_reply(CmsOp op, std::string_view body,
-                                                        const std::string& system) {
+                                                        const std::string& system,
+                                                        const GateLimits& limits) {
+    auto gate = check_envelope(body, limits, SoapVersion::v11);
+    if (auto* refused = std::get_if<GateRefused>(&gate))
+        return CmsFault{"malformed", refused->fault.message, refused->fault.field, false};
     Impl& m = *impl_;
     struct soap* s = m.soap;
     struct Reset {

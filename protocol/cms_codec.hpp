@@ -102,9 +102,12 @@ class CmsCodec {
 
     // ---- the broker's side ----
     std::string encode_request(const CmsRequest& request);
-    /// `system` is written into the items of a getItems reply.
+    /// `system` is written into the items of a getItems reply. The reply passes the XML gate
+    /// first (`limits`), as requests to the broker's own port do: a DOCTYPE, invalid
+    /// characters or nesting deeper than the limit make it a `malformed` fault, unread.
     std::variant<CmsReply, CmsFault> decode_reply(CmsOp op, std::string_view body,
-                                                  const std::string& system);
+                                                  const std::string& system,
+                                                  const GateLimits& limits = {});
 
     // ---- a CMS's side ----
     std::variant<CmsRequest, CmsFault> decode_request(std::string_view body,

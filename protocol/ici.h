@@ -131,14 +131,17 @@ class ici__AgentState { public:
   ici__ChannelList *channels 0;
 };
 
+// A getItems answer lists every live item of a CMS: a large contact centre holds more than
+// 10,000 of one kind. The bound that protects the broker is the answer's size in bytes
+// (cms maxResponseBytes, default 64 MiB); the count only has to be finite.
 class ici__PhoneCallList { public:
-  std::vector<ici__PhoneCall> item 0:10000;
+  std::vector<ici__PhoneCall> item 0:1000000;
 };
 class ici__ChatSessionList { public:
-  std::vector<ici__ChatSession> item 0:10000;
+  std::vector<ici__ChatSession> item 0:1000000;
 };
 class ici__MailItemList { public:
-  std::vector<ici__MailItem> item 0:10000;
+  std::vector<ici__MailItem> item 0:1000000;
 };
 
 // ---- header and fault detail ----------------------------------------------------------------------

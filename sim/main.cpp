@@ -53,12 +53,9 @@ int main(int argc, char** argv) {
     boost::asio::io_context ioc(1);
     auto sim = std::make_shared<cb::sim::Simulator>(ioc, options);
     cb::daemon::HttpServer server(ioc, [] { return cb::daemon::HttpLimits{}; });
+    boost::asio::ip::tcp::endpoint ep;
     try {
-        auto ep = server.listen_tcp(options.listen_address, options.listen_port, sim);
-        // Tests read this line to learn the port.
-        std::printf("commbroker-cmss %s listening on %s:%u\n", options.system.c_str(),
-                    ep.address().to_string().c_str(), ep.port());
-        std::fflush(stdout);
+        ep = server.listen_tcp(options.listen_address, options.listen_port, sim);
     } catch (const std::exception& e) {
         std::cerr << "commbroker-cmss: cannot listen on " << options.listen_address << ":"
                   << options.listen_port << ": " << e.what() << "\n";
@@ -70,6 +67,11 @@ int main(int argc, char** argv) {
         std::cerr << "commbroker-cmss: " << e.what() << "\n";
         return 2;
     }
+    // Tests and benchmarks read this line to learn the port: printed once the calls of
+    // --preload are held, so that nothing is asked of a simulator still loading.
+    std::printf("commbroker-cmss %s listening on %s:%u\n", options.system.c_str(),
+                ep.address().to_string().c_str(), ep.port());
+    std::fflush(stdout);
     boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code&, int) {
         server.drain();

@@ -198,3 +198,39 @@ def test_the_admin_socket_replaces_only_a_stale_socket(make_broker):
     # A clean stop removes the broker's own socket.
     b.stop()
     assert not os.path.lexists(b.socket_path)
+
+
+def test_a_request_framed_by_anything_but_its_length_or_plain_chunks_is_refused_and_closed(broker):
+    import base64
+    auth = "Basic " + base64.b64encode(b"cms-a:pw-CMS-A").decode()
+    body = envelope(call_xml(id="te-1")).encode()
+
+    def exchange(framing, payload):
+        s = socket.create_connection(("127.0.0.1", broker.port), timeout=10)
+        head = (f"POST /ici HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                f"Content-Type: text/xml; charset=utf-8\r\n{framing}\r\n").encode()
+        # A second request right behind: it must not be read out of step with the first.
+        second = (f"POST /ici HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n"
+                  f"Content-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        s.sendall(head + payload + second)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data.decode("utf-8", "replace")
+
+    for framing in (f"Transfer-Encoding: xchunked\r\nContent-Length: {len(body)}\r\n",
+                    f"Transfer-Encoding: chunked\r\nContent-Length: {len(body)}\r\n",
+                    "Transfer-Encoding: gzip, chunked\r\n"):
+        payload = body if "Content-Length" in framing else f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+        answer = exchange(framing, payload)
+        assert answer.startswith("HTTP/1.1 400"), answer[:200]
+        assert answer.count("HTTP/1.1 ") == 1, "the connection was not closed after the refusal"
+    assert broker.items() == []
+    # Plain chunked coding is fine, and so is the request behind it (a duplicate of the first).
+    answer = exchange("Transfer-Encoding: chunked\r\n", f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    assert answer.startswith("HTTP/1.1 200") and "accepted" in answer
+    assert answer.count("HTTP/1.1 200") == 2 and "duplicate" in answer

@@ -81,6 +81,22 @@ TEST_CASE("a getItems reply brings every channel's items back") {
     CHECK(items[1].topic == "Rechnung €");
 }
 
+TEST_CASE("a getItems reply of a large contact centre (more than 10,000 calls) is read whole") {
+    CmsCodec codec;
+    CmsRequest req;
+    req.op = CmsOp::get_items;
+    req.all_users = true;
+    CmsReply reply;
+    for (int i = 0; i < 25000; ++i)
+        reply.items.push_back(
+            cb::testing::sample_call("c-" + std::to_string(i), 3, ch::State::connected));
+    auto back = codec.decode_reply(CmsOp::get_items, codec.encode_reply(req, reply), "CMS-A");
+    REQUIRE(std::holds_alternative<CmsReply>(back));
+    auto& items = std::get<CmsReply>(back).items;
+    REQUIRE(items.size() == 25000);
+    CHECK(items.back().id == "c-24999");
+}
+
 TEST_CASE("a CMS fault reaches the broker with its code and message") {
     CmsCodec codec;
     auto xml =
@@ -94,6 +110,31 @@ TEST_CASE("a CMS fault reaches the broker with its code and message") {
 TEST_CASE("an unreadable reply is a malformed fault, not a success") {
     CmsCodec codec;
     auto back = codec.decode_reply(CmsOp::logon, "<html>busy</html>", "CMS-A");
+    REQUIRE(std::holds_alternative<CmsFault>(back));
+    CHECK(std::get<CmsFault>(back).code == "malformed");
+}
+
+TEST_CASE("a CMS reply passes the XML gate before it is read: a DOCTYPE or deep nesting") {
+    CmsCodec codec;
+    CmsRequest req;
+    req.op = CmsOp::get_system_info;
+    CmsReply reply;
+    reply.name = "CMS-A";
+    auto xml = codec.encode_reply(req, reply);
+    REQUIRE(std::holds_alternative<CmsReply>(codec.decode_reply(req.op, xml, "CMS-A")));
+
+    auto at = xml.find("<SOAP-ENV:Envelope");
+    REQUIRE(at != std::string::npos);
+    auto with_doctype = xml;
+    with_doctype.insert(at, R"(<!DOCTYPE e [<!ENTITY x "xx">]>)");
+    auto back = codec.decode_reply(req.op, with_doctype, "CMS-A");
+    REQUIRE(std::holds_alternative<CmsFault>(back));
+    CHECK(std::get<CmsFault>(back).code == "malformed");
+    CHECK(std::get<CmsFault>(back).message.find("DOCTYPE") != std::string::npos);
+
+    GateLimits shallow;
+    shallow.max_depth = 3;  // the reply's name element is deeper
+    back = codec.decode_reply(req.op, xml, "CMS-A", shallow);
     REQUIRE(std::holds_alternative<CmsFault>(back));
     CHECK(std::get<CmsFault>(back).code == "malformed");
 }

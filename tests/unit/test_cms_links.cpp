@@ -1,6 +1,9 @@
 // The CMS links: what request() does on the caller's thread, and stopping with a probe in flight.
 #include "daemon/cms_links.hpp"
 
+#include "daemon/http_server.hpp"
+#include "protocol/cms_codec.hpp"
+
 #include <boost/asio/ip/tcp.hpp>
 
 #include <doctest/doctest.h>
@@ -125,4 +128,60 @@ TEST_CASE("a probe reports whether the CMS answered; stop() with one in flight l
     REQUIRE(status.size() == 2);
     CHECK(status[0].last_probe.has_value());
     CHECK(status[0].last_error.find("timeout") == 0);
+}
+
+namespace {
+
+/// A CMS that answers every request with the same fault.
+struct FaultingCms : HttpHandler {
+    std::string message;
+    void handle(Request&&, const PeerInfo&, Respond respond) override {
+        Response res{boost::beast::http::status::internal_server_error, 11};
+        res.set(boost::beast::http::field::content_type, "text/xml; charset=utf-8");
+        res.body() = CmsCodec().encode_fault("m-1", CmsFault{"notAllowed", message, {}, true});
+        res.prepare_payload();
+        respond(std::move(res));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a CMS's fault text is passed on only up to limits maxFaultTextBytes, whole characters") {
+    net::io_context ioc;
+    auto cms_server = std::make_shared<FaultingCms>();
+    std::string word = "Störung ";  // 9 bytes: a cut inside the ö would break UTF-8
+    for (int i = 0; i < 1000; ++i)
+        cms_server->message += word;
+    HttpServer server(ioc, [] { return HttpLimits{}; });
+    auto ep = server.listen_tcp("127.0.0.1", 0, cms_server);
+    cb::config::Config config;
+    config.cms.push_back(cms_at("CMS-A", "http://127.0.0.1:" + std::to_string(ep.port()) + "/cms"));
+    config.limits.max_fault_text_bytes = 100;
+    CmsLinks links(ioc);
+    links.start(config, "node", "http://127.0.0.1:1/ici", {});
+    std::optional<CmsResult> result;
+    auto ask = [&] {
+        result.reset();
+        links.request("CMS-A", logon("alice"), [&](CmsResult r) { result = std::move(r); });
+        while (!result && ioc.run_one()) {
+        }
+        REQUIRE(result);
+        REQUIRE(std::holds_alternative<CmsFault>(*result));
+        return std::get<CmsFault>(*result);
+    };
+    auto fault = ask();
+    CHECK(fault.code == "notAllowed");
+    CHECK(fault.message.size() <= 100);
+    CHECK(fault.message.size() >= 90);
+    CHECK(fault.message.rfind("\xe2\x80\xa6") == fault.message.size() - 3);  // ends in "…"
+    CHECK(fault.message.rfind("Störung St", 0) == 0);
+    CHECK((static_cast<unsigned char>(fault.message[fault.message.size() - 4]) & 0xc0) != 0xc0);
+
+    // A reload raises the limit: the next fault is passed on longer.
+    config.limits.max_fault_text_bytes = 4096;
+    links.set_reply_limits(config.limits);
+    CHECK(ask().message.size() > 1000);
+    links.stop();
+    server.drain();
+    ioc.run_for(5s);
 }

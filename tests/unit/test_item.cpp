@@ -59,3 +59,15 @@ TEST_CASE("item IDs are 1-128 characters of the allowed set") {
     CHECK_FALSE(valid_item_id(std::string(129, 'a')));
     CHECK(valid_item_id(std::string(128, 'a')));
 }
+
+TEST_CASE("text is cut at a character boundary and says so") {
+    using cb::channels::cut_utf8;
+    CHECK(cut_utf8("short", 10) == "short");
+    CHECK(cut_utf8("exactly10!", 10) == "exactly10!");
+    CHECK(cut_utf8("abcdefghijk", 10) == "abcdefg\xe2\x80\xa6");
+    // "€" is 3 bytes: it is kept whole or left out, never cut in two.
+    CHECK(cut_utf8("ab€€€", 7) == "ab\xe2\x80\xa6");
+    CHECK(cut_utf8("ab€€€", 8) == "ab€\xe2\x80\xa6");
+    CHECK(cut_utf8("ab€€€", 9) == "ab€\xe2\x80\xa6");
+    CHECK(cut_utf8("abc", 2) == "ab");  // no room for the ellipsis
+}
