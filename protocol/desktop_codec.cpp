@@ -1,8 +1,13 @@
 #include "protocol/desktop_codec.hpp"
 
 #include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
 
 #include <cmath>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
 
 namespace cb::protocol {
 namespace json = boost::json;
@@ -79,12 +84,79 @@ constexpr std::string_view kOps[] = {
     "answer", "hangup", "hold", "retrieve", "transfer",        "reject",
     "accept", "end",    "post", "close",    "setAttachedData", "wrapUpRequired"};
 
+/// Finds a key that appears twice in one object (json::parse keeps the last one silently).
+class DuplicateKeys {
+  public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+
+    std::optional<std::string> duplicate;
+
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) {
+        keys_.emplace_back();
+        return true;
+    }
+    bool on_object_end(std::size_t, json::error_code&) {
+        keys_.pop_back();
+        return true;
+    }
+    bool on_array_begin(json::error_code&) { return true; }
+    bool on_array_end(std::size_t, json::error_code&) { return true; }
+    bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+        key_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+        key_.append(s.data(), s.size());
+        bool fresh = keys_.back().insert(key_).second;
+        if (!fresh) {
+            duplicate = key_;
+            ec = json::error::syntax;  // stops the parse
+        }
+        key_.clear();
+        return fresh;
+    }
+    bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+    bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+    bool on_double(double, json::string_view, json::error_code&) { return true; }
+    bool on_bool(bool, json::error_code&) { return true; }
+    bool on_null(json::error_code&) { return true; }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+
+  private:
+    std::vector<std::set<std::string>> keys_;  // one per open object
+    std::string key_;
+};
+
+std::optional<std::string> duplicate_key(std::string_view text) {
+    json::basic_parser<DuplicateKeys> p(json::parse_options{});
+    json::error_code ec;
+    p.write_some(false, text.data(), text.size(), ec);
+    return p.handler().duplicate;
+}
+
 }  // namespace
 
 std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_view text) {
     json::error_code ec;
     auto v = json::parse(text, ec);
     if (ec) return DesktopError{true, {}, {}, "invalidMessage", "not JSON: " + ec.message()};
+    // Which of two "agent" keys counts must not be left to the parser: refused.
+    if (auto key = duplicate_key(text)) {
+        std::string type;
+        if (auto* t = v.is_object() ? v.as_object().if_contains("type") : nullptr;
+            t && t->is_string())
+            type = t->as_string();
+        return DesktopError{true, {}, type, "invalidMessage", "the key \"" + *key + "\" twice"};
+    }
     if (!v.is_object()) return DesktopError{true, {}, {}, "invalidMessage", "not a JSON object"};
     auto& o = v.as_object();
     DesktopMessage m;

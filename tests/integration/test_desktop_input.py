@@ -39,6 +39,15 @@ def test_a_wrong_password_or_an_unknown_agent_gets_bye_auth_failed(loop):
     assert loop.status()["counts"]["desktopSessions"] == 0
 
 
+def test_a_hello_that_names_its_agent_twice_gets_bye_auth_failed(loop):
+    # Whichever "agent" a parser keeps, the broker takes neither: no session for bob.
+    d = Desktop(loop, hello=False)
+    d.send('{"type":"hello","agent":"alice","password":"pw-bob","agent":"bob"}')
+    assert d.expect_type("bye")["reason"] == "authFailed"
+    assert d.wait_closed()
+    assert loop.status()["counts"]["desktopSessions"] == 0
+
+
 def test_non_json_after_hello_gets_bye_protocol_error(loop):
     d = welcomed(loop)
     d.send("{not json")

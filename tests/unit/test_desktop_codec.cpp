@@ -40,3 +40,24 @@ TEST_CASE("an error result whose id is not JSON text is written with a null id")
     CHECK(frame.at("id").is_null());
     CHECK(frame.at("ok") == false);
 }
+
+TEST_CASE("a key twice in one object is refused, wherever the object is") {
+    auto refused = [](const std::string& text) {
+        auto parsed = parse_desktop_message(text);
+        REQUIRE(std::holds_alternative<DesktopError>(parsed));
+        return std::get<DesktopError>(parsed);
+    };
+    auto e = refused(R"({"type":"hello","agent":"alice","password":"x","agent":"root"})");
+    CHECK(e.fatal);
+    CHECK(e.type == "hello");  // answered as a bad hello
+    CHECK(e.message.find("\"agent\"") != std::string::npos);
+    // Escapes do not hide a twin: "\u0061gent" is "agent".
+    CHECK(refused(R"({"type":"hello","agent":"a","\u0061gent":"b","password":"x"})").fatal);
+    e = refused(R"({"type":"command","item":"c-1","op":"transfer","args":{"to":"1","to":"2"}})");
+    CHECK(e.message.find("\"to\"") != std::string::npos);
+    // The same key in two different objects is fine.
+    auto ok = parse_desktop_message(
+        R"({"type":"logon","system":"CMS-A","channels":["phone"],"x":{"system":"y"}})");
+    if (auto* err = std::get_if<DesktopError>(&ok))
+        CHECK(err->message.find("twice") == std::string::npos);
+}
