@@ -39,7 +39,7 @@ ApplyResult Registry::apply(const Event& event, TimePoint now) {
             else if constexpr (std::is_same_v<T, PostingEvent>)
                 return apply_posting(e);
             else if constexpr (std::is_same_v<T, AgentState>)
-                return apply_agent(e);
+                return apply_agent(e, now);
             else
                 return apply_subscription(e, now);
         },
@@ -148,13 +148,14 @@ ApplyResult Registry::apply_posting(const PostingEvent& p) {
     return r;
 }
 
-ApplyResult Registry::apply_agent(const AgentState& a) {
+ApplyResult Registry::apply_agent(const AgentState& a, TimePoint now) {
     if (auto err = validate(a))
         return reject(Rejection::Code::invalid_field, err->field, err->message);
     auto k = key(a.system, a.user_id);
     auto it = agents_.find(k);
     if (it != agents_.end() && it->second == a) return outcome(Outcome::duplicate);
     agents_[k] = a;
+    if (a.state != AgentStateValue::logged_off) logged_on_at_[k] = now;
     ApplyResult r{Outcome::accepted, {}};
     r.changes.push_back(AgentStored{a});
     return r;
@@ -370,10 +371,12 @@ std::optional<std::string> Registry::absence(const std::string& agent,
                                              const std::string& system) const {
     auto keys = by_agent_.find(agent);
     if (keys == by_agent_.end()) return std::nullopt;
+    auto seen = logged_on_at_.find(key(system, agent));
     for (auto& k : keys->second) {
         auto o = orphans_.find(k);
         if (o != orphans_.end() && o->second.system == system && o->second.agent == agent &&
-            o->second.reason != "untouched" && o->second.reason != "unknownAgent")
+            o->second.reason != "untouched" && o->second.reason != "unknownAgent" &&
+            (seen == logged_on_at_.end() || seen->second < o->second.at))
             return o->second.reason;
     }
     return std::nullopt;

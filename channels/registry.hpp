@@ -210,7 +210,8 @@ class Registry {
                                    Classification c, TimePoint now);
     const OrphanRecord* find_orphan(const std::string& system, const std::string& id) const;
     /// Why `agent` is gone at `system`, if it is: the reason of one of its orphans there that
-    /// was orphaned from it for its absence (any reason but untouched and unknownAgent).
+    /// was orphaned from it for its absence (any reason but untouched and unknownAgent), unless
+    /// the CMS has reported the agent logged on since that orphan was made.
     std::optional<std::string> absence(const std::string& agent, const std::string& system) const;
     /// Every orphan, by system and ID; or those of one system.
     std::vector<OrphanRecord> orphans(const std::string& system = {}) const;
@@ -264,7 +265,7 @@ class Registry {
 
     ApplyResult apply_item(const Item& item, TimePoint now);
     ApplyResult apply_posting(const PostingEvent& p);
-    ApplyResult apply_agent(const AgentState& a);
+    ApplyResult apply_agent(const AgentState& a, TimePoint now);
     ApplyResult apply_subscription(const SubscriptionEnded& s, TimePoint now);
 
     static std::string key(const std::string& system, const std::string& id) {
@@ -285,6 +286,8 @@ class Registry {
     std::unordered_map<std::string, std::unordered_set<std::string>> by_agent_;
     std::unordered_map<std::string, Ended> ended_;
     std::unordered_map<std::string, AgentState> agents_;
+    // when the CMS last reported each agent in a logged-on state (memory only)
+    std::unordered_map<std::string, TimePoint> logged_on_at_;
     std::unordered_map<std::string, SystemSubscription> subscriptions_;
     std::unordered_map<std::string, OrphanRecord> orphans_;  // by key(), live items only
 };

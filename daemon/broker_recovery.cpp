@@ -111,7 +111,8 @@ void Broker::orphan_untouched() {
     auto after = config()->recovery.orphan_after;
     if (after <= config::Duration::zero()) return;
     auto steady = std::chrono::steady_clock::now();
-    // A pass over every live item: at most four times per orphanAfter, and once a minute at most.
+    // A pass over every live item, every quarter of orphanAfter and at least once a minute: an
+    // item becomes an orphan at most that much later than orphanAfter.
     auto every = std::min<std::chrono::steady_clock::duration>(after / 4, std::chrono::minutes(1));
     if (steady - last_untouched_check_ < every) return;
     last_untouched_check_ = steady;

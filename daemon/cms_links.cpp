@@ -94,12 +94,13 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
         }
         auto result =
             protocol::CmsCodec::for_this_thread().decode_reply(r.op, reply.body, cms.id, limits);
-        // A CMS's own words go to desktops and logs: never more of them than the limit.
-        if (auto* f = std::get_if<CmsFault>(&result))
+        if (auto* f = std::get_if<CmsFault>(&result)) {
+            if (f->code == "malformed")
+                f->message = cms.id + " answered HTTP " + std::to_string(reply.status) +
+                             " with no SOAP reply (" + f->message + ")";
+            // A CMS's own words go to desktops and logs: never more of them than the limit.
             f->message = channels::cut_utf8(std::move(f->message), fault_text);
-        if (auto* f = std::get_if<CmsFault>(&result); f && f->code == "malformed")
-            f->message = cms.id + " answered HTTP " + std::to_string(reply.status) +
-                         " with no SOAP reply (" + f->message + ")";
+        }
         return result;
     }
 

@@ -277,7 +277,13 @@ HttpServer::HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits)
     shared_->limits = std::move(limits);
 }
 
-HttpServer::~HttpServer() = default;
+HttpServer::~HttpServer() {
+    // Listeners a failed start left open: each holds the shared state, which holds its closer.
+    std::lock_guard lock(shared_->mutex);
+    for (auto& close : shared_->closers)
+        close();
+    shared_->closers.clear();
+}
 
 tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t port,
                                      std::shared_ptr<HttpHandler> handler) {
@@ -312,8 +318,10 @@ void clear_socket_path(const std::string& path) {
     boost::system::error_code ec;
     net::io_context probe_ctx;
     unix_socket::socket probe(probe_ctx);
+    probe.open();
+    probe.non_blocking(true);  // a server with a full backlog answers EAGAIN, not a wait
     probe.connect(unix_socket::endpoint(path), ec);
-    if (!ec)
+    if (!ec || ec == net::error::would_block || ec == net::error::try_again)
         throw std::runtime_error(
             "another process accepts connections on it (is a broker already running?)");
     if (ec != net::error::connection_refused)
@@ -329,7 +337,16 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode,
     unix_socket::acceptor acceptor(net::make_strand(ioc_));
     unix_socket::endpoint ep(path);
     acceptor.open(ep.protocol());
-    acceptor.bind(ep);
+    {
+        // Made for the owner only; the configured mode follows once it is made, so nobody else
+        // connects in between. The umask is the process's: a file another thread made in this
+        // instant would get fewer permissions, never more.
+        auto old = ::umask(0177);
+        boost::system::error_code bind_ec;
+        acceptor.bind(ep, bind_ec);
+        ::umask(old);
+        if (bind_ec) throw boost::system::system_error(bind_ec);
+    }
     acceptor.listen(net::socket_base::max_listen_connections);
     if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0)
         throw std::runtime_error("cannot set the mode of " + path);

@@ -202,15 +202,29 @@ std::string CmsCodec::encode_request(const CmsRequest& r) {
 std::variant<CmsReply, CmsFault> CmsCodec::decode_reply(CmsOp op, std::string_view body,
                                                         const std::string& system,
                                                         const GateLimits& limits) {
-    auto gate = check_envelope(body, limits, SoapVersion::v11);
-    if (auto* refused = std::get_if<GateRefused>(&gate))
-        return CmsFault{"malformed", refused->fault.message, refused->fault.field, false};
+    // The gate of the broker's own port, without its tree: a getItems answer may be tens of
+    // MB, and a tree of it several times that. Linear checks here; the depth is gSOAP's to
+    // enforce (maxlevel) as it reads.
+    if (auto bad = find_invalid_xml_text(body); bad != std::string_view::npos)
+        return CmsFault{
+            "malformed",
+            "invalid UTF-8 or a character XML does not allow at byte " + std::to_string(bad),
+            {},
+            false};
+    if (body.find("<!DOCTYPE") != std::string_view::npos ||
+        body.find("<!ENTITY") != std::string_view::npos)
+        return CmsFault{"malformed", "a DOCTYPE is not allowed", {}, false};
     Impl& m = *impl_;
     struct soap* s = m.soap;
     struct Reset {
         Impl& m;
-        ~Reset() { m.reset(); }
-    } reset_after{m};
+        unsigned maxlevel;
+        ~Reset() {
+            m.soap->maxlevel = maxlevel;
+            m.reset();
+        }
+    } reset_after{m, s->maxlevel};
+    s->maxlevel = limits.max_depth;
     if (!m.open_body(body)) return fault_from_context(s);
     CmsReply reply;
     switch (op) {

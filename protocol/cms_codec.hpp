@@ -102,9 +102,10 @@ class CmsCodec {
 
     // ---- the broker's side ----
     std::string encode_request(const CmsRequest& request);
-    /// `system` is written into the items of a getItems reply. The reply passes the XML gate
-    /// first (`limits`), as requests to the broker's own port do: a DOCTYPE, invalid
-    /// characters or nesting deeper than the limit make it a `malformed` fault, unread.
+    /// `system` is written into the items of a getItems reply. Invalid UTF-8 or XML
+    /// characters, or a DOCTYPE, make the reply a `malformed` fault unread; nesting deeper than
+    /// `limits.max_depth` makes it `malformed` as it is read. (Unlike requests to the broker's
+    /// own port, no tree is built first: a reply may be tens of MB.)
     std::variant<CmsReply, CmsFault> decode_reply(CmsOp op, std::string_view body,
                                                   const std::string& system,
                                                   const GateLimits& limits = {});

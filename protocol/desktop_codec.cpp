@@ -1,5 +1,7 @@
 #include "protocol/desktop_codec.hpp"
 
+#include "channels/item.hpp"
+
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -155,7 +157,9 @@ std::variant<DesktopMessage, DesktopError> parse_desktop_message(std::string_vie
         if (auto* t = v.is_object() ? v.as_object().if_contains("type") : nullptr;
             t && t->is_string())
             type = t->as_string();
-        return DesktopError{true, {}, type, "invalidMessage", "the key \"" + *key + "\" twice"};
+        // Named as JSON (control characters escaped) and cut: this text reaches the log.
+        auto named = channels::cut_utf8(json::serialize(json::string(*key)), 64);
+        return DesktopError{true, {}, type, "invalidMessage", "the key " + named + " twice"};
     }
     if (!v.is_object()) return DesktopError{true, {}, {}, "invalidMessage", "not a JSON object"};
     auto& o = v.as_object();

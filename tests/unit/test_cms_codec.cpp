@@ -114,7 +114,7 @@ TEST_CASE("an unreadable reply is a malformed fault, not a success") {
     CHECK(std::get<CmsFault>(back).code == "malformed");
 }
 
-TEST_CASE("a CMS reply passes the XML gate before it is read: a DOCTYPE or deep nesting") {
+TEST_CASE("a CMS reply with a DOCTYPE, bad characters or deep nesting is malformed") {
     CmsCodec codec;
     CmsRequest req;
     req.op = CmsOp::get_system_info;
@@ -131,6 +131,12 @@ TEST_CASE("a CMS reply passes the XML gate before it is read: a DOCTYPE or deep 
     REQUIRE(std::holds_alternative<CmsFault>(back));
     CHECK(std::get<CmsFault>(back).code == "malformed");
     CHECK(std::get<CmsFault>(back).message.find("DOCTYPE") != std::string::npos);
+
+    auto bad_utf8 = xml;
+    bad_utf8.insert(at, "\xc3(");
+    back = codec.decode_reply(req.op, bad_utf8, "CMS-A");
+    REQUIRE(std::holds_alternative<CmsFault>(back));
+    CHECK(std::get<CmsFault>(back).message.find("invalid UTF-8") != std::string::npos);
 
     GateLimits shallow;
     shallow.max_depth = 3;  // the reply's name element is deeper

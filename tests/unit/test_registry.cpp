@@ -234,6 +234,15 @@ TEST_CASE("an agent is gone at a system while it has orphans orphaned for its ab
     CHECK(r.absence("alice", "CMS-A") == "heartbeatLost");
     CHECK_FALSE(r.absence("alice", "CMS-B"));
     CHECK_FALSE(r.absence("bob", "CMS-A"));
+    // Logged off at the CMS later: still gone. Logged on there again (a hard phone, a desktop
+    // whose logon reply is on its way): not gone, although her orphans are still orphans.
+    AgentState alice{"CMS-A", "alice", AgentStateValue::logged_off, 0, {}, {}};
+    r.apply(alice, t0 + std::chrono::seconds(1));
+    CHECK(r.absence("alice", "CMS-A") == "heartbeatLost");
+    alice.state = AgentStateValue::ready;
+    r.apply(alice, t0 + std::chrono::seconds(2));
+    CHECK_FALSE(r.absence("alice", "CMS-A"));
+    REQUIRE(r.find_orphan("CMS-A", "c-2"));
     r.clear_orphan("CMS-A", "c-2");  // re-adopted: alice is back
     CHECK_FALSE(r.absence("alice", "CMS-A"));
 }
