@@ -69,6 +69,7 @@ DesktopHub::DesktopHub(HubLimits limits, TokenSource tokens)
 void DesktopHub::restore(std::vector<LoadedSession> sessions, std::uint64_t last_event_id,
                          const std::vector<Item>& live) {
     last_event_id_ = last_event_id;
+    owners_.reserve(owners_.size() + live.size());
     for (auto& i : live)
         if (i.agent_id) owners_[item_key(i.system, i.id)] = *i.agent_id;
     std::unordered_map<std::uint64_t, EventPtr> events;

@@ -172,6 +172,7 @@ ApplyResult Registry::apply_subscription(const SubscriptionEnded& s, TimePoint n
 
 void Registry::restore(std::vector<Item> live, std::vector<EndedItem> ended,
                        std::vector<AgentState> agents, std::vector<OrphanRecord> orphans) {
+    live_.reserve(live_.size() + live.size());
     for (auto& i : live) {
         auto k = key(i.system, i.id);
         if (i.postings.size() > limits_.max_chat_postings)
@@ -179,8 +180,9 @@ void Registry::restore(std::vector<Item> live, std::vector<EndedItem> ended,
                 i.postings.begin(),
                 i.postings.begin() +
                     static_cast<std::ptrdiff_t>(i.postings.size() - limits_.max_chat_postings));
-        auto& held = live_[k] = std::move(i);
-        reindex(k, nullptr, &held);
+        auto [it, fresh] = live_.try_emplace(k, std::move(i));
+        if (!fresh) continue;  // the journal's key is unique: never twice
+        reindex(k, nullptr, &it->second);
     }
     for (auto& e : ended)
         ended_[key(e.system, e.id)] = Ended{e.channel, e.version, e.ended_at};
