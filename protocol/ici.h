@@ -8,6 +8,9 @@
 // Elements inside operations are unqualified; a list is a wrapper element holding one <item> per
 // entry. Member order is the field order of PROTOCOL.md.
 
+// What follows is soapcpp2's language (//gsoap directives, occurrence bounds), not C++:
+// clang-format off
+
 //gsoap ici schema namespace: urn:commbroker:ici:1
 //gsoap ici schema form: unqualified
 //gsoap ici service name: IciBroker
