@@ -87,8 +87,12 @@ void SqliteJournal::run_checkpoints() {
         if (stopping_) break;
         lock.unlock();
         int wal_frames = 0, copied = 0;
-        int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+        int rc;
+        {
+            std::lock_guard passive(checkpoint_mutex_);
+            rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                            &wal_frames, &copied);
+        }
         if (rc == SQLITE_OK && copied > 0) {
             std::lock_guard stats(stats_mutex_);
             ++stats_.checkpoints;
@@ -193,10 +197,14 @@ void SqliteJournal::checkpoint_if_over_limit() {
     // its size (journal_size_limit cuts it back to the limit) rather than being truncated to
     // nothing: truncating and growing it again made each of these pauses three times longer
     // (about 15 ms against 5 ms, docs/benchmarks.md).
+    // The next commit can only write the WAL from its start if nobody reads it then: the
+    // background checkpoints wait from here until that commit is done (run() lets them go).
+    std::unique_lock hold(checkpoint_mutex_);
     int frames = 0, copied = 0;
     if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, &frames, &copied) ==
         SQLITE_OK) {
         wal_pages_ = 0;
+        restart_hold_ = std::move(hold);
         std::lock_guard lock(stats_mutex_);
         ++stats_.forced_checkpoints;
     }
@@ -385,6 +393,13 @@ bool SqliteJournal::commit(std::vector<Entry>& batch, std::size_t& count) {
 
 void SqliteJournal::run() {
     using Clock = std::chrono::steady_clock;
+    // However the thread ends, the background checkpoints are not left waiting.
+    struct Release {
+        std::unique_lock<std::mutex>& hold;
+        ~Release() {
+            if (hold.owns_lock()) hold.unlock();
+        }
+    } release{restart_hold_};
     std::vector<Entry> batch;
     auto delay = options_.retry_delay;
     Clock::time_point retry_at{};  // while retrying: not before then
@@ -476,6 +491,9 @@ void SqliteJournal::run() {
         for (auto& e : batch)
             if (e.done) e.done(ok);
         batch.clear();
+        // The commit after a forced checkpoint has restarted the WAL (or failed): the background
+        // checkpoints may read it again.
+        if (restart_hold_.owns_lock()) restart_hold_.unlock();
         if (ok) checkpoint_if_over_limit();
         if (final_round && !ok) {
             // Stopping: one last attempt was made; what it could not write is reported and the

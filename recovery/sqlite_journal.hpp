@@ -124,6 +124,10 @@ class SqliteJournal final : public Journal {
     sqlite3* checkpoint_db_ = nullptr;
     std::thread checkpointer_;
     std::condition_variable wake_checkpoint_;
+    // Held by each background checkpoint, and by the journal thread from a forced checkpoint
+    // until the commit after it (restart_hold_, journal thread only).
+    std::mutex checkpoint_mutex_;
+    std::unique_lock<std::mutex> restart_hold_;
     std::atomic<bool> healthy_{true};
 
     // Journal thread only.
