@@ -7,9 +7,13 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-all-dev libboost-json1.81-dev libpugixml-dev gsoap libgsoap-dev libspdlog-dev libfmt-dev doctest-dev
   libsqlite3-dev sqlite3 libssl-dev libsystemd-dev
-  curl python3 python3-pytest python3-websocket wrk
+  curl python3 python3-pytest python3-websocket python3-zeep wrk
   clang libclang-rt-14-dev llvm  # the sanitizer and fuzz stages: clang, its sanitizer runtimes and libFuzzer, llvm-symbolizer
 )
+
+# Node.js runs the interop client a Node vendor would write (tests/interop/node); the machine's
+# own node and npm are used where there are some, else Debian's.
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The Node interop client's one dependency, the soap package, from the npm registry as its lock
+# file pins it (once, and again when the lock file changes).
+node_client=tests/interop/node
+if ! [ "$node_client/node_modules/.package-lock.json" -nt "$node_client/package-lock.json" ]; then
+    echo "setup: npm ci in $node_client"
+    npm ci --prefix "$node_client" --no-audit --no-fund --loglevel=error
+fi
 
 timings=()
 stage() {
