@@ -35,7 +35,7 @@ start_cmss "$work"
   echo "  <listen service=\"desktop\" address=\"127.0.0.1\" port=\"0\"/>"
   echo "  <adminSocket path=\"$work/admin.sock\" mode=\"0600\"/>"
   echo "  <journal path=\"$work/journal.db\" sync=\"$sync\"/>"
-  echo "  <limits maxConnections=\"30000\"/>"
+  echo "  <limits maxConnections=\"30000\" maxConnectionsPerAddress=\"0\"/>"
   echo "  <cms id=\"CMS-A\" url=\"http://127.0.0.1:$cms_port/cms\" user=\"broker\" password=\"bench\""
   echo "       inboundUser=\"cms-a\" inboundPasswordHash=\"$hash\" connections=\"8\"/>"
   for i in $(seq 0 $((agents - 1))); do

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     journal->start();
     auto now = std::chrono::system_clock::now();
     auto agent_name = [](std::size_t i) {
-        char name[16];
+        char name[24];
         std::snprintf(name, sizeof name, "a%05zu", i);
         return std::string(name);
     };

@@ -59,6 +59,8 @@ std::string_view to_string(ByeReason r) {
             return "protocolError";
         case ByeReason::busy:
             return "busy";
+        case ByeReason::too_many_attempts:
+            return "tooManyAttempts";
     }
     return "?";
 }

@@ -63,14 +63,15 @@ struct LoadedSession {
 
 /// Why the broker ends a desktop connection (`bye` reason).
 enum class ByeReason {
-    auth_failed,     ///< wrong agent or password
-    auth_required,   ///< something other than hello came first
-    replaced,        ///< a newer hello for the same agent
-    heartbeat_lost,  ///< the desktop fell silent
-    shutdown,        ///< the broker is stopping
-    too_slow,        ///< the desktop stayed behind its queue budget
-    protocol_error,  ///< a frame that is not a JSON object, or a binary frame
-    busy,            ///< too many logons waiting for a password check: try again shortly
+    auth_failed,        ///< wrong agent or password
+    auth_required,      ///< something other than hello came first
+    replaced,           ///< a newer hello for the same agent
+    heartbeat_lost,     ///< the desktop fell silent
+    shutdown,           ///< the broker is stopping
+    too_slow,           ///< the desktop stayed behind its queue budget
+    protocol_error,     ///< a frame that is not a JSON object, or a binary frame
+    busy,               ///< too many logons waiting for a password check: try again shortly
+    too_many_attempts,  ///< failed logons from this address or for this agent: locked a while
 };
 std::string_view to_string(ByeReason r);
 

@@ -284,6 +284,7 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
     r.duration("requestTimeout", m.request_timeout, 10 * kMs, std::chrono::minutes(10));
     r.number("connections", m.connections, 1, 64);
     r.number("maxResponseBytes", m.max_response_bytes, 64 * 1024, 4ull * 1024 * 1024 * 1024);
+    r.number("maxQueuedRequests", m.max_queued_requests, 1, 1000000);
     r.check_unknown();
     for (auto& other : c.cms) {
         if (other.id == m.id) r.error("a second <cms id=\"" + m.id + "\">");
@@ -357,8 +358,9 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         std::string tag = n.name();
         if (n.first_child() && n.first_child().type() == pugi::node_element)
             errors.at(n, "<" + tag + "> takes no child elements");
-        static const std::set<std::string> kSingle = {
-            "node", "adminSocket", "journal", "limits", "recovery", "trace", "statistics", "log"};
+        static const std::set<std::string> kSingle = {"node",   "adminSocket", "journal",
+                                                      "limits", "logonGuard",  "recovery",
+                                                      "trace",  "statistics",  "log"};
         if (kSingle.count(tag) && singles[tag]++) {
             errors.at(n, "a second <" + tag + ">");
             continue;
@@ -376,6 +378,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
         } else if (tag == "adminSocket") {
             r.string("path", c->admin_socket.path, true);
             r.number("mode", c->admin_socket.mode, 0, 0777, 8);
+            r.number("maxConnections", c->admin_socket.max_connections, 1, 10000);
             // Whoever may connect may log agents off and close calls: never every user.
             if (c->admin_socket.mode & 0007)
                 r.error(
@@ -400,6 +403,16 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.duration("fileCheckInterval", c->journal.file_check_interval, Duration(50),
                        Duration(1000));
             r.check_unknown();
+        } else if (tag == "logonGuard") {
+            auto& g = c->logon_guard;
+            r.number("freeFailures", g.free_failures, 0, 1000);
+            r.duration("firstDelay", g.first_delay, 10 * kMs, std::chrono::minutes(1));
+            r.duration("maxDelay", g.max_delay, 10 * kMs, std::chrono::minutes(5));
+            r.number("lockAfter", g.lock_after, 1, 100000);
+            r.duration("lockFor", g.lock_for, Duration(1000), kDay);
+            r.duration("forgetAfter", g.forget_after, Duration(1000), kDay);
+            r.check_unknown();
+            if (g.max_delay < g.first_delay) r.error("maxDelay must be at least firstDelay");
         } else if (tag == "recovery") {
             r.duration("orphanAfter", c->recovery.orphan_after, Duration(0), 365 * kDay);
             if (c->recovery.orphan_after > Duration(0) &&
@@ -414,6 +427,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("maxAttributes", l.max_attributes, 1, 10000);
             r.number("maxFaultTextBytes", l.max_fault_text_bytes, 64, 65536);
             r.number("maxConnections", l.max_connections, 1, 1000000);
+            r.number("maxConnectionsPerAddress", l.max_connections_per_address, 0, 1000000);
+            r.duration("helloTimeout", l.hello_timeout, 100 * kMs, std::chrono::minutes(5));
             r.number("maxFrameBytes", l.max_frame_bytes, 1024, 16 * 1024 * 1024);
             r.number("desktopQueue", l.desktop_queue, 1, 1000000);
             r.number("replayEvents", l.replay_events, 0, 10000000);
@@ -533,7 +548,8 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         return v;
     };
     if (listen_key(a) != listen_key(b)) kept.push_back("listen");
-    if (a.admin_socket.path != b.admin_socket.path || a.admin_socket.mode != b.admin_socket.mode)
+    if (a.admin_socket.path != b.admin_socket.path || a.admin_socket.mode != b.admin_socket.mode ||
+        a.admin_socket.max_connections != b.admin_socket.max_connections)
         kept.push_back("adminSocket");
     if (a.journal.backend != b.journal.backend) kept.push_back("journal.backend");
     if (a.journal.path != b.journal.path) kept.push_back("journal.path");
@@ -550,8 +566,6 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         kept.push_back("journal.fileCheckInterval");
     if (a.node.id != b.node.id) kept.push_back("node.id");
     if (a.node.threads != b.node.threads) kept.push_back("node.threads");
-    if (a.limits.max_connections != b.limits.max_connections)
-        kept.push_back("limits.maxConnections");
     if (a.limits.password_threads != b.limits.password_threads)
         kept.push_back("limits.passwordThreads");
     if (a.limits.password_queue != b.limits.password_queue) kept.push_back("limits.passwordQueue");
@@ -560,16 +574,18 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     auto cms_key = [](const Config& c) {
         std::vector<std::string> v;
         for (auto& m : c.cms)
-            v.push_back(m.id + "|" + m.url + "|" + m.user + "|" + m.password + "|" +
-                        std::to_string(m.connections) + "|" + format_duration(m.probe_interval) +
-                        "|" + format_duration(m.probe_timeout) + "|" +
-                        format_duration(m.request_timeout) + "|" +
-                        std::to_string(m.max_response_bytes));
+            v.push_back(
+                m.id + "|" + m.url + "|" + m.user + "|" + m.password + "|" +
+                std::to_string(m.connections) + "|" + format_duration(m.probe_interval) + "|" +
+                format_duration(m.probe_timeout) + "|" + format_duration(m.request_timeout) + "|" +
+                std::to_string(m.max_response_bytes) + "|" + std::to_string(m.max_queued_requests));
         std::sort(v.begin(), v.end());
         return v;
     };
     if (cms_key(a) != cms_key(b))
-        kept.push_back("cms (url, user, password, connections, timing, maxResponseBytes)");
+        kept.push_back(
+            "cms (url, user, password, connections, timing, maxResponseBytes, "
+            "maxQueuedRequests)");
     return kept;
 }
 

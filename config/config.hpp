@@ -40,6 +40,7 @@ struct Node {
 struct AdminSocket {
     std::string path;  // empty: no Unix socket
     unsigned mode = 0660;
+    unsigned max_connections = 64;  // its own budget, never shared with the network listeners
 };
 
 enum class Sync { full, normal };
@@ -66,7 +67,9 @@ struct Limits {
     unsigned max_xml_depth = 32;
     unsigned max_attributes = 64;
     std::size_t max_fault_text_bytes = 1024;  // of a CMS's fault text, passed to desktops and logs
-    unsigned max_connections = 20000;
+    unsigned max_connections = 20000;         // per listener
+    unsigned max_connections_per_address = 1000;  // per listener and source address; 0: no bound
+    Duration hello_timeout = std::chrono::seconds(5);  // a desktop's upgrade to its first frame
     std::size_t max_frame_bytes = 65536;
     unsigned desktop_queue = 1000;
     unsigned replay_events = 10000;
@@ -75,6 +78,16 @@ struct Limits {
     Duration ended_item_retention = std::chrono::hours(1);
     unsigned password_threads = 1;  // PBKDF2 runs here, never on an I/O thread
     unsigned password_queue = 256;  // logons waiting for those; more are refused at once
+};
+
+/// How failed logons are answered, at each door (ici, desktop, admin) on its own.
+struct LogonGuard {
+    unsigned free_failures = 3;                             // per source address or user: at once
+    Duration first_delay = std::chrono::milliseconds(250);  // then held, doubling each time
+    Duration max_delay = std::chrono::seconds(4);
+    unsigned lock_after = 10;                          // failures that lock the address or user
+    Duration lock_for = std::chrono::minutes(1);       // refused unchecked meanwhile
+    Duration forget_after = std::chrono::minutes(10);  // quiet this long: starts afresh
 };
 
 struct Recovery {
@@ -108,6 +121,8 @@ struct Cms {
     unsigned connections = 4;  // the pool of HTTP connections to this CMS
     // the largest response taken from this CMS (a getItems answer lists every live item)
     std::size_t max_response_bytes = 64 * 1024 * 1024;
+    // requests waiting for one of those connections; more are refused at once
+    unsigned max_queued_requests = 1000;
 };
 
 enum class Role { agent, supervisor };
@@ -151,6 +166,7 @@ struct Config {
     AdminSocket admin_socket;
     Journal journal;
     Limits limits;
+    LogonGuard logon_guard;
     Recovery recovery;
     std::vector<HeartbeatProfile> heartbeat_profiles;
     std::vector<Cms> cms;

@@ -430,23 +430,56 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     if (path.substr(0, 10) != "/admin/v1/")
         return respond(error_response(http::status::not_found, "notFound", "no such resource"));
 
+    if (peer.local_socket) return route(std::move(req), "admin socket", std::move(respond));
+    auto unauthorized = [] {
+        auto res = error_response(http::status::unauthorized, "unauthorized",
+                                  "an operator's credentials are required");
+        res.set(http::field::www_authenticate,
+                "Basic realm=\"commbroker admin\", charset=\"UTF-8\"");
+        return res;
+    };
+    auto creds = parse_basic(req[http::field::authorization]);
+    if (!creds) return respond(unauthorized());
     auto config = broker_.config();
-    std::string actor = "admin socket";
-    if (!peer.local_socket) {
-        auto creds = parse_basic(req[http::field::authorization]);
-        const auto* op = creds ? config->find_operator(creds->user) : nullptr;
-        if (!op || !broker_.credentials().verify(creds->user, creds->password, op->password_hash)) {
-            spdlog::warn("admin: refused credentials{} from {}",
-                         creds ? " of user " + creds->user : std::string(), peer.address);
-            auto res = error_response(http::status::unauthorized, "unauthorized",
-                                      "an operator's credentials are required");
-            res.set(http::field::www_authenticate,
-                    "Basic realm=\"commbroker admin\", charset=\"UTF-8\"");
-            return respond(std::move(res));
-        }
-        actor = "operator " + creds->user;
-    }
+    const auto* op = config->find_operator(creds->user);
+    // Known credentials pass at once; others are checked off this thread, a failure answered
+    // late and a guessing source refused (LogonDoor).
+    auto request = std::make_shared<Request>(std::move(req));
+    auto user = creds->user;
+    broker_.admin_door().check(
+        peer.ip, creds->user, std::move(creds->password), op ? &op->password_hash : nullptr,
+        [this, request, user, unauthorized,
+         respond = std::move(respond)](LogonDoor::Result r) mutable {
+            switch (r.verdict) {
+                case LogonDoor::Verdict::ok:
+                    return route(std::move(*request), "operator " + user, std::move(respond));
+                case LogonDoor::Verdict::wrong:
+                    return respond(unauthorized());
+                case LogonDoor::Verdict::locked:
+                case LogonDoor::Verdict::busy: {
+                    bool locked = r.verdict == LogonDoor::Verdict::locked;
+                    auto res = error_response(
+                        locked ? http::status::too_many_requests
+                               : http::status::service_unavailable,
+                        locked ? "tooManyAttempts" : "busy",
+                        locked ? "too many failed logons from this address or for this user: try "
+                                 "again later"
+                               : "too many logons are waiting for a password check: try again "
+                                 "shortly");
+                    res.set(http::field::retry_after, std::to_string(r.retry_after.count()));
+                    return respond(std::move(res));
+                }
+            }
+        });
+}
 
+void AdminApi::route(Request&& req, std::string actor, Respond respond) {
+    auto config = broker_.config();
+    std::string_view target = req.target();
+    auto qmark = target.find('?');
+    std::string_view path = target.substr(0, qmark);
+    std::string_view query =
+        qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
     auto parts = split_path(path.substr(9));  // after "/admin/v1"
     std::vector<std::string> decoded;
     for (auto& p : parts) {

@@ -1,7 +1,7 @@
 // The admin listener and Unix socket: the operators' HTTP/JSON API (PROTOCOL.md section 4),
 // /metrics, /healthz and /readyz. Over TCP every /admin route needs an operator's HTTP Basic
-// credentials; on the Unix socket the file's permissions decide. Registry reads run on the core
-// and the JSON is written on the session's thread.
+// credentials (checked by the admin LogonDoor); on the Unix socket the file's permissions decide.
+// Registry reads run on the core and the JSON is written on the session's thread.
 #pragma once
 
 #include "daemon/http_server.hpp"
@@ -16,6 +16,10 @@ class AdminApi : public HttpHandler {
     void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
 
   private:
+    /// After the credentials (or the socket's permissions): the route table; `actor` is who
+    /// asked, for the audit log.
+    void route(Request&& request, std::string actor, Respond respond);
+
     Broker& broker_;
 };
 

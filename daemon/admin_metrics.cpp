@@ -73,8 +73,8 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         std::string(b.journal().healthy() ? "1" : "0") + "\n";
     auto pw = b.passwords().counters();
     out +=
-        "# HELP commbroker_password_checks_total Desktop logon password checks: answered from "
-        "the cache, hashed (PBKDF2), refused because too many were waiting.\n"
+        "# HELP commbroker_password_checks_total Logon password checks (every door): answered "
+        "from the cache, hashed (PBKDF2), refused because too many were waiting.\n"
         "# TYPE commbroker_password_checks_total counter\n"
         "commbroker_password_checks_total{result=\"cached\"} " +
         std::to_string(pw.cached) + "\ncommbroker_password_checks_total{result=\"hashed\"} " +
@@ -84,6 +84,42 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "# HELP commbroker_password_queue Logons waiting for a password check.\n"
         "# TYPE commbroker_password_queue gauge\ncommbroker_password_queue " +
         std::to_string(b.passwords().queued()) + "\n";
+    out +=
+        "# HELP commbroker_logon_failures_total Failed logons (wrong or unknown credentials) "
+        "by door.\n# TYPE commbroker_logon_failures_total counter\n";
+    std::string held, refused, locks;
+    for (auto [door, c] :
+         {std::pair<const char*, LogonGuard::Counters>{"ici", b.ici_door().counters()},
+          {"desktop", b.desktop_door().counters()},
+          {"admin", b.admin_door().counters()}}) {
+        auto label = std::string("{door=\"") + door + "\"} ";
+        out += "commbroker_logon_failures_total" + label + std::to_string(c.failures) + "\n";
+        held += "commbroker_logon_held_total" + label + std::to_string(c.held) + "\n";
+        refused += "commbroker_logon_refused_total" + label + std::to_string(c.refused) + "\n";
+        locks += "commbroker_logon_locks_total" + label + std::to_string(c.locks) + "\n";
+    }
+    out +=
+        "# HELP commbroker_logon_held_total Failed logons answered late (logonGuard).\n"
+        "# TYPE commbroker_logon_held_total counter\n" +
+        held;
+    out +=
+        "# HELP commbroker_logon_refused_total Logons refused unchecked: their source "
+        "address or user was locked.\n# TYPE commbroker_logon_refused_total counter\n" +
+        refused;
+    out +=
+        "# HELP commbroker_logon_locks_total Source addresses and users locked after "
+        "lockAfter failures.\n# TYPE commbroker_logon_locks_total counter\n" +
+        locks;
+    auto dc = b.desktop_counters();
+    out +=
+        "# HELP commbroker_desktop_refused_total Desktop connections closed unanswered, by "
+        "reason.\n# TYPE commbroker_desktop_refused_total counter\n"
+        "commbroker_desktop_refused_total{reason=\"overLimit\"} " +
+        std::to_string(dc.refused_over_limit) +
+        "\ncommbroker_desktop_refused_total{reason=\"perAddress\"} " +
+        std::to_string(dc.refused_per_address) +
+        "\ncommbroker_desktop_refused_total{reason=\"helloTimeout\"} " +
+        std::to_string(dc.hello_timeouts) + "\n";
     auto& h = b.http().counters();
     out +=
         "# HELP commbroker_http_connections Open HTTP connections (ici and admin).\n"
@@ -94,6 +130,8 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "# TYPE commbroker_http_closed_total counter\n";
     out += "commbroker_http_closed_total{reason=\"overLimit\"} " +
            std::to_string(h.refused_over_limit.load()) + "\n";
+    out += "commbroker_http_closed_total{reason=\"perAddress\"} " +
+           std::to_string(h.refused_per_address.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"bodyTooLarge\"} " +
            std::to_string(h.body_too_large.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"badRequest\"} " +

@@ -4,6 +4,8 @@
 // cheaply). Thread-safe.
 #pragma once
 
+#include "daemon/admission.hpp"
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +18,10 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace cb::daemon {
 
@@ -50,7 +56,8 @@ class CredentialCache {
 /// run on an I/O thread, every logon would stall every other client of that thread. A credential
 /// the cache knows is answered at once on the caller's thread; any other waits in a bounded
 /// queue for one of a few threads of its own, and a full queue is refused at once (`busy`), so a
-/// flood of logons waits here rather than in the vendors' latency. Thread-safe.
+/// flood of logons waits here rather than in the vendors' latency. The threads run at a lower
+/// priority (nice +10) than the I/O threads. Thread-safe.
 class PasswordVerifier {
   public:
     enum class Verdict { ok, wrong, busy };
@@ -89,6 +96,41 @@ class PasswordVerifier {
     bool stopping_ = false;
     Counters counters_;
     std::vector<std::thread> threads_;
+};
+
+/// The whole check of a logon at one door (the ici port, the desktops, the admin API):
+/// - a credential the cache knows is let in at once, whatever the guard says;
+/// - a source address or user the guard has locked is refused unchecked (`locked`);
+/// - anything else goes to the password verifier, an unknown user against a stand-in hash of
+///   the default cost, so that a user's existence cannot be told by the time of the answer;
+/// - a failure is answered after the guard's delay (`wrong`), a full queue at once (`busy`).
+/// Thread-safe.
+class LogonDoor {
+  public:
+    enum class Verdict { ok, wrong, locked, busy };
+    struct Result {
+        Verdict verdict = Verdict::wrong;
+        std::chrono::seconds retry_after{0};  ///< for locked and busy
+    };
+    /// Runs once, on an I/O thread (at once on the caller's when the answer needs no check).
+    using Done = std::function<void(Result)>;
+
+    /// `stand_in_iterations`: the PBKDF2 cost of the door's users (an unknown user costs the
+    /// same).
+    LogonDoor(boost::asio::io_context& io, CredentialCache& cache, PasswordVerifier& verifier,
+              std::string door, std::function<LogonPolicy()> policy, unsigned stand_in_iterations);
+
+    /// `hash` is the user's password hash, or null for a user the door does not know.
+    void check(const std::string& address, std::string user, std::string password,
+               const std::string* hash, Done done);
+    LogonGuard::Counters counters() const { return guard_.counters(); }
+
+  private:
+    boost::asio::io_context& io_;
+    CredentialCache& cache_;
+    PasswordVerifier& verifier_;
+    LogonGuard guard_;
+    std::string stand_in_;  // the hash an unknown user is checked against
 };
 
 /// The resume keys of desktop sessions. Every welcome gives the desktop a new random key for its

@@ -1,5 +1,6 @@
 #include "daemon/broker.hpp"
 
+#include "config/password.hpp"
 #include "daemon/admin_api.hpp"
 #include "daemon/desktop_service.hpp"
 #include "daemon/ici_service.hpp"
@@ -57,6 +58,43 @@ std::string new_token() {
 
 }  // namespace
 
+namespace {
+
+/// The PBKDF2 iterations of the first of `users` (the default if there is none): what checking
+/// an unknown user at that door costs.
+template <typename User>
+unsigned stand_in_iterations(const std::vector<User>& users, std::string User::*hash) {
+    for (auto& u : users) {
+        const std::string& h = u.*hash;
+        // pbkdf2-sha256$ITERATIONS$SALT$HASH, checked by the config
+        auto first = h.find('$');
+        auto second = h.find('$', first + 1);
+        if (first == std::string::npos || second == std::string::npos) continue;
+        try {
+            return static_cast<unsigned>(std::stoul(h.substr(first + 1, second - first - 1)));
+        } catch (const std::exception&) {
+            continue;
+        }
+    }
+    return config::kDefaultPbkdf2Iterations;
+}
+
+std::function<LogonPolicy()> logon_policy(const Broker* broker) {
+    return [broker] {
+        auto& g = broker->config()->logon_guard;
+        LogonPolicy p;
+        p.free_failures = g.free_failures;
+        p.first_delay = g.first_delay;
+        p.max_delay = g.max_delay;
+        p.lock_after = g.lock_after;
+        p.lock_for = g.lock_for;
+        p.forget_after = g.forget_after;
+        return p;
+    };
+}
+
+}  // namespace
+
 Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
     : ioc_(static_cast<int>(config->node.threads
                                 ? config->node.threads
@@ -69,6 +107,12 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       sweep_timer_(ioc_),
       heartbeat_timer_(ioc_),
       passwords_(credentials_, config_->limits.password_threads, config_->limits.password_queue),
+      ici_door_(ioc_, credentials_, passwords_, "ici", logon_policy(this),
+                stand_in_iterations(config_->cms, &config::Cms::inbound_password_hash)),
+      desktop_door_(ioc_, credentials_, passwords_, "desktop", logon_policy(this),
+                    stand_in_iterations(config_->agents, &config::Agent::password_hash)),
+      admin_door_(ioc_, credentials_, passwords_, "admin", logon_policy(this),
+                  stand_in_iterations(config_->operators, &config::Operator::password_hash)),
       prune_timer_(ioc_),
       watchdog_timer_(ioc_),
       drain_timer_(ioc_),
@@ -165,6 +209,8 @@ void Broker::start() {
         l.max_header_bytes = cfg->limits.max_header_bytes;
         l.idle_timeout = cfg->limits.http_idle_timeout;
         l.max_connections = cfg->limits.max_connections;
+        l.max_connections_per_address = cfg->limits.max_connections_per_address;
+        l.unix_max_connections = cfg->admin_socket.max_connections;
         return l;
     });
     auto ici = std::make_shared<IciService>(*this);
@@ -175,6 +221,8 @@ void Broker::start() {
             DesktopLimits l;
             l.max_frame_bytes = cfg->limits.max_frame_bytes;
             l.max_connections = cfg->limits.max_connections;
+            l.max_connections_per_address = cfg->limits.max_connections_per_address;
+            l.hello_timeout = cfg->limits.hello_timeout;
             return l;
         });
     for (auto& l : c->listens) {
@@ -325,7 +373,6 @@ ReloadResult Broker::reload() {
     next->journal = running->journal;
     next->node.id = running->node.id;
     next->node.threads = running->node.threads;
-    next->limits.max_connections = running->limits.max_connections;
     next->log.target = running->log.target;
     // Inbound accounts of a CMS may change live; its outbound link keeps running as it is.
     for (auto& m : next->cms)

@@ -169,6 +169,17 @@ class Broker {
     /// Password checks that need PBKDF2 run here, off the I/O threads.
     PasswordVerifier& passwords() { return passwords_; }
     ResumeKeys& resume_keys() { return resume_keys_; }
+    /// The logon checks of the three doors: a guard each, the verifier and cache shared.
+    LogonDoor& ici_door() { return ici_door_; }
+    LogonDoor& desktop_door() { return desktop_door_; }
+    LogonDoor& admin_door() { return admin_door_; }
+    const LogonDoor& ici_door() const { return ici_door_; }
+    const LogonDoor& desktop_door() const { return desktop_door_; }
+    const LogonDoor& admin_door() const { return admin_door_; }
+    /// The desktop listeners' refusals (any thread).
+    DesktopServer::Counters desktop_counters() const {
+        return desktop_ ? desktop_->counters() : DesktopServer::Counters{};
+    }
     SoapMetrics& soap_metrics() { return soap_metrics_; }
     const recovery::Journal& journal() const { return *journal_; }
     const std::vector<BoundListener>& listeners() const { return listeners_; }
@@ -279,6 +290,9 @@ class Broker {
     CredentialCache credentials_;
     ResumeKeys resume_keys_;
     PasswordVerifier passwords_;  // uses credentials_
+    LogonDoor ici_door_;          // these use passwords_ and credentials_
+    LogonDoor desktop_door_;
+    LogonDoor admin_door_;
     SoapMetrics soap_metrics_;
     std::vector<BoundListener> listeners_;
     net::steady_timer prune_timer_;

@@ -216,6 +216,7 @@ void CmsLinks::start(const config::Config& config, std::string app_id, std::stri
         o.password = c.password;
         o.max_connections = c.connections;
         o.max_response_bytes = c.max_response_bytes;
+        o.max_waiting = c.max_queued_requests;
         link->client = HttpClient::create(ioc_, o);
         links_[c.id] = link;
     }

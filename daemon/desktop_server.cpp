@@ -1,6 +1,8 @@
 #include "daemon/desktop_server.hpp"
 
+#include "daemon/admission.hpp"
 #include "daemon/combining_stream.hpp"
+#include "daemon/logging.hpp"
 #include "protocol/desktop_codec.hpp"
 
 #include <boost/asio/post.hpp>
@@ -23,12 +25,31 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
+namespace {
+/// One desktop listener: its acceptor, its connection budget and its accept back-off, all on
+/// the acceptor's strand (the budget is thread-safe: sessions give their place back anywhere).
+struct Acceptor {
+    Acceptor(net::io_context& ioc, std::function<BudgetLimits()> limits)
+        : acceptor(net::make_strand(ioc)),
+          retry(acceptor.get_executor()),
+          budget(ConnectionBudget::create(std::move(limits))),
+          pacer("desktop listener") {}
+    tcp::acceptor acceptor;
+    net::steady_timer retry;
+    std::shared_ptr<ConnectionBudget> budget;
+    AcceptPacer pacer;
+};
+}  // namespace
+
 struct DesktopServer::Shared {
     std::shared_ptr<DesktopService> service;
     std::function<DesktopLimits()> limits;
     std::atomic<std::size_t> connections{0};
+    std::atomic<std::uint64_t> refused_over_limit{0};
+    std::atomic<std::uint64_t> refused_per_address{0};
+    std::atomic<std::uint64_t> hello_timeouts{0};
     std::mutex mutex;
-    std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
+    std::vector<std::shared_ptr<Acceptor>> acceptors;
 };
 
 struct DesktopSession::Impl {
@@ -40,13 +61,20 @@ struct DesktopSession::Impl {
         bool urgent = false;  // kept when a close drops what is queued
     };
 
-    Impl(tcp::socket socket, std::shared_ptr<DesktopServer::Shared> shared)
-        : ws(std::move(socket)), timer(ws.get_executor()), shared(std::move(shared)) {}
+    Impl(tcp::socket socket, std::shared_ptr<DesktopServer::Shared> shared,
+         ConnectionBudget::Ticket ticket)
+        : ws(std::move(socket)),
+          timer(ws.get_executor()),
+          hello_timer(ws.get_executor()),
+          shared(std::move(shared)),
+          ticket(std::move(ticket)) {}
 
     // Frames queued back to back leave in one system call (combining_stream.hpp).
     websocket::stream<CombiningStream<beast::tcp_stream>> ws;
     net::steady_timer timer;
+    net::steady_timer hello_timer;  // from the upgrade to the first frame: helloTimeout
     std::shared_ptr<DesktopServer::Shared> shared;
+    ConnectionBudget::Ticket ticket;  // this connection's place in its listener's budget
     beast::flat_buffer buffer;
     http::request<http::string_body> upgrade;
     std::optional<http::request_parser<http::string_body>> parser;
@@ -56,6 +84,7 @@ struct DesktopSession::Impl {
     bool open = false;      // the WebSocket handshake is done
     bool finished = false;  // on_closed has been called
     bool bye_queued = false;
+    bool heard = false;  // a frame came: the hello deadline is over
     DesktopSession* self = nullptr;
 
     std::shared_ptr<DesktopSession> owner() { return self->shared_from_this(); }
@@ -105,13 +134,27 @@ struct DesktopSession::Impl {
             res.set(http::field::server, "commbrokerd/" COMMBROKER_VERSION);
         }));
         ws.control_callback([this](websocket::frame_type kind, beast::string_view) {
-            if (kind != websocket::frame_type::close)
-                shared->service->on_ping(owner(), kind == websocket::frame_type::pong);
+            if (kind == websocket::frame_type::close) return;
+            // Nothing is answered before hello: a ping first closes the socket unanswered.
+            if (!heard) {
+                spdlog::debug("desktop {}: a ping before hello; closed", self->peer());
+                return finish();
+            }
+            shared->service->on_ping(owner(), kind == websocket::frame_type::pong);
         });
         ws.async_accept(upgrade, [o = owner()](beast::error_code ec) {
-            if (ec) return o->impl_->finish();
-            o->impl_->open = true;
-            o->impl_->read();
+            auto& m = *o->impl_;
+            if (ec) return m.finish();
+            m.open = true;
+            // The desktop has helloTimeout to say hello; a silent socket is closed then.
+            m.hello_timer.expires_after(m.shared->limits().hello_timeout);
+            m.hello_timer.async_wait([o](beast::error_code e) {
+                auto& m = *o->impl_;
+                if (e || m.heard || m.finished) return;
+                m.shared->hello_timeouts.fetch_add(1);
+                o->close(channels::ByeReason::auth_required);
+            });
+            m.read();
         });
     }
 
@@ -120,10 +163,16 @@ struct DesktopSession::Impl {
         ws.async_read(buffer, [o = owner()](beast::error_code ec, std::size_t) {
             auto& m = *o->impl_;
             if (ec) {
-                if (ec == websocket::error::message_too_big)
-                    spdlog::info("desktop {} {}: frame over maxFrameBytes, closed (1009)",
-                                 o->peer(), o->agent());
+                static LogLimit limit;
+                if (std::uint64_t left_out = 0;
+                    ec == websocket::error::message_too_big && limit.allow(left_out))
+                    spdlog::info("desktop {} {}: frame over maxFrameBytes, closed (1009){}",
+                                 o->peer(), o->agent(), left_out_note(left_out));
                 return m.finish();
+            }
+            if (!m.heard) {
+                m.heard = true;
+                m.hello_timer.cancel();
             }
             if (!m.ws.got_text()) {
                 m.shared->service->on_binary(o);
@@ -175,16 +224,18 @@ struct DesktopSession::Impl {
         if (finished) return;
         finished = true;
         timer.cancel();
+        hello_timer.cancel();
         beast::error_code ec;
         beast::get_lowest_layer(ws).socket().close(ec);
         self->closing_.store(true);
         shared->connections.fetch_sub(1);
+        ticket.reset();
         shared->service->on_closed(owner());
     }
 };
 
-DesktopSession::DesktopSession(std::unique_ptr<Impl> impl, std::string peer)
-    : impl_(std::move(impl)), peer_(std::move(peer)) {
+DesktopSession::DesktopSession(std::unique_ptr<Impl> impl, std::string peer, std::string ip)
+    : impl_(std::move(impl)), peer_(std::move(peer)), ip_(std::move(ip)) {
     impl_->self = this;
 }
 
@@ -284,64 +335,93 @@ namespace {
 /// The accept loop of one desktop listener. The acceptor lives on its own strand: stop() posts
 /// its close there, and an accept that completed before the close finds the acceptor closed and
 /// ends the loop instead of arming it again.
-void accept_next(net::io_context& ioc, std::shared_ptr<tcp::acceptor> acceptor,
+void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
                  std::shared_ptr<DesktopServer::Shared> shared) {
-    acceptor->async_accept(net::make_strand(ioc), [&ioc, acceptor, shared](beast::error_code ec,
-                                                                           tcp::socket socket) {
-        if (ec == net::error::operation_aborted || !acceptor->is_open()) return;
-        if (ec) {
-            spdlog::warn("desktop listener: accept failed: {}", ec.message());
-            return accept_next(ioc, acceptor, shared);
-        }
-        if (shared->connections.load() >= shared->limits().max_connections) {
-            beast::error_code ignored;
-            socket.close(ignored);
-        } else {
-            shared->connections.fetch_add(1);
+    if (!a->acceptor.is_open()) return;
+    a->acceptor.async_accept(
+        net::make_strand(ioc), [&ioc, a, shared](beast::error_code ec, tcp::socket socket) {
+            if (ec == net::error::operation_aborted || !a->acceptor.is_open()) return;
+            if (ec) {
+                // Out of descriptors, the loop would spin: it waits, and says so once.
+                auto wait = a->pacer.failed(ec);
+                if (wait.count() == 0) return accept_next(ioc, a, shared);
+                a->retry.expires_after(wait);
+                a->retry.async_wait([&ioc, a, shared](beast::error_code e) {
+                    if (!e) accept_next(ioc, a, shared);
+                });
+                return;
+            }
+            a->pacer.accepted();
             beast::error_code pe;
             auto ep = socket.remote_endpoint(pe);
-            auto impl = std::make_unique<DesktopSession::Impl>(std::move(socket), shared);
-            std::make_shared<DesktopSession>(
-                std::move(impl),
-                pe ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port()))
-                ->start();
-        }
-        accept_next(ioc, acceptor, shared);
-    });
+            auto ip = pe ? std::string("?") : ep.address().to_string();
+            ConnectionBudget::Ticket ticket;
+            auto refusal = a->budget->take(ip, ticket);
+            if (refusal != ConnectionBudget::Refusal::none) {
+                // Closed unanswered: an answer would cost what the budget is there to bound.
+                (refusal == ConnectionBudget::Refusal::total ? shared->refused_over_limit
+                                                             : shared->refused_per_address)
+                    .fetch_add(1);
+                beast::error_code ignored;
+                socket.close(ignored);
+            } else {
+                shared->connections.fetch_add(1);
+                auto impl = std::make_unique<DesktopSession::Impl>(std::move(socket), shared,
+                                                                   std::move(ticket));
+                std::make_shared<DesktopSession>(std::move(impl),
+                                                 pe ? ip : ip + ":" + std::to_string(ep.port()), ip)
+                    ->start();
+            }
+            accept_next(ioc, a, shared);
+        });
 }
 
 }  // namespace
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port) {
-    auto acceptor = std::make_shared<tcp::acceptor>(net::make_strand(ioc_));
+    auto a = std::make_shared<Acceptor>(ioc_, [shared = std::weak_ptr<Shared>(shared_)] {
+        BudgetLimits b;
+        if (auto s = shared.lock()) {
+            auto l = s->limits();
+            b.total = l.max_connections;
+            b.per_address = l.max_connections_per_address;
+        }
+        return b;
+    });
     tcp::endpoint ep(net::ip::make_address(address), port);
-    acceptor->open(ep.protocol());
-    acceptor->set_option(net::socket_base::reuse_address(true));
-    acceptor->bind(ep);
-    acceptor->listen(net::socket_base::max_listen_connections);
-    auto bound = acceptor->local_endpoint();
+    a->acceptor.open(ep.protocol());
+    a->acceptor.set_option(net::socket_base::reuse_address(true));
+    a->acceptor.bind(ep);
+    a->acceptor.listen(net::socket_base::max_listen_connections);
+    auto bound = a->acceptor.local_endpoint();
     {
         std::lock_guard lock(shared_->mutex);
-        shared_->acceptors.push_back(acceptor);
+        shared_->acceptors.push_back(a);
     }
     // The first accept is armed on the acceptor's strand too, so that it never races a stop().
-    net::post(acceptor->get_executor(),
-              [&ioc = ioc_, acceptor, shared = shared_] { accept_next(ioc, acceptor, shared); });
+    net::post(a->acceptor.get_executor(),
+              [&ioc = ioc_, a, shared = shared_] { accept_next(ioc, a, shared); });
     return bound;
 }
 
 void DesktopServer::stop() {
     std::lock_guard lock(shared_->mutex);
     for (auto& a : shared_->acceptors)
-        net::post(a->get_executor(), [a] {
+        net::post(a->acceptor.get_executor(), [a] {
             beast::error_code ec;
-            a->close(ec);
+            a->acceptor.close(ec);
+            a->retry.cancel();
         });
     shared_->acceptors.clear();
 }
 
 std::size_t DesktopServer::connections() const {
     return shared_->connections.load();
+}
+
+DesktopServer::Counters DesktopServer::counters() const {
+    return {shared_->refused_over_limit.load(), shared_->refused_per_address.load(),
+            shared_->hello_timeouts.load()};
 }
 
 }  // namespace cb::daemon

@@ -5,6 +5,9 @@
 // Ownership: each DesktopSession runs on its own strand; it is the channels::DesktopLink of its
 // agent's session in the hub, so the core hands it frames (send_event, send_frame, close), which
 // it posts to its strand. Writes never wait for the core; reads are answered by the service.
+// Each listener has its own connection budget and accept back-off (daemon/admission.hpp); a
+// desktop that upgrades has helloTimeout to send its first frame, and nothing it sends before
+// (a ping) is answered.
 #pragma once
 
 #include "channels/desktop_hub.hpp"
@@ -24,7 +27,9 @@ class DesktopSession;
 
 struct DesktopLimits {
     std::size_t max_frame_bytes = 65536;
-    unsigned max_connections = 20000;
+    unsigned max_connections = 20000;               ///< per listener
+    unsigned max_connections_per_address = 1000;    ///< per listener and source; 0: no bound
+    std::chrono::milliseconds hello_timeout{5000};  ///< from the upgrade to the first frame
     std::chrono::milliseconds handshake_timeout{10000};
     std::chrono::milliseconds close_timeout{5000};  ///< a closing socket that cannot write
 };
@@ -60,6 +65,8 @@ class DesktopSession : public channels::DesktopLink,
     const std::string& agent() const { return agent_; }
     void set_agent(std::string agent) { agent_ = std::move(agent); }
     const std::string& peer() const { return peer_; }
+    /// The source address alone (for the logon guard).
+    const std::string& ip() const { return ip_; }
     bool closing() const { return closing_.load(); }
     /// A hello waits for its password check (session strand only).
     bool hello_pending() const { return hello_pending_; }
@@ -68,7 +75,7 @@ class DesktopSession : public channels::DesktopLink,
     void post(std::function<void()> fn);
 
     struct Impl;
-    DesktopSession(std::unique_ptr<Impl> impl, std::string peer);
+    DesktopSession(std::unique_ptr<Impl> impl, std::string peer, std::string ip);
     /// Reads the upgrade request and accepts the WebSocket (on the session's strand).
     void start();
 
@@ -78,6 +85,7 @@ class DesktopSession : public channels::DesktopLink,
     std::unique_ptr<Impl> impl_;
     std::string agent_;
     std::string peer_;
+    std::string ip_;
     bool hello_pending_ = false;
     std::atomic<std::size_t> unwritten_{0};
     std::atomic<bool> closing_{false};
@@ -94,6 +102,12 @@ class DesktopServer {
     /// Stops accepting: each acceptor is closed on its own strand. Any thread.
     void stop();
     std::size_t connections() const;
+    struct Counters {
+        std::uint64_t refused_over_limit = 0;   ///< a listener's budget was full
+        std::uint64_t refused_per_address = 0;  ///< the source's share of it was full
+        std::uint64_t hello_timeouts = 0;       ///< upgraded, then silent for helloTimeout
+    };
+    Counters counters() const;
 
     struct Shared;
 

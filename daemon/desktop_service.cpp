@@ -2,6 +2,7 @@
 
 #include "channels/item_json.hpp"
 #include "daemon/broker.hpp"
+#include "daemon/logging.hpp"
 
 #include <boost/json.hpp>
 
@@ -43,13 +44,19 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
     if (auto* e = std::get_if<proto::DesktopError>(&parsed)) {
         if (!authed) {
             bool was_hello = e->type == "hello";
-            spdlog::info("desktop {}: {} before hello: {}", session->peer(),
-                         was_hello ? "a bad hello" : "a message", e->message);
+            static LogLimit limit;
+            if (std::uint64_t left_out = 0; limit.allow(left_out))
+                spdlog::info("desktop {}: {} before hello: {}{}", session->peer(),
+                             was_hello ? "a bad hello" : "a message", e->message,
+                             left_out_note(left_out));
             return session->close(was_hello ? ch::ByeReason::auth_failed
                                             : ch::ByeReason::auth_required);
         }
         if (e->fatal) {
-            spdlog::info("desktop {} {}: {}", session->peer(), session->agent(), e->message);
+            static LogLimit limit;
+            if (std::uint64_t left_out = 0; limit.allow(left_out))
+                spdlog::info("desktop {} {}: {}{}", session->peer(), session->agent(), e->message,
+                             left_out_note(left_out));
             return session->close(ch::ByeReason::protocol_error);
         }
         return session->send_frame(proto::result_error_frame(e->id, e->code, e->message));
@@ -72,7 +79,10 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
 }
 
 void DesktopProtocol::on_binary(const std::shared_ptr<DesktopSession>& session) {
-    spdlog::info("desktop {} {}: a binary frame", session->peer(), session->agent());
+    static LogLimit limit;
+    if (std::uint64_t left_out = 0; limit.allow(left_out))
+        spdlog::info("desktop {} {}: a binary frame{}", session->peer(), session->agent(),
+                     left_out_note(left_out));
     session->close(session->agent().empty() ? ch::ByeReason::auth_required
                                             : ch::ByeReason::protocol_error);
 }
@@ -112,41 +122,37 @@ void DesktopProtocol::on_event_written(channels::SteadyTime received) {
 void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, DesktopMessage m) {
     auto config = broker_.config();
     auto* agent = config->find_agent(m.agent);
-    // A resume with the key of the session's last welcome costs a SHA-256; anything else is
-    // checked against the password hash by the password verifier, off this thread (PBKDF2 is
-    // slow on purpose; its cache makes a reconnect cheap). An unknown agent gets the same bye as
-    // a wrong password (though sooner: it costs no PBKDF2).
-    if (!agent) {
-        spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
-        return session->close(ch::ByeReason::auth_failed);
-    }
-    if (m.resume_key && m.resume_session &&
+    // A resume with the key of the session's last welcome costs a SHA-256; anything else goes
+    // through the desktop LogonDoor: a credential verified before passes at once, a guessing
+    // source or user is refused (bye tooManyAttempts), and the rest is checked off this thread,
+    // an unknown agent against a stand-in of the same cost, a failure answered late.
+    if (agent && m.resume_key && m.resume_session &&
         broker_.resume_keys().check(m.agent, *m.resume_session, *m.resume_key))
         return admit(session, std::move(m), {});
     // Until the verdict comes, anything more from this desktop is refused (on_text).
     session->set_hello_pending(true);
-    auto user = m.agent;
     auto password = std::exchange(m.password, std::string());
-    broker_.passwords().verify(
-        std::move(user), std::move(password), agent->password_hash,
-        [this, session, m = std::move(m),
-         checked = agent->password_hash](PasswordVerifier::Verdict verdict) mutable {
+    std::optional<std::string> checked;
+    if (agent) checked = agent->password_hash;
+    auto user = m.agent;
+    broker_.desktop_door().check(
+        session->ip(), std::move(user), std::move(password),
+        agent ? &agent->password_hash : nullptr,
+        [this, session, m = std::move(m), checked](LogonDoor::Result r) mutable {
             session->post(
-                [this, session, m = std::move(m), checked = std::move(checked), verdict]() mutable {
+                [this, session, m = std::move(m), checked = std::move(checked), r]() mutable {
                     session->set_hello_pending(false);
                     if (session->closing()) return;
-                    if (verdict == PasswordVerifier::Verdict::busy) {
-                        spdlog::info(
-                            "desktop {}: hello of {} refused: too many logons waiting for "
-                            "a password check",
-                            session->peer(), m.agent);
-                        return session->close(ch::ByeReason::busy);
+                    switch (r.verdict) {
+                        case LogonDoor::Verdict::ok:
+                            return admit(session, std::move(m), std::move(checked));
+                        case LogonDoor::Verdict::wrong:
+                            return session->close(ch::ByeReason::auth_failed);
+                        case LogonDoor::Verdict::locked:
+                            return session->close(ch::ByeReason::too_many_attempts);
+                        case LogonDoor::Verdict::busy:
+                            return session->close(ch::ByeReason::busy);
                     }
-                    if (verdict == PasswordVerifier::Verdict::wrong) {
-                        spdlog::info("desktop {}: hello refused for {}", session->peer(), m.agent);
-                        return session->close(ch::ByeReason::auth_failed);
-                    }
-                    admit(session, std::move(m), std::move(checked));
                 });
         });
 }

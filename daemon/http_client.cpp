@@ -257,6 +257,9 @@ void HttpClient::post(std::string body, std::string action, std::chrono::millise
                                         std::move(done)}]() mutable {
         auto& m = *self->impl_;
         if (m.closed) return m.finish(job, Impl::failure("closed"));
+        if (m.waiting.size() >= m.options.max_waiting)
+            return m.finish(job, Impl::failure("busy: " + std::to_string(m.waiting.size()) +
+                                               " requests already wait for a connection"));
         m.waiting.push_back(std::move(job));
         m.pump();
     });

@@ -32,6 +32,8 @@ struct HttpClientOptions {
     std::string password;
     unsigned max_connections = 4;
     std::size_t max_response_bytes = 16 * 1024 * 1024;
+    /// requests waiting for a connection (all max_connections busy); more fail at once
+    std::size_t max_waiting = 1000;
 };
 
 struct HttpReply {
@@ -50,7 +52,8 @@ class HttpClient : public std::enable_shared_from_this<HttpClient> {
                                               HttpClientOptions options);
     ~HttpClient();
 
-    /// Sends `body` as text/xml with SOAPAction `action`; `done` gets the reply or the failure.
+    /// Sends `body` as text/xml with SOAPAction `action`; `done` gets the reply or the failure
+    /// (at once, "busy", when max_waiting requests already wait for a connection).
     void post(std::string body, std::string action, std::chrono::milliseconds timeout, Done done);
     /// Fails what is queued and closes every connection.
     void close();

@@ -1,7 +1,10 @@
 #include "daemon/http_server.hpp"
 
+#include "daemon/admission.hpp"
+
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -41,14 +44,15 @@ struct HttpServer::Shared {
 
 namespace {
 
-std::string peer_name(const tcp::socket& s) {
+PeerInfo peer_of(const tcp::socket& s) {
     beast::error_code ec;
     auto ep = s.remote_endpoint(ec);
-    if (ec) return "?";
-    return ep.address().to_string() + ":" + std::to_string(ep.port());
+    if (ec) return {"?", "?", false};
+    auto ip = ep.address().to_string();
+    return {ip + ":" + std::to_string(ep.port()), ip, false};
 }
-std::string peer_name(const unix_socket::socket&) {
-    return "unix";
+PeerInfo peer_of(const unix_socket::socket&) {
+    return {"unix", "", true};
 }
 
 /// A request framed by Content-Length alone, or by one `Transfer-Encoding: chunked` alone.
@@ -80,11 +84,14 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
         beast::basic_stream<Protocol, net::any_io_executor, beast::unlimited_rate_policy>;
 
   public:
-    Session(typename Protocol::socket socket, std::shared_ptr<HttpServer::Shared> shared,
-            std::shared_ptr<HttpHandler> handler, bool local)
-        : stream_(std::move(socket)), shared_(std::move(shared)), handler_(std::move(handler)) {
-        peer_.local_socket = local;
-        peer_.address = peer_name(stream_.socket());
+    Session(typename Protocol::socket socket, PeerInfo peer, ConnectionBudget::Ticket ticket,
+            std::shared_ptr<HttpServer::Shared> shared, std::shared_ptr<HttpHandler> handler)
+        : stream_(std::move(socket)),
+          shared_(std::move(shared)),
+          handler_(std::move(handler)),
+          peer_(std::move(peer)),
+          ticket_(std::move(ticket)) {
+        shared_->connections.fetch_add(1);
         std::lock_guard lock(shared_->mutex);
         shared_->sessions.insert(this);
     }
@@ -208,6 +215,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session<
     std::shared_ptr<HttpServer::Shared> shared_;
     std::shared_ptr<HttpHandler> handler_;
     PeerInfo peer_;
+    ConnectionBudget::Ticket ticket_;  // this connection's place in its listener's budget
     bool keep_alive_ = true;
     bool reading_ = false;
     bool closing_ = false;
@@ -218,23 +226,30 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
   public:
     Listener(net::io_context& ioc, typename Protocol::acceptor acceptor,
              std::shared_ptr<HttpServer::Shared> shared, std::shared_ptr<HttpHandler> handler,
-             bool local)
+             std::string name, std::function<BudgetLimits()> limits)
         : ioc_(ioc),
           acceptor_(std::move(acceptor)),
+          retry_(acceptor_.get_executor()),
           shared_(std::move(shared)),
           handler_(std::move(handler)),
-          local_(local) {}
+          budget_(ConnectionBudget::create(std::move(limits))),
+          pacer_(std::move(name)) {}
 
-    void start() { do_accept(); }
+    void start() {
+        net::post(acceptor_.get_executor(),
+                  [self = this->shared_from_this()] { self->do_accept(); });
+    }
     void close() {
         net::post(acceptor_.get_executor(), [self = this->shared_from_this()] {
             beast::error_code ec;
             self->acceptor_.close(ec);
+            self->retry_.cancel();
         });
     }
 
   private:
     void do_accept() {
+        if (!acceptor_.is_open()) return;
         acceptor_.async_accept(
             net::make_strand(ioc_),
             beast::bind_front_handler(&Listener::on_accept, this->shared_from_this()));
@@ -243,28 +258,42 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
     void on_accept(beast::error_code ec, typename Protocol::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
         if (ec) {
-            spdlog::warn("accept failed: {}", ec.message());
-            return do_accept();
+            // Out of descriptors, the loop would spin: it waits, and says so once.
+            auto wait = pacer_.failed(ec);
+            if (wait.count() == 0) return do_accept();
+            retry_.expires_after(wait);
+            retry_.async_wait([self = this->shared_from_this()](beast::error_code e) {
+                if (!e) self->do_accept();
+            });
+            return;
         }
-        auto limit = shared_->limits().max_connections;
-        if (shared_->connections.fetch_add(1) >= limit) {
-            shared_->connections.fetch_sub(1);
-            shared_->counters.refused_over_limit.fetch_add(1);
+        pacer_.accepted();
+        auto peer = peer_of(socket);
+        ConnectionBudget::Ticket ticket;
+        auto refusal = budget_->take(peer.ip, ticket);
+        if (refusal == ConnectionBudget::Refusal::none) {
+            shared_->counters.accepted.fetch_add(1);
+            std::make_shared<Session<Protocol>>(std::move(socket), std::move(peer),
+                                                std::move(ticket), shared_, handler_)
+                ->start();
+        } else {
+            // Closed unanswered: an answer would cost what the budget is there to bound.
+            (refusal == ConnectionBudget::Refusal::total ? shared_->counters.refused_over_limit
+                                                         : shared_->counters.refused_per_address)
+                .fetch_add(1);
             beast::error_code ignored;
             socket.close(ignored);
-        } else {
-            shared_->counters.accepted.fetch_add(1);
-            std::make_shared<Session<Protocol>>(std::move(socket), shared_, handler_, local_)
-                ->start();
         }
         do_accept();
     }
 
     net::io_context& ioc_;
     typename Protocol::acceptor acceptor_;
+    net::steady_timer retry_;  // the accept back-off (on the acceptor's strand)
     std::shared_ptr<HttpServer::Shared> shared_;
     std::shared_ptr<HttpHandler> handler_;
-    bool local_;
+    std::shared_ptr<ConnectionBudget> budget_;
+    AcceptPacer pacer_;
 };
 
 }  // namespace
@@ -294,8 +323,17 @@ tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t p
     acceptor.bind(ep);
     acceptor.listen(net::socket_base::max_listen_connections);
     auto bound = acceptor.local_endpoint();
+    auto name = "listener " + bound.address().to_string() + ":" + std::to_string(bound.port());
     auto l = std::make_shared<Listener<tcp>>(ioc_, std::move(acceptor), shared_, std::move(handler),
-                                             false);
+                                             name, [shared = std::weak_ptr<Shared>(shared_)] {
+                                                 BudgetLimits b;
+                                                 if (auto s = shared.lock()) {
+                                                     auto l = s->limits();
+                                                     b.total = l.max_connections;
+                                                     b.per_address = l.max_connections_per_address;
+                                                 }
+                                                 return b;
+                                             });
     l->start();
     std::lock_guard lock(shared_->mutex);
     shared_->closers.push_back([l] { l->close(); });
@@ -352,8 +390,14 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode,
         throw std::runtime_error("cannot set the mode of " + path);
     struct stat made {};
     ::lstat(path.c_str(), &made);
-    auto l = std::make_shared<Listener<unix_socket>>(ioc_, std::move(acceptor), shared_,
-                                                     std::move(handler), true);
+    auto l = std::make_shared<Listener<unix_socket>>(
+        ioc_, std::move(acceptor), shared_, std::move(handler), "listener unix:" + path,
+        [shared = std::weak_ptr<Shared>(shared_)] {
+            BudgetLimits b;
+            if (auto s = shared.lock()) b.total = s->limits().unix_max_connections;
+            b.per_address = 0;
+            return b;
+        });
     l->start();
     std::lock_guard lock(shared_->mutex);
     shared_->closers.push_back([l, path, dev = made.st_dev, ino = made.st_ino] {

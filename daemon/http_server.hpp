@@ -3,7 +3,9 @@
 // it to its service's handler, and writes the response the handler gives back, from any thread.
 //
 // Ownership: each session runs on its own strand; the server's bookkeeping (the set of live
-// sessions, the connection count) is guarded by its own mutex. Handlers never block.
+// sessions) is guarded by its own mutex. Every listener has its own connection budget (in all
+// and per source address, daemon/admission.hpp), so that a full SOAP port never locks out the
+// admin API or the Unix socket, and its own accept back-off. Handlers never block.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -28,6 +30,7 @@ using Response = http::response<http::string_body>;
 
 struct PeerInfo {
     std::string address;        ///< "ip:port", or "unix" for the admin socket
+    std::string ip;             ///< the source address alone; empty for the admin socket
     bool local_socket = false;  ///< came through the Unix socket: file permissions decided
 };
 
@@ -44,13 +47,16 @@ struct HttpLimits {
     std::size_t max_body_bytes = 65536;
     std::size_t max_header_bytes = 8192;
     std::chrono::milliseconds idle_timeout{60000};
-    unsigned max_connections = 20000;
+    unsigned max_connections = 20000;             ///< per TCP listener
+    unsigned max_connections_per_address = 1000;  ///< per TCP listener and source; 0: no bound
+    unsigned unix_max_connections = 64;           ///< the Unix socket's own budget
 };
 
 /// Why sessions ended, counted for /metrics.
 struct HttpCounters {
     std::atomic<std::uint64_t> accepted{0};
-    std::atomic<std::uint64_t> refused_over_limit{0};
+    std::atomic<std::uint64_t> refused_over_limit{0};   ///< the listener's budget was full
+    std::atomic<std::uint64_t> refused_per_address{0};  ///< the source's share was full
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> body_too_large{0};
     std::atomic<std::uint64_t> bad_requests{0};

@@ -1,6 +1,7 @@
 #include "daemon/ici_service.hpp"
 
 #include "daemon/broker.hpp"
+#include "daemon/logging.hpp"
 #include "protocol/ici_codec.hpp"
 #include "protocol/wsdl.hpp"
 
@@ -35,6 +36,13 @@ std::string media_type(std::string_view value) {
     std::transform(out.begin(), out.end(), out.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     return out;
+}
+
+Response unauthorized() {
+    auto res =
+        text_response(http::status::unauthorized, "credentials of a configured CMS are required");
+    res.set(http::field::www_authenticate, "Basic realm=\"commbroker ici\", charset=\"UTF-8\"");
+    return res;
 }
 
 Response soap_response(proto::SoapVersion version, int status, std::string body) {
@@ -94,18 +102,40 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
 
     auto config = broker_.config();
     auto creds = parse_basic(req[http::field::authorization]);
-    const config::Cms* cms = creds ? config->find_cms_by_inbound_user(creds->user) : nullptr;
-    if (!cms ||
-        !broker_.credentials().verify(creds->user, creds->password, cms->inbound_password_hash)) {
+    if (!creds) {
         broker_.soap_metrics().unauthorized.fetch_add(1);
-        spdlog::warn("ici: refused credentials{} from {}",
-                     creds ? " of user " + creds->user : std::string(), peer.address);
-        auto res = text_response(http::status::unauthorized,
-                                 "credentials of a configured CMS are required");
-        res.set(http::field::www_authenticate, "Basic realm=\"commbroker ici\", charset=\"UTF-8\"");
-        return respond(std::move(res));
+        return respond(unauthorized());
     }
+    const config::Cms* cms = config->find_cms_by_inbound_user(creds->user);
+    // Known credentials pass at once; others are checked off this thread, a failure answered
+    // late and a guessing source refused (LogonDoor).
+    auto request = std::make_shared<Request>(std::move(req));
+    broker_.ici_door().check(
+        peer.ip, creds->user, std::move(creds->password),
+        cms ? &cms->inbound_password_hash : nullptr,
+        [this, request, started, respond = std::move(respond),
+         system = cms ? cms->id : std::string()](LogonDoor::Result r) mutable {
+            if (r.verdict == LogonDoor::Verdict::ok)
+                return serve(std::move(*request), system, started, std::move(respond));
+            broker_.soap_metrics().unauthorized.fetch_add(1);
+            if (r.verdict == LogonDoor::Verdict::wrong) return respond(unauthorized());
+            bool locked = r.verdict == LogonDoor::Verdict::locked;
+            auto res = text_response(
+                locked ? http::status::too_many_requests : http::status::service_unavailable,
+                locked ? "too many failed logons from this address or for this user: try again "
+                         "later"
+                       : "too many logons are waiting for a password check: try again shortly");
+            res.set(http::field::retry_after, std::to_string(r.retry_after.count()));
+            respond(std::move(res));
+        });
+}
 
+void IciService::serve(Request&& req, const std::string& system,
+                       std::chrono::steady_clock::time_point started, Respond respond) {
+    auto config = broker_.config();
+    const config::Cms* cms = config->find_cms(system);
+    if (!cms)  // removed by a reload while its credentials were checked
+        return respond(unauthorized());
     auto type = media_type(req[http::field::content_type]);
     proto::SoapVersion assumed;
     if (type == "text/xml")
@@ -135,11 +165,13 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     auto& codec = proto::IciServerCodec::for_this_thread();
     auto decoded = codec.decode(req.body(), cms->id, limits, assumed);
     if (auto* failed = std::get_if<proto::DecodeFailed>(&decoded)) {
-        spdlog::info(
-            "ici: {} fault {} for {}{}: {}", cms->id, proto::to_string(failed->fault.code),
-            failed->reply.operation ? proto::to_string(*failed->reply.operation) : "request",
-            failed->fault.field.empty() ? "" : " field " + failed->fault.field,
-            failed->fault.message);
+        static LogLimit limit;
+        if (std::uint64_t left_out = 0; limit.allow(left_out))
+            spdlog::info(
+                "ici: {} fault {} for {}{}: {}{}", cms->id, proto::to_string(failed->fault.code),
+                failed->reply.operation ? proto::to_string(*failed->reply.operation) : "request",
+                failed->fault.field.empty() ? "" : " field " + failed->fault.field,
+                failed->fault.message, left_out_note(left_out));
         return respond(fault_response(codec, failed->reply, failed->fault));
     }
     if (broker_.stopping()) {
@@ -171,9 +203,12 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                     auto code = rejection->code == channels::Rejection::Code::invalid_transition
                                     ? proto::FaultCode::invalid_transition
                                     : proto::FaultCode::invalid_field;
-                    spdlog::info("ici: {} fault {} for {}: {}: {}", system, proto::to_string(code),
-                                 proto::to_string(*reply.operation), rejection->error.field,
-                                 rejection->error.message);
+                    static LogLimit limit;
+                    if (std::uint64_t left_out = 0; limit.allow(left_out))
+                        spdlog::info("ici: {} fault {} for {}: {}: {}{}", system,
+                                     proto::to_string(code), proto::to_string(*reply.operation),
+                                     rejection->error.field, rejection->error.message,
+                                     left_out_note(left_out));
                     return respond(fault_response(
                         codec, reply,
                         proto::Fault{code, rejection->error.message, rejection->error.field}));

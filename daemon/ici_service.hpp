@@ -1,10 +1,13 @@
 // The ici listener: POST /ici (the IciBroker SOAP port) and GET /ici?wsdl, ?wsdl=cms.
 // Per request, on the session's thread: method, credentials (HTTP Basic; the account names the
-// CMS system), content type, then the codec (gate + gSOAP). The event goes to the core, and the
-// response is encoded and sent once the change is durable.
+// CMS system; a credential not verified before is checked by the LogonDoor off this thread),
+// content type, then the codec (gate + gSOAP). The event goes to the core, and the response is
+// encoded and sent once the change is durable.
 #pragma once
 
 #include "daemon/http_server.hpp"
+
+#include <chrono>
 
 namespace cb::daemon {
 
@@ -16,6 +19,10 @@ class IciService : public HttpHandler {
     void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
 
   private:
+    /// After the credentials of `system`'s account: the SOAP request itself.
+    void serve(Request&& request, const std::string& system,
+               std::chrono::steady_clock::time_point started, Respond respond);
+
     Broker& broker_;
 };
 

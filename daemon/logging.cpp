@@ -27,3 +27,28 @@ void set_log_level(const std::string& level) {
 }
 
 }  // namespace cb::daemon
+
+namespace cb::daemon {
+
+bool LogLimit::allow(std::uint64_t& left_out, std::chrono::steady_clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    if (now - since_ >= window_) {
+        since_ = now;
+        written_ = 0;
+    }
+    if (written_ >= per_window_) {
+        ++left_out_;
+        return false;
+    }
+    ++written_;
+    left_out = left_out_;
+    left_out_ = 0;
+    return true;
+}
+
+std::string left_out_note(std::uint64_t left_out) {
+    if (left_out == 0) return {};
+    return " (" + std::to_string(left_out) + " more like it left out)";
+}
+
+}  // namespace cb::daemon

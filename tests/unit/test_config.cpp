@@ -180,3 +180,44 @@ TEST_CASE("an admin socket open to every user of the machine is refused") {
     CHECK(all_errors(parse(text("0060"), "no owner")).find("broker's own user") !=
           std::string::npos);
 }
+
+TEST_CASE("the admission limits and the logon guard parse with their bounds") {
+    auto text = [](const std::string& extra) {
+        return R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/>)"
+               R"(<journal path="/a"/>)" +
+               extra + "</commbroker>";
+    };
+    auto plain = parse(text(""), "plain");
+    REQUIRE(plain.config);
+    auto& d = *plain.config;
+    CHECK(d.limits.max_connections_per_address == 1000);
+    CHECK(d.limits.hello_timeout == std::chrono::seconds(5));
+    CHECK(d.admin_socket.max_connections == 64);
+    CHECK(d.logon_guard.free_failures == 3);
+    CHECK(d.logon_guard.lock_after == 10);
+    CHECK(d.logon_guard.lock_for == std::chrono::minutes(1));
+
+    auto set = parse(text(R"(<limits maxConnections="50" maxConnectionsPerAddress="0" helloTimeout="2s"/>)"
+                          R"(<logonGuard freeFailures="0" firstDelay="100ms" maxDelay="1s" lockAfter="5" )"
+                          R"(lockFor="10m" forgetAfter="1h"/>)"
+                          R"(<cms id="A" url="http://127.0.0.1:1/cms" maxQueuedRequests="10"/>)"),
+                     "set");
+    REQUIRE_MESSAGE(set.config, all_errors(set));
+    auto& c = *set.config;
+    CHECK(c.limits.max_connections_per_address == 0);
+    CHECK(c.limits.hello_timeout == std::chrono::seconds(2));
+    CHECK(c.logon_guard.free_failures == 0);
+    CHECK(c.logon_guard.max_delay == std::chrono::seconds(1));
+    CHECK(c.logon_guard.lock_for == std::chrono::minutes(10));
+    CHECK(c.cms[0].max_queued_requests == 10);
+    // These apply to the next connection and logon: nothing to restart for.
+    CHECK(reload_diff(d, c).size() == 1);  // the new CMS link only
+    CHECK(reload_diff(d, c)[0].rfind("cms", 0) == 0);
+
+    auto bad = parse(text(R"(<logonGuard firstDelay="2s" maxDelay="1s"/>)"), "bad");
+    CHECK(all_errors(bad).find("maxDelay must be at least firstDelay") != std::string::npos);
+    CHECK_FALSE(parse(text(R"(<logonGuard lockAfter="0"/>)"), "zero").config);
+    CHECK_FALSE(parse(text(R"(<logonGuard/><logonGuard/>)"), "twice").config);
+    CHECK_FALSE(parse(text(R"(<logonGuard lockfor="1m"/>)"), "typo").config);
+    CHECK_FALSE(parse(text(R"(<limits helloTimeout="10ms"/>)"), "short").config);
+}

@@ -110,3 +110,36 @@ TEST_CASE("a request still waiting when the client is closed fails at once with 
     ioc.run();
     CHECK(order.size() == 2);
 }
+
+TEST_CASE("requests beyond max_waiting fail at once with busy; those queued keep their place") {
+    net::io_context ioc;
+    SilentPeer peer(ioc);
+    HttpClientOptions o;
+    o.url = *HttpUrl::parse(peer.url());
+    o.max_connections = 1;
+    o.max_waiting = 2;
+    auto client = HttpClient::create(ioc, o);
+
+    std::vector<std::string> order;
+    std::vector<HttpReply> replies(5);
+    for (int i = 0; i < 5; ++i)
+        client->post("<a/>", "a", 300ms, [&, i](HttpReply r) {
+            replies[i] = std::move(r);
+            order.push_back(std::to_string(i));
+        });
+    // One holds the connection, two wait; the fourth and fifth are refused before any deadline.
+    while (order.size() < 2 && ioc.run_one()) {
+    }
+    REQUIRE(order.size() == 2);
+    CHECK(order[0] == "3");
+    CHECK(order[1] == "4");
+    CHECK(replies[3].error.rfind("busy", 0) == 0);
+    CHECK_FALSE(replies[3].timed_out);
+    while (order.size() < 5 && ioc.run_one()) {
+    }
+    for (int i = 0; i < 3; ++i)
+        CHECK(replies[i].timed_out);
+    client->close();
+    peer.close();
+    ioc.run();
+}

@@ -1,0 +1,224 @@
+#include "config/password.hpp"
+#include "daemon/admission.hpp"
+#include "daemon/auth.hpp"
+#include "daemon/logging.hpp"
+
+#include <boost/asio/error.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <optional>
+
+using namespace cb::daemon;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+TEST_CASE("a connection budget bounds a listener in all and per source address") {
+    BudgetLimits limits{3, 2};
+    auto budget = ConnectionBudget::create([&] { return limits; });
+    ConnectionBudget::Ticket a1, a2, a3, b1, b2;
+    CHECK(budget->take("10.0.0.1", a1) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", a2) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", a3) == ConnectionBudget::Refusal::per_address);
+    CHECK(budget->take("10.0.0.2", b1) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.3", b2) == ConnectionBudget::Refusal::total);
+    CHECK(budget->open() == 3);
+    CHECK(budget->refused_total() == 1);
+    CHECK(budget->refused_per_address() == 1);
+
+    // A place given back (the ticket destroyed, reset or moved over) is free again.
+    a1.reset();
+    CHECK(budget->open() == 2);
+    CHECK(budget->take("10.0.0.1", a3) == ConnectionBudget::Refusal::none);
+    { ConnectionBudget::Ticket gone = std::move(a2); }
+    CHECK(budget->open() == 2);
+    CHECK(budget->take("10.0.0.1", a1) == ConnectionBudget::Refusal::none);
+    CHECK(budget->open() == 3);
+
+    // Limits are read at each take: a reload that lowers them applies to the next connection.
+    limits = {10, 0};
+    ConnectionBudget::Ticket more[4];
+    for (auto& t : more)
+        CHECK(budget->take("10.0.0.1", t) == ConnectionBudget::Refusal::none);
+    CHECK(budget->open() == 7);
+}
+
+TEST_CASE("the Unix socket's empty address has no per-address bound") {
+    auto budget = ConnectionBudget::create([] { return BudgetLimits{2, 1}; });
+    ConnectionBudget::Ticket t[3];
+    CHECK(budget->take("", t[0]) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("", t[1]) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("", t[2]) == ConnectionBudget::Refusal::total);
+}
+
+namespace {
+LogonPolicy test_policy() {
+    LogonPolicy p;
+    p.free_failures = 2;
+    p.first_delay = 100ms;
+    p.max_delay = 400ms;
+    p.lock_after = 6;
+    p.lock_for = 30s;
+    p.forget_after = 120s;
+    return p;
+}
+}  // namespace
+
+TEST_CASE("failed logons are answered later and later, then the address is locked") {
+    LogonGuard guard("test", test_policy);
+    auto t = Clock::time_point{} + 1h;
+    CHECK(guard.locked("10.0.0.1", "alice", t) == Clock::duration::zero());
+    CHECK(guard.failed("10.0.0.1", "u1", t) == Clock::duration::zero());
+    CHECK(guard.failed("10.0.0.1", "u2", t) == Clock::duration::zero());
+    CHECK(guard.failed("10.0.0.1", "u3", t) == 100ms);
+    CHECK(guard.failed("10.0.0.1", "u4", t) == 200ms);
+    CHECK(guard.failed("10.0.0.1", "u5", t) == 400ms);
+    CHECK(guard.locked("10.0.0.1", "alice", t) == Clock::duration::zero());
+    CHECK(guard.failed("10.0.0.1", "u6", t) == 400ms);  // the 6th: capped, and locks
+    CHECK(guard.locked("10.0.0.1", "alice", t) == 30s);
+    CHECK(guard.locked("10.0.0.1", "alice", t + 10s) == 20s);
+    // Another address is not concerned.
+    CHECK(guard.locked("10.0.0.2", "alice", t) == Clock::duration::zero());
+    // The lock ends; the next failure locks again at once (the burst has not ended).
+    CHECK(guard.locked("10.0.0.1", "alice", t + 31s) == Clock::duration::zero());
+    guard.failed("10.0.0.1", "u7", t + 31s);
+    CHECK(guard.locked("10.0.0.1", "alice", t + 31s) == 30s);
+    auto c = guard.counters();
+    CHECK(c.failures == 7);
+    CHECK(c.held == 5);
+    CHECK(c.locks == 2);
+    CHECK(c.refused == 3);
+}
+
+TEST_CASE("guessing at one user from many addresses locks that user") {
+    LogonGuard guard("test", test_policy);
+    auto t = Clock::time_point{} + 1h;
+    for (int i = 0; i < 6; ++i)
+        guard.failed("10.0.1." + std::to_string(i), "alice", t);
+    CHECK(guard.locked("10.9.9.9", "alice", t) == 30s);
+    CHECK(guard.locked("10.9.9.9", "bob", t) == Clock::duration::zero());
+}
+
+TEST_CASE("a quiet address starts afresh, and a success clears its address") {
+    LogonGuard guard("test", test_policy);
+    auto t = Clock::time_point{} + 1h;
+    for (int i = 0; i < 4; ++i)
+        guard.failed("10.0.0.1", "u" + std::to_string(i), t);
+    CHECK(guard.failed("10.0.0.1", "x", t) == 400ms);
+    // forget_after later: the burst is over.
+    CHECK(guard.failed("10.0.0.1", "y", t + 121s) == Clock::duration::zero());
+    guard.failed("10.0.0.1", "z1", t + 122s);
+    CHECK(guard.failed("10.0.0.1", "z2", t + 122s) == 100ms);
+    guard.succeeded("10.0.0.1");
+    CHECK(guard.failed("10.0.0.1", "z3", t + 123s) == Clock::duration::zero());
+}
+
+TEST_CASE("the guard remembers a bounded number of addresses") {
+    auto policy = [] {
+        auto p = test_policy();
+        p.max_tracked = 100;
+        return p;
+    };
+    LogonGuard guard("test", policy);
+    auto t = Clock::time_point{} + 1h;
+    // 6 failures lock 10.0.0.1; then 1,000 other addresses fail once each, at later times.
+    for (int i = 0; i < 6; ++i)
+        guard.failed("10.0.0.1", "u", t);
+    for (int i = 0; i < 1000; ++i)
+        guard.failed("spray-" + std::to_string(i), "v" + std::to_string(i),
+                     t + std::chrono::milliseconds(i + 1));
+    // The oldest went first: the locked address was forgotten, the table stayed bounded.
+    CHECK(guard.locked("10.0.0.1", "w", t + 2s) == Clock::duration::zero());
+    CHECK(guard.locked("spray-999", "w", t + 2s) == Clock::duration::zero());
+}
+
+TEST_CASE("an accept pacer backs off on a lack of descriptors and not on a passing error") {
+    AcceptPacer pacer("test listener");
+    namespace error = boost::asio::error;
+    CHECK(pacer.failed(error::connection_aborted) == 0ms);
+    CHECK(pacer.episodes() == 0);
+    boost::system::error_code emfile(EMFILE, boost::system::system_category());
+    CHECK(pacer.failed(emfile) == 10ms);
+    CHECK(pacer.failed(emfile) == 20ms);
+    for (int i = 0; i < 20; ++i)
+        pacer.failed(emfile);
+    CHECK(pacer.failed(emfile) == 1000ms);
+    CHECK(pacer.episodes() == 1);
+    pacer.accepted();
+    CHECK(pacer.failed(emfile) == 10ms);  // a new episode starts from the beginning
+    CHECK(pacer.episodes() == 2);
+}
+
+namespace {
+/// Runs one check and the io_context until its answer.
+LogonDoor::Result check_once(boost::asio::io_context& io, LogonDoor& door, std::string address,
+                             std::string user, std::string password, const std::string* hash) {
+    std::optional<LogonDoor::Result> got;
+    io.restart();
+    // The answer may come from a verifier thread: the io_context must wait for it, not run dry.
+    auto work = boost::asio::make_work_guard(io);
+    door.check(address, std::move(user), std::move(password), hash,
+               [&](LogonDoor::Result r) { got = r; });
+    auto deadline = Clock::now() + 10s;
+    while (!got && Clock::now() < deadline)
+        io.run_one_for(1s);
+    REQUIRE(got);
+    return *got;
+}
+}  // namespace
+
+TEST_CASE("a logon door: known credentials pass even while their user is locked") {
+    boost::asio::io_context io;
+    CredentialCache cache;
+    PasswordVerifier verifier(cache, 1, 16);
+    LogonDoor door(io, cache, verifier, "test", test_policy, 10000);
+    auto hash = cb::config::hash_password("secret", 10000);
+    using V = LogonDoor::Verdict;
+
+    CHECK(check_once(io, door, "10.0.0.1", "alice", "secret", &hash).verdict == V::ok);
+    for (int i = 0; i < 6; ++i)
+        CHECK(check_once(io, door, "10.0.0." + std::to_string(10 + i), "alice", "guess", &hash)
+                  .verdict == V::wrong);
+    // alice is locked for everyone who does not hold her password...
+    auto locked = check_once(io, door, "10.0.0.99", "alice", "guess", &hash);
+    CHECK(locked.verdict == V::locked);
+    CHECK(locked.retry_after == 30s);
+    // ...but the password verified before still opens the door, without the verifier.
+    auto hashed = verifier.counters().hashed;
+    CHECK(check_once(io, door, "10.0.0.1", "alice", "secret", &hash).verdict == V::ok);
+    CHECK(verifier.counters().hashed == hashed);
+    CHECK(door.counters().failures == 6);
+}
+
+TEST_CASE("a logon door checks an unknown user against a stand-in of the same cost") {
+    boost::asio::io_context io;
+    CredentialCache cache;
+    PasswordVerifier verifier(cache, 1, 16);
+    LogonDoor door(io, cache, verifier, "test", test_policy, 10000);
+    auto before = verifier.counters().hashed;
+    auto r = check_once(io, door, "10.0.0.1", "nobody", "guess", nullptr);
+    CHECK(r.verdict == LogonDoor::Verdict::wrong);
+    CHECK(verifier.counters().hashed == before + 1);  // a PBKDF2 ran, as for a known user
+    CHECK(door.counters().failures == 1);
+}
+
+TEST_CASE("a log limit lets a burst through, then says how many lines it left out") {
+    LogLimit limit(3, std::chrono::seconds(60));
+    auto t = Clock::time_point{} + 1h;
+    std::uint64_t left_out = 99;
+    for (int i = 0; i < 3; ++i) {
+        CHECK(limit.allow(left_out, t));
+        CHECK(left_out == 0);
+    }
+    for (int i = 0; i < 5; ++i)
+        CHECK_FALSE(limit.allow(left_out, t + 1s));
+    CHECK(limit.allow(left_out, t + 61s));  // a new window
+    CHECK(left_out == 5);
+    CHECK(left_out_note(left_out) == " (5 more like it left out)");
+    CHECK(limit.allow(left_out, t + 62s));
+    CHECK(left_out == 0);
+    CHECK(left_out_note(0).empty());
+}
