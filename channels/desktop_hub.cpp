@@ -231,7 +231,9 @@ void DesktopHub::route(const std::vector<Change>& changes, SteadyTime received, 
             else if (owner != owners_.end())
                 owners_.erase(owner);
             name = event_name(item.channel);
-            render = [&item] { return boost::json::serialize(to_json(item)); };
+            // A chat's postings reach desktops one by one (chatNewPosting) and in snapshots;
+            // its chatChanged events do not repeat them all.
+            render = [&item] { return boost::json::serialize(to_json(item, false)); };
         } else if (auto* released = std::get_if<ItemReleased>(&change)) {
             owners_.erase(item_key(released->system, released->id));
             continue;

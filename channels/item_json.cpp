@@ -29,7 +29,7 @@ json::object to_json(const ChatPosting& p) {
                         {"postDate", p.post_date}};
 }
 
-json::object to_json(const Item& i) {
+json::object to_json(const Item& i, bool with_postings) {
     json::object o;
     o["system"] = i.system;
     o["channel"] = to_string(i.channel);
@@ -56,10 +56,12 @@ json::object to_json(const Item& i) {
         case Channel::chat: {
             o["topic"] = i.topic;
             o["customerName"] = i.customer_name;
-            json::array posts;
-            for (auto& p : i.postings)
-                posts.push_back(to_json(p));
-            o["postings"] = std::move(posts);
+            if (with_postings) {
+                json::array posts;
+                for (auto& p : i.postings)
+                    posts.push_back(to_json(p));
+                o["postings"] = std::move(posts);
+            }
             break;
         }
         case Channel::email:

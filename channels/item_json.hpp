@@ -12,7 +12,9 @@
 
 namespace cb::channels {
 
-boost::json::object to_json(const Item& item);
+/// A chat with its postings (`with_postings`), as snapshots and the admin API show it, or without
+/// them, as a chatChanged event carries it (desktops get each posting as chatNewPosting).
+boost::json::object to_json(const Item& item, bool with_postings = true);
 boost::json::object to_json(const ChatPosting& posting);
 boost::json::object to_json(const AgentState& agent);
 /// An orphan as operators and supervisors see it: the item plus `reason`, `orphanedAt`,

@@ -411,6 +411,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("lockAfter", g.lock_after, 1, 100000);
             r.duration("lockFor", g.lock_for, Duration(1000), kDay);
             r.duration("forgetAfter", g.forget_after, Duration(1000), kDay);
+            r.number("maxChecking", g.max_checking, 1, 100000);
             r.check_unknown();
             if (g.max_delay < g.first_delay) r.error("maxDelay must be at least firstDelay");
         } else if (tag == "recovery") {
@@ -428,9 +429,11 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("maxFaultTextBytes", l.max_fault_text_bytes, 64, 65536);
             r.number("maxConnections", l.max_connections, 1, 1000000);
             r.number("maxConnectionsPerAddress", l.max_connections_per_address, 0, 1000000);
+            r.number("maxOpenConnections", l.max_open_connections, 0, 10000000);
             r.duration("helloTimeout", l.hello_timeout, 100 * kMs, std::chrono::minutes(5));
             r.number("maxFrameBytes", l.max_frame_bytes, 1024, 16 * 1024 * 1024);
             r.number("desktopQueue", l.desktop_queue, 1, 1000000);
+            r.number("maxChatPostings", l.max_chat_postings, 1, 100000);
             r.number("replayEvents", l.replay_events, 0, 10000000);
             r.duration("desktopSlowTimeout", l.desktop_slow_timeout, 100 * kMs,
                        std::chrono::minutes(10));
@@ -566,6 +569,8 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         kept.push_back("journal.fileCheckInterval");
     if (a.node.id != b.node.id) kept.push_back("node.id");
     if (a.node.threads != b.node.threads) kept.push_back("node.threads");
+    if (a.limits.max_chat_postings != b.limits.max_chat_postings)
+        kept.push_back("limits.maxChatPostings");
     if (a.limits.password_threads != b.limits.password_threads)
         kept.push_back("limits.passwordThreads");
     if (a.limits.password_queue != b.limits.password_queue) kept.push_back("limits.passwordQueue");

@@ -69,9 +69,13 @@ struct Limits {
     std::size_t max_fault_text_bytes = 1024;  // of a CMS's fault text, passed to desktops and logs
     unsigned max_connections = 20000;         // per listener
     unsigned max_connections_per_address = 1000;  // per listener and source address; 0: no bound
+    // all TCP listeners together; 0: the descriptor limit (RLIMIT_NOFILE) less 256 kept for the
+    // journal, the CMS links and the rest
+    unsigned max_open_connections = 0;
     Duration hello_timeout = std::chrono::seconds(5);  // a desktop's upgrade to its first frame
     std::size_t max_frame_bytes = 65536;
     unsigned desktop_queue = 1000;
+    unsigned max_chat_postings = 1000;  // a live chat's newest postings kept (memory, journal)
     unsigned replay_events = 10000;
     Duration desktop_slow_timeout = std::chrono::seconds(5);
     Duration http_idle_timeout = std::chrono::seconds(60);
@@ -88,6 +92,7 @@ struct LogonGuard {
     unsigned lock_after = 10;                          // failures that lock the address or user
     Duration lock_for = std::chrono::minutes(1);       // refused unchecked meanwhile
     Duration forget_after = std::chrono::minutes(10);  // quiet this long: starts afresh
+    unsigned max_checking = 32;  // password checks in flight per address or user
 };
 
 struct Recovery {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/error.hpp>
+#include <boost/asio/ip/address.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,8 +12,22 @@ namespace cb::daemon {
 
 // --- ConnectionBudget --------------------------------------------------------------------
 
+std::string source_of(const boost::asio::ip::address& address) {
+    if (address.is_v4()) return address.to_string();
+    auto v6 = address.to_v6();
+    if (v6.is_v4_mapped())
+        return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_string();
+    auto bytes = v6.to_bytes();
+    for (std::size_t i = 8; i < bytes.size(); ++i)
+        bytes[i] = 0;
+    return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
 ConnectionBudget::Ticket::Ticket(Ticket&& other) noexcept
-    : budget_(std::move(other.budget_)), address_(std::move(other.address_)) {
+    : budget_(std::move(other.budget_)),
+      address_(std::move(other.address_)),
+      per_address_(other.per_address_),
+      outer_(std::move(other.outer_)) {
     other.budget_.reset();
 }
 
@@ -21,6 +36,8 @@ ConnectionBudget::Ticket& ConnectionBudget::Ticket::operator=(Ticket&& other) no
         reset();
         budget_ = std::move(other.budget_);
         address_ = std::move(other.address_);
+        per_address_ = other.per_address_;
+        outer_ = std::move(other.outer_);
         other.budget_.reset();
     }
     return *this;
@@ -31,25 +48,33 @@ ConnectionBudget::Ticket::~Ticket() {
 }
 
 void ConnectionBudget::Ticket::reset() {
-    if (auto budget = std::move(budget_)) budget->give_back(address_);
+    if (auto budget = std::move(budget_)) budget->give_back(address_, per_address_);
     budget_.reset();
+    outer_.reset();  // the parent's place, after this budget's
 }
 
-std::shared_ptr<ConnectionBudget> ConnectionBudget::create(std::function<BudgetLimits()> limits) {
-    return std::shared_ptr<ConnectionBudget>(new ConnectionBudget(std::move(limits)));
+std::shared_ptr<ConnectionBudget> ConnectionBudget::create(
+    std::function<BudgetLimits()> limits, std::shared_ptr<ConnectionBudget> parent) {
+    return std::shared_ptr<ConnectionBudget>(
+        new ConnectionBudget(std::move(limits), std::move(parent)));
 }
 
-ConnectionBudget::ConnectionBudget(std::function<BudgetLimits()> limits)
-    : limits_(std::move(limits)) {}
+ConnectionBudget::ConnectionBudget(std::function<BudgetLimits()> limits,
+                                   std::shared_ptr<ConnectionBudget> parent)
+    : limits_(std::move(limits)), parent_(std::move(parent)) {}
 
 ConnectionBudget::Refusal ConnectionBudget::take(const std::string& address, Ticket& ticket) {
+    ticket.reset();  // before any lock: it may hold a place here
+    Ticket outer;    // destroyed after the lock below is let go
+    if (parent_ && parent_->take({}, outer) != Refusal::none) return Refusal::parent;
     auto limits = limits_();
     std::lock_guard lock(mutex_);
     if (open_ >= limits.total) {
         ++refused_total_;
         return Refusal::total;
     }
-    if (!address.empty() && limits.per_address > 0) {
+    bool per_address = !address.empty() && limits.per_address > 0;
+    if (per_address) {
         auto& n = by_address_[address];
         if (n >= limits.per_address) {
             ++refused_per_address_;
@@ -58,16 +83,17 @@ ConnectionBudget::Refusal ConnectionBudget::take(const std::string& address, Tic
         ++n;
     }
     ++open_;
-    ticket.reset();
     ticket.budget_ = shared_from_this();
     ticket.address_ = address;
+    ticket.per_address_ = per_address;
+    if (parent_) ticket.outer_ = std::make_unique<Ticket>(std::move(outer));
     return Refusal::none;
 }
 
-void ConnectionBudget::give_back(const std::string& address) {
+void ConnectionBudget::give_back(const std::string& address, bool per_address) {
     std::lock_guard lock(mutex_);
     --open_;
-    if (address.empty()) return;
+    if (!per_address) return;
     auto it = by_address_.find(address);
     if (it != by_address_.end() && --it->second == 0) by_address_.erase(it);
 }
@@ -103,30 +129,86 @@ long long seconds_up(std::chrono::steady_clock::duration d) {
 LogonGuard::LogonGuard(std::string door, std::function<LogonPolicy()> policy)
     : door_(std::move(door)), policy_(std::move(policy)) {}
 
-LogonGuard::Clock::duration LogonGuard::locked(const std::string& address, const std::string& user,
-                                               Clock::time_point now) {
-    std::lock_guard lock(mutex_);
-    Clock::duration wait{0};
-    for (auto* map : {&by_address_, &by_user_}) {
-        auto it = map->find(map == &by_address_ ? address : user);
-        if (it != map->end() && it->second.locked_until > now)
-            wait = std::max(wait, it->second.locked_until - now);
+std::string LogonGuard::user_key(const std::string& user) {
+    return user.size() <= kMaxUserKey ? user : user.substr(0, kMaxUserKey);
+}
+
+std::string printable(std::string_view text, std::size_t max) {
+    std::string out;
+    for (char c : text.substr(0, max)) {
+        auto u = static_cast<unsigned char>(c);
+        out += (u < 0x20 || u == 0x7f) ? '?' : c;
     }
-    if (wait > Clock::duration::zero()) ++counters_.refused;
+    if (text.size() > max) out += "...";
+    return out;
+}
+
+LogonGuard::Entry* LogonGuard::slot(Map& map, const std::string& key, const LogonPolicy& p,
+                                    Clock::time_point now) {
+    auto it = map.find(key);
+    if (it != map.end()) return &it->second;
+    if (map.size() >= p.max_tracked) {
+        // Full: the entry quiet longest goes, if it is neither locked nor being checked. A flood
+        // of fresh keys ends up here; it is linear, but only once the table is full, and each
+        // fresh key has cost a password check.
+        auto victim = map.end();
+        for (auto i = map.begin(); i != map.end(); ++i)
+            if (i->second.pending == 0 && i->second.locked_until <= now &&
+                (victim == map.end() || i->second.last < victim->second.last))
+                victim = i;
+        if (victim == map.end()) return nullptr;  // all locked or in flight: refuse
+        map.erase(victim);
+    }
+    return &map[key];
+}
+
+LogonGuard::Clock::duration LogonGuard::admit(const std::string& address, const std::string& user,
+                                              Clock::time_point now) {
+    auto p = policy_();
+    auto ukey = user_key(user);
+    std::lock_guard lock(mutex_);
+    bool trusted = trusted_.count(address + '\n' + ukey) > 0;
+    auto* a = slot(by_address_, address, p, now);
+    auto* u = slot(by_user_, ukey, p, now);
+    Clock::duration wait{0};
+    auto consider = [&](Entry* e) {
+        if (!e) return void(wait = std::max<Clock::duration>(wait, std::chrono::seconds(1)));
+        if (e->locked_until > now) wait = std::max(wait, e->locked_until - now);
+        // Checks in flight count against what is left before the lock once the address or
+        // user has failed in this burst (else a thousand guesses sent at once would all be
+        // checked before the first failure came back); and never more than maxChecking at once.
+        bool quiet = e->failures > 0 && now - e->last >= p.forget_after;
+        unsigned failures = quiet ? 0 : e->failures;
+        if ((failures > 0 && e->pending > 0 && failures + e->pending >= p.lock_after) ||
+            e->pending >= p.max_checking)
+            wait = std::max<Clock::duration>(wait, std::chrono::seconds(1));
+    };
+    consider(a);
+    // A user who has logged on from this address before is not locked out by guesses at the
+    // name from elsewhere.
+    if (!trusted) consider(u);
+    if (wait > Clock::duration::zero()) {
+        ++counters_.refused;
+        return wait;
+    }
+    ++a->pending;
+    ++u->pending;
     return wait;
+}
+
+void LogonGuard::release(Map& map, const std::string& key) {
+    auto it = map.find(key);
+    if (it != map.end() && it->second.pending > 0) --it->second.pending;
 }
 
 LogonGuard::Clock::duration LogonGuard::record(Map& map, const char* what, const std::string& key,
                                                const LogonPolicy& p, Clock::time_point now) {
-    if (map.size() >= p.max_tracked && !map.count(key)) {
-        // Full: whoever is tracked and quiet longest goes. A flood of fresh keys ends up here;
-        // it is linear, but only once the table is full, and each fresh key is one more hash.
-        auto oldest = std::min_element(
-            map.begin(), map.end(), [](auto& a, auto& b) { return a.second.last < b.second.last; });
-        if (oldest != map.end()) map.erase(oldest);
+    auto& e = map[key];  // admit() made it, and its pending check kept it
+    if (e.failures > 0 && now - e.last >= p.forget_after) {
+        auto pending = e.pending;
+        e = Entry{};
+        e.pending = pending;
     }
-    auto& e = map[key];
-    if (e.failures > 0 && now - e.last >= p.forget_after) e = Entry{};
     if (e.failures == 0) {
         e.first = now;
         // The first failure of a burst is logged; the next ones only when they lock.
@@ -143,7 +225,7 @@ LogonGuard::Clock::duration LogonGuard::record(Map& map, const char* what, const
             spdlog::warn(
                 "{}: failed logon {} {} {}; more failures are logged when they lock it and "
                 "when they stop",
-                door_, what[0] == 'a' ? "from" : "for", what, key);
+                door_, what[0] == 'a' ? "from" : "for", what, printable(key));
         } else {
             ++unlogged_;
         }
@@ -153,31 +235,55 @@ LogonGuard::Clock::duration LogonGuard::record(Map& map, const char* what, const
     if (e.failures >= p.lock_after && e.locked_until <= now) {
         e.locked_until = now + p.lock_for;
         ++counters_.locks;
-        spdlog::warn("{}: {} {} refused for {} s after {} failed logons", door_, what, key,
-                     seconds_up(p.lock_for), e.failures);
+        spdlog::warn("{}: {} {} refused for {} s after {} failed logons", door_, what,
+                     printable(key), seconds_up(p.lock_for), e.failures);
     }
     if (e.failures <= p.free_failures) return Clock::duration::zero();
     auto steps = std::min<unsigned>(e.failures - p.free_failures - 1, 20);
-    auto delay = std::chrono::duration_cast<Clock::duration>(p.first_delay) * (1LL << steps);
+    Clock::duration delay = p.max_delay;
+    if (p.first_delay.count() > 0 && steps < 20 && (p.max_delay / p.first_delay) >= (1LL << steps))
+        delay = std::chrono::duration_cast<Clock::duration>(p.first_delay) * (1LL << steps);
     return std::min<Clock::duration>(delay, p.max_delay);
 }
 
 LogonGuard::Clock::duration LogonGuard::failed(const std::string& address, const std::string& user,
                                                Clock::time_point now) {
     auto p = policy_();
+    auto ukey = user_key(user);
     std::lock_guard lock(mutex_);
+    release(by_address_, address);
+    release(by_user_, ukey);
     sweep(p, now);
     ++counters_.failures;
     auto a = record(by_address_, "address", address, p, now);
-    auto u = record(by_user_, "user", user, p, now);
+    auto u = record(by_user_, "user", ukey, p, now);
     auto delay = std::max(a, u);
     if (delay > Clock::duration::zero()) ++counters_.held;
     return delay;
 }
 
-void LogonGuard::succeeded(const std::string& address) {
+void LogonGuard::succeeded(const std::string& address, const std::string& user) {
+    auto p = policy_();
+    auto ukey = user_key(user);
     std::lock_guard lock(mutex_);
-    by_address_.erase(address);
+    release(by_address_, address);
+    release(by_user_, ukey);
+    // The address starts afresh; the user's count stays (someone elsewhere may be guessing),
+    // but this address is trusted for this user from now on.
+    if (auto it = by_address_.find(address); it != by_address_.end()) {
+        if (it->second.pending == 0)
+            by_address_.erase(it);
+        else
+            it->second = Entry{0, {}, {}, {}, it->second.pending};
+    }
+    if (trusted_.size() >= p.max_tracked) trusted_.clear();
+    trusted_.insert(address + '\n' + ukey);
+}
+
+void LogonGuard::abandoned(const std::string& address, const std::string& user) {
+    std::lock_guard lock(mutex_);
+    release(by_address_, address);
+    release(by_user_, user_key(user));
 }
 
 void LogonGuard::sweep(const LogonPolicy& p, Clock::time_point now) {
@@ -186,10 +292,11 @@ void LogonGuard::sweep(const LogonPolicy& p, Clock::time_point now) {
     for (auto* map : {&by_address_, &by_user_}) {
         for (auto it = map->begin(); it != map->end();) {
             auto& e = it->second;
-            if (now - e.last >= p.forget_after && e.locked_until <= now) {
+            if (e.pending == 0 && now - e.last >= p.forget_after && e.locked_until <= now) {
                 if (e.failures > 1)
                     spdlog::info("{}: failed logons {} stopped: {} in {} s", door_,
-                                 (map == &by_address_ ? "from address " : "for user ") + it->first,
+                                 (map == &by_address_ ? "from address " : "for user ") +
+                                     printable(it->first),
                                  e.failures, seconds_up(e.last - e.first));
                 it = map->erase(it);
             } else {

@@ -184,26 +184,40 @@ void LogonDoor::check(const std::string& address, std::string user, std::string 
     namespace net = boost::asio;
     using Clock = std::chrono::steady_clock;
     if (hash && cache_.known(user, password, *hash)) return done({Verdict::ok, {}});
-    if (auto wait = guard_.locked(address, user, Clock::now()); wait > Clock::duration::zero())
-        return done({Verdict::locked, std::chrono::ceil<std::chrono::seconds>(wait)});
+    if (auto wait = guard_.admit(address, user, Clock::now()); wait > Clock::duration::zero()) {
+        // Refused unchecked, and as late as the latest failure: a guesser that gets its refusal
+        // at once only asks again at once, and each refusal still costs a request's work here.
+        Result locked{Verdict::locked, std::chrono::ceil<std::chrono::seconds>(wait)};
+        auto timer = std::make_shared<net::steady_timer>(io_, guard_.policy().max_delay);
+        timer->async_wait([timer, locked, done = std::move(done)](
+                              const boost::system::error_code&) { done(locked); });
+        return;
+    }
     bool known_user = hash != nullptr;
     std::string checked = known_user ? *hash : stand_in_;
+    // The verdict comes on a verifier thread; `done` (and what it holds: a session, a request)
+    // is moved on to an I/O thread, so that it is never let go of on the verifier thread.
     verifier_.verify(
         user, std::move(password), std::move(checked),
-        [this, address, user, known_user, done = std::move(done)](PasswordVerifier::Verdict v) {
-            if (v == PasswordVerifier::Verdict::busy)
-                return net::post(io_, [done] { done({Verdict::busy, std::chrono::seconds(1)}); });
+        [this, address, user, known_user,
+         done = std::move(done)](PasswordVerifier::Verdict v) mutable {
+            if (v == PasswordVerifier::Verdict::busy) {
+                guard_.abandoned(address, user);
+                return net::post(io_, [done = std::move(done)] {
+                    done({Verdict::busy, std::chrono::seconds(1)});
+                });
+            }
             if (v == PasswordVerifier::Verdict::ok && known_user) {
-                guard_.succeeded(address);
-                return net::post(io_, [done] { done({Verdict::ok, {}}); });
+                guard_.succeeded(address, user);
+                return net::post(io_, [done = std::move(done)] { done({Verdict::ok, {}}); });
             }
             auto hold = guard_.failed(address, user, Clock::now());
             if (hold <= Clock::duration::zero())
-                return net::post(io_, [done] { done({Verdict::wrong, {}}); });
+                return net::post(io_, [done = std::move(done)] { done({Verdict::wrong, {}}); });
             // The answer is held back; the connection with it (its listener's budget bounds
             // how many a source can keep waiting).
             auto timer = std::make_shared<net::steady_timer>(io_, hold);
-            timer->async_wait([timer, done](const boost::system::error_code&) {
+            timer->async_wait([timer, done = std::move(done)](const boost::system::error_code&) {
                 done({Verdict::wrong, {}});
             });
         });

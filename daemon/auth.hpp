@@ -100,9 +100,12 @@ class PasswordVerifier {
 
 /// The whole check of a logon at one door (the ici port, the desktops, the admin API):
 /// - a credential the cache knows is let in at once, whatever the guard says;
-/// - a source address or user the guard has locked is refused unchecked (`locked`);
-/// - anything else goes to the password verifier, an unknown user against a stand-in hash of
-///   the default cost, so that a user's existence cannot be told by the time of the answer;
+/// - a source address or user the guard has locked is refused unchecked (`locked`), after the
+///   guard's `max_delay`, so that a guesser cannot turn instant refusals into a request flood;
+/// - anything else goes to the password verifier, an unknown user against a stand-in hash with
+///   the iterations of the door's first configured user (taken at start; a reload that changes
+///   them leaves the stand-in as it was), so that a user's existence cannot be told by the time
+///   of the answer;
 /// - a failure is answered after the guard's delay (`wrong`), a full queue at once (`busy`).
 /// Thread-safe.
 class LogonDoor {

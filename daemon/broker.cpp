@@ -9,6 +9,8 @@
 
 #include <boost/asio/signal_set.hpp>
 
+#include <sys/resource.h>
+
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
@@ -31,6 +33,7 @@ constexpr auto kDrainTimeout = std::chrono::seconds(10);
 channels::Registry::Limits registry_limits(const config::Config& c) {
     channels::Registry::Limits l;
     l.ended_retention = c.limits.ended_item_retention;
+    l.max_chat_postings = c.limits.max_chat_postings;
     return l;
 }
 
@@ -89,6 +92,7 @@ std::function<LogonPolicy()> logon_policy(const Broker* broker) {
         p.lock_after = g.lock_after;
         p.lock_for = g.lock_for;
         p.forget_after = g.forget_after;
+        p.max_checking = g.max_checking;
         return p;
     };
 }
@@ -106,6 +110,10 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       cms_(ioc_),
       sweep_timer_(ioc_),
       heartbeat_timer_(ioc_),
+      // room for every configured credential twice over (an old and a new password), so that
+      // a credential verified since the start stays known
+      credentials_(std::max<std::size_t>(
+          4096, 2 * (config_->agents.size() + config_->operators.size() + config_->cms.size()))),
       passwords_(credentials_, config_->limits.password_threads, config_->limits.password_queue),
       ici_door_(ioc_, credentials_, passwords_, "ici", logon_policy(this),
                 stand_in_iterations(config_->cms, &config::Cms::inbound_password_hash)),
@@ -151,11 +159,13 @@ namespace {
 
 /// The journal of the configured backend, opened and checked (throws JournalError). SQLite is
 /// the one built in; another backend is chosen here by `j.backend`.
-std::unique_ptr<recovery::Journal> open_journal(const config::Journal& j, bool start_empty) {
+std::unique_ptr<recovery::Journal> open_journal(const config::Journal& j,
+                                                std::size_t max_chat_postings, bool start_empty) {
     recovery::SqliteJournal::Options jo;
     jo.path = j.path;
     jo.sync_full = j.sync == config::Sync::full;
     jo.max_batch = j.max_batch;
+    jo.max_chat_postings = max_chat_postings;
     jo.wal_limit_bytes = j.wal_limit_bytes;
     jo.retry_delay = j.retry_delay;
     jo.retry_max_delay = j.retry_max_delay;
@@ -188,7 +198,7 @@ std::unique_ptr<recovery::Journal> open_journal(const config::Journal& j, bool s
 
 void Broker::start() {
     auto c = config();
-    journal_ = open_journal(c->journal, start_empty_);
+    journal_ = open_journal(c->journal, c->limits.max_chat_postings, start_empty_);
     auto loaded = journal_->load(now() - c->limits.ended_item_retention);
     spdlog::info("journal {} (sync={}): {} live items, {} ended items remembered, {} agent states",
                  c->journal.path, config::to_string(c->journal.sync), loaded.live.size(),
@@ -202,21 +212,38 @@ void Broker::start() {
                       std::move(loaded.orphans));
     journal_->start();
 
-    http_ = std::make_unique<HttpServer>(ioc_, [this] {
-        auto cfg = config();
-        HttpLimits l;
-        l.max_body_bytes = cfg->limits.max_body_bytes;
-        l.max_header_bytes = cfg->limits.max_header_bytes;
-        l.idle_timeout = cfg->limits.http_idle_timeout;
-        l.max_connections = cfg->limits.max_connections;
-        l.max_connections_per_address = cfg->limits.max_connections_per_address;
-        l.unix_max_connections = cfg->admin_socket.max_connections;
-        return l;
+    // Every TCP listener's connections together stay under the descriptor limit, less a
+    // reserve for the journal, the CMS links and the rest (limits maxOpenConnections).
+    unsigned descriptor_room = 1000000;
+    if (struct rlimit r{}; ::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur != RLIM_INFINITY)
+        descriptor_room = r.rlim_cur > 256 + 64
+                              ? static_cast<unsigned>(std::min<rlim_t>(r.rlim_cur - 256, 10000000))
+                              : 64;
+    all_connections_ = ConnectionBudget::create([this, descriptor_room] {
+        auto open = config()->limits.max_open_connections;
+        return BudgetLimits{open ? open : descriptor_room, 0};
     });
+    spdlog::info("connections: at most {} on all TCP listeners together",
+                 c->limits.max_open_connections ? c->limits.max_open_connections : descriptor_room);
+    http_ = std::make_unique<HttpServer>(
+        ioc_,
+        [this] {
+            auto cfg = config();
+            HttpLimits l;
+            l.max_body_bytes = cfg->limits.max_body_bytes;
+            l.max_header_bytes = cfg->limits.max_header_bytes;
+            l.idle_timeout = cfg->limits.http_idle_timeout;
+            l.max_connections = cfg->limits.max_connections;
+            l.max_connections_per_address = cfg->limits.max_connections_per_address;
+            l.unix_max_connections = cfg->admin_socket.max_connections;
+            return l;
+        },
+        all_connections_);
     auto ici = std::make_shared<IciService>(*this);
     auto admin = std::make_shared<AdminApi>(*this);
-    desktop_ =
-        std::make_unique<DesktopServer>(ioc_, std::make_shared<DesktopProtocol>(*this), [this] {
+    desktop_ = std::make_unique<DesktopServer>(
+        ioc_, std::make_shared<DesktopProtocol>(*this),
+        [this] {
             auto cfg = config();
             DesktopLimits l;
             l.max_frame_bytes = cfg->limits.max_frame_bytes;
@@ -224,7 +251,8 @@ void Broker::start() {
             l.max_connections_per_address = cfg->limits.max_connections_per_address;
             l.hello_timeout = cfg->limits.hello_timeout;
             return l;
-        });
+        },
+        all_connections_);
     for (auto& l : c->listens) {
         if (l.service == config::Service::desktop) {
             try {
@@ -373,6 +401,7 @@ ReloadResult Broker::reload() {
     next->journal = running->journal;
     next->node.id = running->node.id;
     next->node.threads = running->node.threads;
+    next->limits.max_chat_postings = running->limits.max_chat_postings;  // the journal's too
     next->log.target = running->log.target;
     // Inbound accounts of a CMS may change live; its outbound link keeps running as it is.
     for (auto& m : next->cms)

@@ -286,6 +286,7 @@ class Broker {
     std::unordered_map<std::string, std::optional<std::string>> mode_in_flight_;
     std::atomic<std::uint64_t> cms_outages_{0};
     std::unique_ptr<recovery::Journal> journal_;
+    std::shared_ptr<ConnectionBudget> all_connections_;  // of every TCP listener together
     std::unique_ptr<HttpServer> http_;
     CredentialCache credentials_;
     ResumeKeys resume_keys_;

@@ -29,10 +29,11 @@ namespace {
 /// One desktop listener: its acceptor, its connection budget and its accept back-off, all on
 /// the acceptor's strand (the budget is thread-safe: sessions give their place back anywhere).
 struct Acceptor {
-    Acceptor(net::io_context& ioc, std::function<BudgetLimits()> limits)
+    Acceptor(net::io_context& ioc, std::function<BudgetLimits()> limits,
+             std::shared_ptr<ConnectionBudget> all)
         : acceptor(net::make_strand(ioc)),
           retry(acceptor.get_executor()),
-          budget(ConnectionBudget::create(std::move(limits))),
+          budget(ConnectionBudget::create(std::move(limits), std::move(all))),
           pacer("desktop listener") {}
     tcp::acceptor acceptor;
     net::steady_timer retry;
@@ -48,6 +49,7 @@ struct DesktopServer::Shared {
     std::atomic<std::uint64_t> refused_over_limit{0};
     std::atomic<std::uint64_t> refused_per_address{0};
     std::atomic<std::uint64_t> hello_timeouts{0};
+    std::shared_ptr<ConnectionBudget> all;  // of every TCP listener; may be null
     std::mutex mutex;
     std::vector<std::shared_ptr<Acceptor>> acceptors;
 };
@@ -320,8 +322,10 @@ void DesktopSession::close(channels::ByeReason reason) {
 }
 
 DesktopServer::DesktopServer(net::io_context& ioc, std::shared_ptr<DesktopService> service,
-                             std::function<DesktopLimits()> limits)
+                             std::function<DesktopLimits()> limits,
+                             std::shared_ptr<ConnectionBudget> all)
     : ioc_(ioc), shared_(std::make_shared<Shared>()) {
+    shared_->all = std::move(all);
     shared_->service = std::move(service);
     shared_->limits = std::move(limits);
 }
@@ -354,7 +358,7 @@ void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
             a->pacer.accepted();
             beast::error_code pe;
             auto ep = socket.remote_endpoint(pe);
-            auto ip = pe ? std::string("?") : ep.address().to_string();
+            auto ip = pe ? std::string("?") : source_of(ep.address());
             ConnectionBudget::Ticket ticket;
             auto refusal = a->budget->take(ip, ticket);
             if (refusal != ConnectionBudget::Refusal::none) {
@@ -379,15 +383,18 @@ void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
 }  // namespace
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port) {
-    auto a = std::make_shared<Acceptor>(ioc_, [shared = std::weak_ptr<Shared>(shared_)] {
-        BudgetLimits b;
-        if (auto s = shared.lock()) {
-            auto l = s->limits();
-            b.total = l.max_connections;
-            b.per_address = l.max_connections_per_address;
-        }
-        return b;
-    });
+    auto a = std::make_shared<Acceptor>(
+        ioc_,
+        [shared = std::weak_ptr<Shared>(shared_)] {
+            BudgetLimits b;
+            if (auto s = shared.lock()) {
+                auto l = s->limits();
+                b.total = l.max_connections;
+                b.per_address = l.max_connections_per_address;
+            }
+            return b;
+        },
+        shared_->all);
     tcp::endpoint ep(net::ip::make_address(address), port);
     a->acceptor.open(ep.protocol());
     a->acceptor.set_option(net::socket_base::reuse_address(true));

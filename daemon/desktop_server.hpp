@@ -65,7 +65,7 @@ class DesktopSession : public channels::DesktopLink,
     const std::string& agent() const { return agent_; }
     void set_agent(std::string agent) { agent_ = std::move(agent); }
     const std::string& peer() const { return peer_; }
-    /// The source address alone (for the logon guard).
+    /// The source's key (source_of(): the address, or an IPv6 /64), for the logon guard.
     const std::string& ip() const { return ip_; }
     bool closing() const { return closing_.load(); }
     /// A hello waits for its password check (session strand only).
@@ -92,10 +92,14 @@ class DesktopSession : public channels::DesktopLink,
     friend struct Impl;
 };
 
+class ConnectionBudget;
+
 class DesktopServer {
   public:
+    /// `all`: the budget of every TCP listener, which each desktop connection also takes from.
     DesktopServer(boost::asio::io_context& ioc, std::shared_ptr<DesktopService> service,
-                  std::function<DesktopLimits()> limits);
+                  std::function<DesktopLimits()> limits,
+                  std::shared_ptr<ConnectionBudget> all = {});
     ~DesktopServer();
 
     boost::asio::ip::tcp::endpoint listen(const std::string& address, std::uint16_t port);

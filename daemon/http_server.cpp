@@ -48,8 +48,8 @@ PeerInfo peer_of(const tcp::socket& s) {
     beast::error_code ec;
     auto ep = s.remote_endpoint(ec);
     if (ec) return {"?", "?", false};
-    auto ip = ep.address().to_string();
-    return {ip + ":" + std::to_string(ep.port()), ip, false};
+    return {ep.address().to_string() + ":" + std::to_string(ep.port()), source_of(ep.address()),
+            false};
 }
 PeerInfo peer_of(const unix_socket::socket&) {
     return {"unix", "", true};
@@ -226,13 +226,14 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
   public:
     Listener(net::io_context& ioc, typename Protocol::acceptor acceptor,
              std::shared_ptr<HttpServer::Shared> shared, std::shared_ptr<HttpHandler> handler,
-             std::string name, std::function<BudgetLimits()> limits)
+             std::string name, std::function<BudgetLimits()> limits,
+             std::shared_ptr<ConnectionBudget> parent)
         : ioc_(ioc),
           acceptor_(std::move(acceptor)),
           retry_(acceptor_.get_executor()),
           shared_(std::move(shared)),
           handler_(std::move(handler)),
-          budget_(ConnectionBudget::create(std::move(limits))),
+          budget_(ConnectionBudget::create(std::move(limits), std::move(parent))),
           pacer_(std::move(name)) {}
 
     void start() {
@@ -278,8 +279,9 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
                 ->start();
         } else {
             // Closed unanswered: an answer would cost what the budget is there to bound.
-            (refusal == ConnectionBudget::Refusal::total ? shared_->counters.refused_over_limit
-                                                         : shared_->counters.refused_per_address)
+            (refusal == ConnectionBudget::Refusal::per_address
+                 ? shared_->counters.refused_per_address
+                 : shared_->counters.refused_over_limit)
                 .fetch_add(1);
             beast::error_code ignored;
             socket.close(ignored);
@@ -298,8 +300,10 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
 
 }  // namespace
 
-HttpServer::HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits)
+HttpServer::HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits,
+                       std::shared_ptr<ConnectionBudget> all)
     : ioc_(ioc),
+      all_(std::move(all)),
       shared_(std::make_shared<Shared>()),
       connections_(shared_->connections),
       counters_(shared_->counters) {
@@ -324,16 +328,18 @@ tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t p
     acceptor.listen(net::socket_base::max_listen_connections);
     auto bound = acceptor.local_endpoint();
     auto name = "listener " + bound.address().to_string() + ":" + std::to_string(bound.port());
-    auto l = std::make_shared<Listener<tcp>>(ioc_, std::move(acceptor), shared_, std::move(handler),
-                                             name, [shared = std::weak_ptr<Shared>(shared_)] {
-                                                 BudgetLimits b;
-                                                 if (auto s = shared.lock()) {
-                                                     auto l = s->limits();
-                                                     b.total = l.max_connections;
-                                                     b.per_address = l.max_connections_per_address;
-                                                 }
-                                                 return b;
-                                             });
+    auto l = std::make_shared<Listener<tcp>>(
+        ioc_, std::move(acceptor), shared_, std::move(handler), name,
+        [shared = std::weak_ptr<Shared>(shared_)] {
+            BudgetLimits b;
+            if (auto s = shared.lock()) {
+                auto l = s->limits();
+                b.total = l.max_connections;
+                b.per_address = l.max_connections_per_address;
+            }
+            return b;
+        },
+        all_);
     l->start();
     std::lock_guard lock(shared_->mutex);
     shared_->closers.push_back([l] { l->close(); });
@@ -397,7 +403,8 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode,
             if (auto s = shared.lock()) b.total = s->limits().unix_max_connections;
             b.per_address = 0;
             return b;
-        });
+        },
+        nullptr);  // never within the network listeners' budget
     l->start();
     std::lock_guard lock(shared_->mutex);
     shared_->closers.push_back([l, path, dev = made.st_dev, ino = made.st_ino] {

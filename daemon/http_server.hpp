@@ -30,7 +30,7 @@ using Response = http::response<http::string_body>;
 
 struct PeerInfo {
     std::string address;        ///< "ip:port", or "unix" for the admin socket
-    std::string ip;             ///< the source address alone; empty for the admin socket
+    std::string ip;             ///< the source's key (source_of()); empty for the admin socket
     bool local_socket = false;  ///< came through the Unix socket: file permissions decided
 };
 
@@ -63,9 +63,14 @@ struct HttpCounters {
     std::atomic<std::uint64_t> timeouts{0};
 };
 
+class ConnectionBudget;
+
 class HttpServer {
   public:
-    HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits);
+    /// `all`: the budget every TCP listener's connections are also taken from (none if null);
+    /// the Unix socket never is.
+    HttpServer(net::io_context& ioc, std::function<HttpLimits()> limits,
+               std::shared_ptr<ConnectionBudget> all = {});
     ~HttpServer();
 
     /// Starts accepting on a TCP address; returns the bound endpoint (port 0 takes a free one).
@@ -86,6 +91,7 @@ class HttpServer {
 
   private:
     net::io_context& ioc_;
+    std::shared_ptr<ConnectionBudget> all_;
     std::shared_ptr<Shared> shared_;
     std::atomic<std::size_t>& connections_;
     HttpCounters& counters_;

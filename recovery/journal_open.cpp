@@ -299,6 +299,12 @@ std::unique_ptr<SqliteJournal> SqliteJournal::open_checked(const Options& option
            "channel=?3,version=?4,state=?5,ended_at=?6,snapshot=?7");
     st->delete_postings = mk("DELETE FROM postings WHERE system=?1 AND chat_id=?2");
     st->insert_posting = mk("INSERT INTO postings(system,chat_id,posting) VALUES(?1,?2,?3)");
+    // All but the chat's newest ?3 postings (the index on (system, chat_id) holds seq, the
+    // rowid, in order: a walk of ?3 entries, no sort).
+    st->trim_postings =
+        mk("DELETE FROM postings WHERE system=?1 AND chat_id=?2 AND seq <= "
+           "(SELECT seq FROM postings WHERE system=?1 AND chat_id=?2 "
+           "ORDER BY seq DESC LIMIT 1 OFFSET ?3)");
     st->upsert_agent =
         mk("INSERT INTO agents(system,user_id,state) VALUES(?1,?2,?3) "
            "ON CONFLICT(system,user_id) DO UPDATE SET state=?3");

@@ -57,11 +57,11 @@ inline std::string column_text(sqlite3_stmt* s, int i) {
 namespace cb::recovery {
 
 struct SqliteJournal::Statements {
-    std::unique_ptr<sql::Stmt> upsert_item, end_item, delete_postings, insert_posting, upsert_agent,
-        upsert_subscription, prune_items, upsert_session, end_session, end_session_replay,
-        insert_event, insert_replay, trim_replay, update_session_seq, prune_events,
-        delete_subscription, insert_audit, upsert_orphan, delete_orphan, delete_item, begin, commit,
-        rollback;
+    std::unique_ptr<sql::Stmt> upsert_item, end_item, delete_postings, insert_posting,
+        trim_postings, upsert_agent, upsert_subscription, prune_items, upsert_session, end_session,
+        end_session_replay, insert_event, insert_replay, trim_replay, update_session_seq,
+        prune_events, delete_subscription, insert_audit, upsert_orphan, delete_orphan, delete_item,
+        begin, commit, rollback;
 };
 
 }  // namespace cb::recovery

@@ -259,6 +259,12 @@ void SqliteJournal::write(const Change& change) {
                 bind_text(s.get(), 2, c.posting.chat_session_id);
                 bind_text(s.get(), 3, stored::encode(c.posting));
                 step(s);
+                // The chat keeps its newest maxChatPostings here as in the registry.
+                auto& t = *stmts_->trim_postings;
+                bind_text(t.get(), 1, c.system);
+                bind_text(t.get(), 2, c.posting.chat_session_id);
+                bind_int(t.get(), 3, static_cast<std::int64_t>(options_.max_chat_postings));
+                step(t);
             } else if constexpr (std::is_same_v<T, channels::AgentStored>) {
                 auto& s = *stmts_->upsert_agent;
                 bind_text(s.get(), 1, c.agent.system);

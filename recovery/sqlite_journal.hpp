@@ -53,6 +53,7 @@ class SqliteJournal final : public Journal {
         std::string path;
         bool sync_full = true;
         unsigned max_batch = 1024;
+        std::size_t max_chat_postings = 1000;  ///< a chat's newest postings kept, the rest deleted
         std::size_t wal_limit_bytes = 16 * 1024 * 1024;
         std::chrono::milliseconds retry_delay{100};
         std::chrono::milliseconds retry_max_delay{5000};

@@ -6,6 +6,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 
 #include <doctest/doctest.h>
 
@@ -54,6 +55,52 @@ TEST_CASE("the Unix socket's empty address has no per-address bound") {
     CHECK(budget->take("", t[2]) == ConnectionBudget::Refusal::total);
 }
 
+TEST_CASE("a listener's budget takes its place in the budget of all listeners too") {
+    auto all = ConnectionBudget::create([] { return BudgetLimits{3, 0}; });
+    auto a = ConnectionBudget::create([] { return BudgetLimits{2, 0}; }, all);
+    auto b = ConnectionBudget::create([] { return BudgetLimits{2, 0}; }, all);
+    ConnectionBudget::Ticket t[5];
+    CHECK(a->take("10.0.0.1", t[0]) == ConnectionBudget::Refusal::none);
+    CHECK(a->take("10.0.0.1", t[1]) == ConnectionBudget::Refusal::none);
+    CHECK(a->take("10.0.0.1", t[2]) == ConnectionBudget::Refusal::total);  // a's own is full
+    CHECK(all->open() == 2);  // a refusal gives the outer place back
+    CHECK(b->take("10.0.0.2", t[3]) == ConnectionBudget::Refusal::none);
+    CHECK(b->take("10.0.0.2", t[4]) == ConnectionBudget::Refusal::parent);  // all are in use
+    CHECK(b->open() == 1);
+    t[0].reset();
+    CHECK(all->open() == 2);
+    CHECK(b->take("10.0.0.2", t[4]) == ConnectionBudget::Refusal::none);
+    CHECK(all->open() == 3);
+}
+
+TEST_CASE("a reload that switches the per-address bound on or off keeps the counts right") {
+    BudgetLimits limits{10, 0};
+    auto budget = ConnectionBudget::create([&] { return limits; });
+    ConnectionBudget::Ticket uncounted;
+    CHECK(budget->take("10.0.0.1", uncounted) == ConnectionBudget::Refusal::none);
+    limits = {10, 1};
+    ConnectionBudget::Ticket counted, over;
+    CHECK(budget->take("10.0.0.1", counted) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", over) == ConnectionBudget::Refusal::per_address);
+    uncounted.reset();  // taken while unbounded: does not free the counted place
+    CHECK(budget->take("10.0.0.1", over) == ConnectionBudget::Refusal::per_address);
+    counted.reset();
+    CHECK(budget->take("10.0.0.1", over) == ConnectionBudget::Refusal::none);
+    // A ticket taken again in the same budget gives its old place back first.
+    CHECK(budget->take("10.0.0.2", over) == ConnectionBudget::Refusal::none);
+    CHECK(budget->open() == 1);
+}
+
+TEST_CASE("a source is an IPv4 address or an IPv6 /64") {
+    namespace ip = boost::asio::ip;
+    CHECK(source_of(ip::make_address("192.0.2.7")) == "192.0.2.7");
+    CHECK(source_of(ip::make_address("::ffff:192.0.2.7")) == "192.0.2.7");
+    CHECK(source_of(ip::make_address("2001:db8:1:2:aaaa:bbbb:cccc:dddd")) == "2001:db8:1:2::/64");
+    CHECK(source_of(ip::make_address("2001:db8:1:2::9")) ==
+          source_of(ip::make_address("2001:db8:1:2:ffff::1")));
+    CHECK(source_of(ip::make_address("::1")) == "::/64");
+}
+
 namespace {
 LogonPolicy test_policy() {
     LogonPolicy p;
@@ -67,25 +114,32 @@ LogonPolicy test_policy() {
 }
 }  // namespace
 
+namespace {
+/// One logon that fails: admitted, then failed; returns how long its answer is held.
+Clock::duration fail(LogonGuard& guard, const std::string& address, const std::string& user,
+                     Clock::time_point when) {
+    REQUIRE(guard.admit(address, user, when) == Clock::duration::zero());
+    return guard.failed(address, user, when);
+}
+}  // namespace
+
 TEST_CASE("failed logons are answered later and later, then the address is locked") {
     LogonGuard guard("test", test_policy);
     auto t = Clock::time_point{} + 1h;
-    CHECK(guard.locked("10.0.0.1", "alice", t) == Clock::duration::zero());
-    CHECK(guard.failed("10.0.0.1", "u1", t) == Clock::duration::zero());
-    CHECK(guard.failed("10.0.0.1", "u2", t) == Clock::duration::zero());
-    CHECK(guard.failed("10.0.0.1", "u3", t) == 100ms);
-    CHECK(guard.failed("10.0.0.1", "u4", t) == 200ms);
-    CHECK(guard.failed("10.0.0.1", "u5", t) == 400ms);
-    CHECK(guard.locked("10.0.0.1", "alice", t) == Clock::duration::zero());
-    CHECK(guard.failed("10.0.0.1", "u6", t) == 400ms);  // the 6th: capped, and locks
-    CHECK(guard.locked("10.0.0.1", "alice", t) == 30s);
-    CHECK(guard.locked("10.0.0.1", "alice", t + 10s) == 20s);
+    CHECK(fail(guard, "10.0.0.1", "u1", t) == Clock::duration::zero());
+    CHECK(fail(guard, "10.0.0.1", "u2", t) == Clock::duration::zero());
+    CHECK(fail(guard, "10.0.0.1", "u3", t) == 100ms);
+    CHECK(fail(guard, "10.0.0.1", "u4", t) == 200ms);
+    CHECK(fail(guard, "10.0.0.1", "u5", t) == 400ms);
+    CHECK(fail(guard, "10.0.0.1", "u6", t) == 400ms);  // the 6th: capped, and locks
+    CHECK(guard.admit("10.0.0.1", "alice", t) == 30s);
+    CHECK(guard.admit("10.0.0.1", "alice", t + 10s) == 20s);
     // Another address is not concerned.
-    CHECK(guard.locked("10.0.0.2", "alice", t) == Clock::duration::zero());
+    CHECK(guard.admit("10.0.0.2", "alice", t) == Clock::duration::zero());
+    guard.abandoned("10.0.0.2", "alice");
     // The lock ends; the next failure locks again at once (the burst has not ended).
-    CHECK(guard.locked("10.0.0.1", "alice", t + 31s) == Clock::duration::zero());
-    guard.failed("10.0.0.1", "u7", t + 31s);
-    CHECK(guard.locked("10.0.0.1", "alice", t + 31s) == 30s);
+    CHECK(fail(guard, "10.0.0.1", "alice", t + 31s) == 400ms);
+    CHECK(guard.admit("10.0.0.1", "bob", t + 31s) == 30s);
     auto c = guard.counters();
     CHECK(c.failures == 7);
     CHECK(c.held == 5);
@@ -93,30 +147,67 @@ TEST_CASE("failed logons are answered later and later, then the address is locke
     CHECK(c.refused == 3);
 }
 
-TEST_CASE("guessing at one user from many addresses locks that user") {
+TEST_CASE(
+    "guessing at one user from many addresses locks that user, but not where they logged on") {
     LogonGuard guard("test", test_policy);
     auto t = Clock::time_point{} + 1h;
+    REQUIRE(guard.admit("10.5.5.5", "alice", t) == Clock::duration::zero());
+    guard.succeeded("10.5.5.5", "alice");
     for (int i = 0; i < 6; ++i)
-        guard.failed("10.0.1." + std::to_string(i), "alice", t);
-    CHECK(guard.locked("10.9.9.9", "alice", t) == 30s);
-    CHECK(guard.locked("10.9.9.9", "bob", t) == Clock::duration::zero());
+        fail(guard, "10.0.1." + std::to_string(i), "alice", t);
+    CHECK(guard.admit("10.9.9.9", "alice", t) == 30s);
+    CHECK(guard.admit("10.9.9.9", "bob", t) == Clock::duration::zero());
+    guard.abandoned("10.9.9.9", "bob");
+    // alice's own address is trusted for her: the lock on the name does not apply there.
+    CHECK(guard.admit("10.5.5.5", "alice", t) == Clock::duration::zero());
+    guard.succeeded("10.5.5.5", "alice");
 }
 
 TEST_CASE("a quiet address starts afresh, and a success clears its address") {
     LogonGuard guard("test", test_policy);
     auto t = Clock::time_point{} + 1h;
     for (int i = 0; i < 4; ++i)
-        guard.failed("10.0.0.1", "u" + std::to_string(i), t);
-    CHECK(guard.failed("10.0.0.1", "x", t) == 400ms);
+        fail(guard, "10.0.0.1", "u" + std::to_string(i), t);
+    CHECK(fail(guard, "10.0.0.1", "x", t) == 400ms);
     // forget_after later: the burst is over.
-    CHECK(guard.failed("10.0.0.1", "y", t + 121s) == Clock::duration::zero());
-    guard.failed("10.0.0.1", "z1", t + 122s);
-    CHECK(guard.failed("10.0.0.1", "z2", t + 122s) == 100ms);
-    guard.succeeded("10.0.0.1");
-    CHECK(guard.failed("10.0.0.1", "z3", t + 123s) == Clock::duration::zero());
+    CHECK(fail(guard, "10.0.0.1", "y", t + 121s) == Clock::duration::zero());
+    fail(guard, "10.0.0.1", "z1", t + 122s);
+    CHECK(fail(guard, "10.0.0.1", "z2", t + 122s) == 100ms);
+    REQUIRE(guard.admit("10.0.0.1", "z", t + 123s) == Clock::duration::zero());
+    guard.succeeded("10.0.0.1", "z");
+    CHECK(fail(guard, "10.0.0.1", "z3", t + 123s) == Clock::duration::zero());
 }
 
-TEST_CASE("the guard remembers a bounded number of addresses") {
+TEST_CASE("checks in flight count: a burst sent at once is not all checked") {
+    auto policy = [] {
+        auto p = test_policy();
+        p.max_checking = 4;
+        return p;
+    };
+    LogonGuard guard("test", policy);
+    auto t = Clock::time_point{} + 1h;
+    // At most max_checking at once from one address, failures or not.
+    for (int i = 0; i < 4; ++i)
+        CHECK(guard.admit("10.0.0.9", "u" + std::to_string(i), t) == Clock::duration::zero());
+    CHECK(guard.admit("10.0.0.9", "u4", t) == 1s);
+    guard.succeeded("10.0.0.9", "u0");
+    CHECK(guard.admit("10.0.0.9", "u5", t) == Clock::duration::zero());
+    for (auto* u : {"u1", "u2", "u3", "u5"})
+        guard.abandoned("10.0.0.9", u);
+
+    // Once an address has failed, what is in flight counts against what is left before the
+    // lock (lock_after 6): with 4 failures, 2 more may be checked at once, not 4.
+    for (int i = 0; i < 4; ++i)
+        fail(guard, "10.0.0.7", "v" + std::to_string(i), t);
+    CHECK(guard.admit("10.0.0.7", "w1", t) == Clock::duration::zero());
+    CHECK(guard.admit("10.0.0.7", "w2", t) == Clock::duration::zero());
+    CHECK(guard.admit("10.0.0.7", "w3", t) == 1s);
+    guard.failed("10.0.0.7", "w1", t);
+    guard.failed("10.0.0.7", "w2", t);
+    CHECK(guard.admit("10.0.0.7", "w3", t) == 30s);  // six failures: locked
+}
+
+TEST_CASE("the guard remembers a bounded number of addresses, and never forgets a lock early") {
     auto policy = [] {
         auto p = test_policy();
         p.max_tracked = 100;
@@ -124,15 +215,21 @@ TEST_CASE("the guard remembers a bounded number of addresses") {
     };
     LogonGuard guard("test", policy);
     auto t = Clock::time_point{} + 1h;
-    // 6 failures lock 10.0.0.1; then 1,000 other addresses fail once each, at later times.
     for (int i = 0; i < 6; ++i)
-        guard.failed("10.0.0.1", "u", t);
+        fail(guard, "10.0.0.1", "u", t);
+    // 1,000 other addresses fail once each, later: the table stays at 100, the quiet ones go.
     for (int i = 0; i < 1000; ++i)
-        guard.failed("spray-" + std::to_string(i), "v" + std::to_string(i),
-                     t + std::chrono::milliseconds(i + 1));
-    // The oldest went first: the locked address was forgotten, the table stayed bounded.
-    CHECK(guard.locked("10.0.0.1", "w", t + 2s) == Clock::duration::zero());
-    CHECK(guard.locked("spray-999", "w", t + 2s) == Clock::duration::zero());
+        fail(guard, "spray-" + std::to_string(i), "v" + std::to_string(i),
+             t + std::chrono::milliseconds(i + 1));
+    CHECK(guard.admit("10.0.0.1", "w", t + 2s) == 28s);
+    CHECK(guard.admit("fresh", "w2", t + 2s) == Clock::duration::zero());
+    guard.abandoned("fresh", "w2");
+}
+
+TEST_CASE("text from clients is made safe for a log line") {
+    CHECK(printable("alice") == "alice");
+    CHECK(printable("a\r\nforged line") == "a??forged line");
+    CHECK(printable(std::string(300, 'x'), 10) == "xxxxxxxxxx...");
 }
 
 TEST_CASE("an accept pacer backs off on a lack of descriptors and not on a passing error") {

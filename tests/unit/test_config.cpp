@@ -220,4 +220,11 @@ TEST_CASE("the admission limits and the logon guard parse with their bounds") {
     CHECK_FALSE(parse(text(R"(<logonGuard/><logonGuard/>)"), "twice").config);
     CHECK_FALSE(parse(text(R"(<logonGuard lockfor="1m"/>)"), "typo").config);
     CHECK_FALSE(parse(text(R"(<limits helloTimeout="10ms"/>)"), "short").config);
+
+    // A chat's postings are bounded in memory and in the journal alike: a restart changes it.
+    auto chats = parse(text(R"(<limits maxChatPostings="50"/>)"), "chats");
+    REQUIRE(chats.config);
+    CHECK(chats.config->limits.max_chat_postings == 50);
+    CHECK(reload_diff(d, *chats.config) == std::vector<std::string>{"limits.maxChatPostings"});
+    CHECK_FALSE(parse(text(R"(<limits maxChatPostings="0"/>)"), "none").config);
 }

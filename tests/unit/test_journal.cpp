@@ -415,3 +415,49 @@ TEST_CASE("a renewed subscription removes the stored subscriptionEnded") {
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
+
+TEST_CASE("a chat keeps its newest maxChatPostings postings in the journal") {
+    TempDir dir;
+    auto path = (dir.path / "journal.db").string();
+    auto now = channels::TimePoint(std::chrono::hours(1000000));
+    recovery::SqliteJournal::Options o{path, true, 64};
+    o.max_chat_postings = 3;
+    {
+        auto j = recovery::SqliteJournal::open(o);
+        j->load(now);
+        j->start();
+        auto chat = call("chat-1", 1, channels::State::active);
+        chat.channel = channels::Channel::chat;
+        auto other = chat;
+        other.id = "chat-2";
+        CHECK(commit(*j, {channels::ItemStored{chat, now}, channels::ItemStored{other, now}}));
+        for (int i = 1; i <= 5; ++i)
+            CHECK(commit(*j, {channels::PostingStored{"CMS-A",
+                                                      {"chat-1", "cust", "p" + std::to_string(i),
+                                                       false, "2026-11-22T10:00:01Z"}}}));
+        CHECK(commit(*j, {channels::PostingStored{
+                             "CMS-A", {"chat-2", "cust", "q1", false, "2026-11-22T10:00:01Z"}}}));
+        j->stop();
+    }
+    {
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM postings", -1, &st, nullptr);
+        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+        CHECK(sqlite3_column_int(st, 0) == 4);  // 3 of chat-1, 1 of chat-2: the table stays bounded
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    auto j = recovery::SqliteJournal::open(o);
+    auto loaded = j->load(now);
+    for (auto& i : loaded.live) {
+        std::vector<std::string> texts;
+        for (auto& p : i.postings)
+            texts.push_back(p.content_text);
+        if (i.id == "chat-1")
+            CHECK(texts == std::vector<std::string>{"p3", "p4", "p5"});
+        else
+            CHECK(texts == std::vector<std::string>{"q1"});
+    }
+}
