@@ -10,13 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
-build=${COMMBROKER_BUILD_DIR:-build}
-command -v wrk >/dev/null || { echo "wrk is missing: run scripts/setup.sh" >&2; exit 1; }
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-export BENCH_AUTH=$(printf 'bench:bench' | base64)
+. bench/lib.sh
+wrk_bench_init
 hash=$(printf 'bench\n' | "$build/ctl/commbrokerctl" hash-password --iterations 10000)
 
 load() {  # port -> RESULT line

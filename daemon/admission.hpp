@@ -33,6 +33,21 @@ struct BudgetLimits {
     unsigned per_address = 1000;  ///< of which from one source address; 0: no bound
 };
 
+/// The budget limits of a listener, read from its owner's limits (any struct with
+/// `max_connections` and `max_connections_per_address`) while the owner lives.
+template <typename Owner>
+std::function<BudgetLimits()> listener_budget(std::weak_ptr<Owner> owner) {
+    return [owner = std::move(owner)] {
+        BudgetLimits b;
+        if (auto o = owner.lock()) {
+            auto l = o->limits();
+            b.total = l.max_connections;
+            b.per_address = l.max_connections_per_address;
+        }
+        return b;
+    };
+}
+
 /// The key of a connection's source in the budgets and the logon guard: an IPv4 address (an
 /// IPv4-mapped IPv6 one too), or the /64 network of an IPv6 address (one host can take a whole
 /// /64, so one address per connection would make every per-source bound moot).

@@ -383,18 +383,8 @@ void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
 }  // namespace
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port) {
-    auto a = std::make_shared<Acceptor>(
-        ioc_,
-        [shared = std::weak_ptr<Shared>(shared_)] {
-            BudgetLimits b;
-            if (auto s = shared.lock()) {
-                auto l = s->limits();
-                b.total = l.max_connections;
-                b.per_address = l.max_connections_per_address;
-            }
-            return b;
-        },
-        shared_->all);
+    auto a = std::make_shared<Acceptor>(ioc_, listener_budget(std::weak_ptr<Shared>(shared_)),
+                                        shared_->all);
     tcp::endpoint ep(net::ip::make_address(address), port);
     a->acceptor.open(ep.protocol());
     a->acceptor.set_option(net::socket_base::reuse_address(true));

@@ -328,18 +328,9 @@ tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t p
     acceptor.listen(net::socket_base::max_listen_connections);
     auto bound = acceptor.local_endpoint();
     auto name = "listener " + bound.address().to_string() + ":" + std::to_string(bound.port());
-    auto l = std::make_shared<Listener<tcp>>(
-        ioc_, std::move(acceptor), shared_, std::move(handler), name,
-        [shared = std::weak_ptr<Shared>(shared_)] {
-            BudgetLimits b;
-            if (auto s = shared.lock()) {
-                auto l = s->limits();
-                b.total = l.max_connections;
-                b.per_address = l.max_connections_per_address;
-            }
-            return b;
-        },
-        all_);
+    auto l = std::make_shared<Listener<tcp>>(ioc_, std::move(acceptor), shared_, std::move(handler),
+                                             name, listener_budget(std::weak_ptr<Shared>(shared_)),
+                                             all_);
     l->start();
     std::lock_guard lock(shared_->mutex);
     shared_->closers.push_back([l] { l->close(); });
