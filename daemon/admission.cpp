@@ -185,8 +185,8 @@ LogonGuard::Clock::duration LogonGuard::admit(const std::string& address, const 
     };
     consider(a);
     // A user who has logged on from this address before is not locked out by guesses at the
-    // name from elsewhere.
-    if (!trusted) consider(u);
+    // name from elsewhere (but a table too full to track the name refuses it all the same).
+    if (!trusted || !u) consider(u);
     if (wait > Clock::duration::zero()) {
         ++counters_.refused;
         return wait;

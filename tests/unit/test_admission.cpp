@@ -226,6 +226,24 @@ TEST_CASE("the guard remembers a bounded number of addresses, and never forgets 
     guard.abandoned("fresh", "w2");
 }
 
+TEST_CASE("a table too full of locked names refuses, even a user trusted at the address") {
+    auto policy = [] {
+        auto p = test_policy();
+        p.max_tracked = 2;
+        return p;
+    };
+    LogonGuard guard("test", policy);
+    auto t = Clock::time_point{} + 1h;
+    REQUIRE(guard.admit("T", "alice", t) == Clock::duration::zero());
+    guard.succeeded("T", "alice");
+    // Two names locked, each by guesses from addresses that fail once (and can be forgotten).
+    for (int i = 0; i < 6; ++i) {
+        fail(guard, "x-" + std::to_string(i), "x", t);
+        fail(guard, "y-" + std::to_string(i), "y", t);
+    }
+    CHECK(guard.admit("T", "alice", t) == 1s);  // no room to track alice: refused, not a crash
+}
+
 TEST_CASE("text from clients is made safe for a log line") {
     CHECK(printable("alice") == "alice");
     CHECK(printable("a\r\nforged line") == "a??forged line");
