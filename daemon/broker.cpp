@@ -84,7 +84,8 @@ unsigned stand_in_iterations(const std::vector<User>& users, std::string User::*
 
 std::function<LogonPolicy()> logon_policy(const Broker* broker) {
     return [broker] {
-        auto& g = broker->config()->logon_guard;
+        auto config = broker->config();  // held: a reload may swap it meanwhile
+        auto& g = config->logon_guard;
         LogonPolicy p;
         p.free_failures = g.free_failures;
         p.first_delay = g.first_delay;

@@ -197,11 +197,12 @@ TEST_CASE("the admission limits and the logon guard parse with their bounds") {
     CHECK(d.logon_guard.lock_after == 10);
     CHECK(d.logon_guard.lock_for == std::chrono::minutes(1));
 
-    auto set = parse(text(R"(<limits maxConnections="50" maxConnectionsPerAddress="0" helloTimeout="2s"/>)"
-                          R"(<logonGuard freeFailures="0" firstDelay="100ms" maxDelay="1s" lockAfter="5" )"
-                          R"(lockFor="10m" forgetAfter="1h"/>)"
-                          R"(<cms id="A" url="http://127.0.0.1:1/cms" maxQueuedRequests="10"/>)"),
-                     "set");
+    auto set =
+        parse(text(R"(<limits maxConnections="50" maxConnectionsPerAddress="0" helloTimeout="2s"/>)"
+                   R"(<logonGuard freeFailures="0" firstDelay="100ms" maxDelay="1s" lockAfter="5" )"
+                   R"(lockFor="10m" forgetAfter="1h"/>)"
+                   R"(<cms id="A" url="http://127.0.0.1:1/cms" maxQueuedRequests="10"/>)"),
+              "set");
     REQUIRE_MESSAGE(set.config, all_errors(set));
     auto& c = *set.config;
     CHECK(c.limits.max_connections_per_address == 0);
