@@ -71,7 +71,15 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "# HELP commbroker_journal_healthy 1 while commits succeed, 0 while failing or lost.\n"
         "# TYPE commbroker_journal_healthy gauge\ncommbroker_journal_healthy " +
         std::string(b.journal().healthy() ? "1" : "0") + "\n";
-    auto pw = b.passwords().counters();
+    PasswordVerifier::Counters pw;
+    std::size_t queued = 0;
+    for (auto* door : {&b.ici_door(), &b.desktop_door(), &b.admin_door()}) {
+        auto c = door->verifier().counters();
+        pw.cached += c.cached;
+        pw.hashed += c.hashed;
+        pw.busy += c.busy;
+        queued += door->verifier().queued();
+    }
     out +=
         "# HELP commbroker_password_checks_total Logon password checks (every door): answered "
         "from the cache, hashed (PBKDF2), refused because too many were waiting.\n"
@@ -83,7 +91,7 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
     out +=
         "# HELP commbroker_password_queue Logons waiting for a password check.\n"
         "# TYPE commbroker_password_queue gauge\ncommbroker_password_queue " +
-        std::to_string(b.passwords().queued()) + "\n";
+        std::to_string(queued) + "\n";
     out +=
         "# HELP commbroker_logon_failures_total Failed logons (wrong or unknown credentials) "
         "by door.\n# TYPE commbroker_logon_failures_total counter\n";

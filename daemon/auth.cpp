@@ -170,14 +170,14 @@ std::string random_password() {
 }
 }  // namespace
 
-LogonDoor::LogonDoor(boost::asio::io_context& io, CredentialCache& cache,
-                     PasswordVerifier& verifier, std::string door,
-                     std::function<LogonPolicy()> policy, unsigned stand_in_iterations)
+LogonDoor::LogonDoor(boost::asio::io_context& io, CredentialCache& cache, std::string door,
+                     std::function<LogonPolicy()> policy, unsigned stand_in_iterations,
+                     unsigned threads, std::size_t max_queue)
     : io_(io),
       cache_(cache),
-      verifier_(verifier),
       guard_(std::move(door), std::move(policy)),
-      stand_in_(config::hash_password(random_password(), stand_in_iterations)) {}
+      stand_in_(config::hash_password(random_password(), stand_in_iterations)),
+      verifier_(cache, threads, max_queue) {}
 
 void LogonDoor::check(const std::string& address, std::string user, std::string password,
                       const std::string* hash, Done done) {

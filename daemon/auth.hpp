@@ -119,21 +119,26 @@ class LogonDoor {
     using Done = std::function<void(Result)>;
 
     /// `stand_in_iterations`: the PBKDF2 cost of the door's users (an unknown user costs the
-    /// same).
-    LogonDoor(boost::asio::io_context& io, CredentialCache& cache, PasswordVerifier& verifier,
-              std::string door, std::function<LogonPolicy()> policy, unsigned stand_in_iterations);
+    /// same). The door has a verifier of its own (`threads`, `max_queue`), so that a flood of
+    /// logons at one door never fills the queue of another.
+    LogonDoor(boost::asio::io_context& io, CredentialCache& cache, std::string door,
+              std::function<LogonPolicy()> policy, unsigned stand_in_iterations, unsigned threads,
+              std::size_t max_queue);
 
     /// `hash` is the user's password hash, or null for a user the door does not know.
     void check(const std::string& address, std::string user, std::string password,
                const std::string* hash, Done done);
     LogonGuard::Counters counters() const { return guard_.counters(); }
+    const PasswordVerifier& verifier() const { return verifier_; }
+    /// Stops the verifier: checks waiting are answered busy.
+    void stop() { verifier_.stop(); }
 
   private:
     boost::asio::io_context& io_;
     CredentialCache& cache_;
-    PasswordVerifier& verifier_;
     LogonGuard guard_;
-    std::string stand_in_;  // the hash an unknown user is checked against
+    std::string stand_in_;       // the hash an unknown user is checked against
+    PasswordVerifier verifier_;  // last: stopped (its callbacks answered) before the rest goes
 };
 
 /// The resume keys of desktop sessions. Every welcome gives the desktop a new random key for its

@@ -115,13 +115,15 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       // a credential verified since the start stays known
       credentials_(std::max<std::size_t>(
           4096, 2 * (config_->agents.size() + config_->operators.size() + config_->cms.size()))),
-      passwords_(credentials_, config_->limits.password_threads, config_->limits.password_queue),
-      ici_door_(ioc_, credentials_, passwords_, "ici", logon_policy(this),
-                stand_in_iterations(config_->cms, &config::Cms::inbound_password_hash)),
-      desktop_door_(ioc_, credentials_, passwords_, "desktop", logon_policy(this),
-                    stand_in_iterations(config_->agents, &config::Agent::password_hash)),
-      admin_door_(ioc_, credentials_, passwords_, "admin", logon_policy(this),
-                  stand_in_iterations(config_->operators, &config::Operator::password_hash)),
+      ici_door_(ioc_, credentials_, "ici", logon_policy(this),
+                stand_in_iterations(config_->cms, &config::Cms::inbound_password_hash),
+                config_->limits.password_threads, config_->limits.password_queue),
+      desktop_door_(ioc_, credentials_, "desktop", logon_policy(this),
+                    stand_in_iterations(config_->agents, &config::Agent::password_hash),
+                    config_->limits.password_threads, config_->limits.password_queue),
+      admin_door_(ioc_, credentials_, "admin", logon_policy(this),
+                  stand_in_iterations(config_->operators, &config::Operator::password_hash),
+                  config_->limits.password_threads, config_->limits.password_queue),
       prune_timer_(ioc_),
       watchdog_timer_(ioc_),
       drain_timer_(ioc_),
@@ -129,7 +131,8 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       start_empty_(start_empty) {}
 
 Broker::~Broker() {
-    passwords_.stop();
+    for (auto* door : {&ici_door_, &desktop_door_, &admin_door_})
+        door->stop();
     if (journal_) journal_->stop();
 }
 

@@ -166,10 +166,9 @@ class Broker {
     std::shared_ptr<const config::Config> config() const;
     net::io_context& io() { return ioc_; }
     CredentialCache& credentials() { return credentials_; }
-    /// Password checks that need PBKDF2 run here, off the I/O threads.
-    PasswordVerifier& passwords() { return passwords_; }
     ResumeKeys& resume_keys() { return resume_keys_; }
-    /// The logon checks of the three doors: a guard each, the verifier and cache shared.
+    /// The logon checks of the three doors: a guard and a password verifier each (PBKDF2 runs
+    /// there, off the I/O threads), the credential cache shared.
     LogonDoor& ici_door() { return ici_door_; }
     LogonDoor& desktop_door() { return desktop_door_; }
     LogonDoor& admin_door() { return admin_door_; }
@@ -290,8 +289,7 @@ class Broker {
     std::unique_ptr<HttpServer> http_;
     CredentialCache credentials_;
     ResumeKeys resume_keys_;
-    PasswordVerifier passwords_;  // uses credentials_
-    LogonDoor ici_door_;          // these use passwords_ and credentials_
+    LogonDoor ici_door_;  // these use credentials_; each has its own password verifier
     LogonDoor desktop_door_;
     LogonDoor admin_door_;
     SoapMetrics soap_metrics_;

@@ -114,9 +114,10 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         peer.ip, creds->user, std::move(creds->password),
         cms ? &cms->inbound_password_hash : nullptr,
         [this, request, started, respond = std::move(respond),
-         system = cms ? cms->id : std::string()](LogonDoor::Result r) mutable {
+         system = cms ? cms->id : std::string(),
+         checked = cms ? cms->inbound_password_hash : std::string()](LogonDoor::Result r) mutable {
             if (r.verdict == LogonDoor::Verdict::ok)
-                return serve(std::move(*request), system, started, std::move(respond));
+                return serve(std::move(*request), system, checked, started, std::move(respond));
             broker_.soap_metrics().unauthorized.fetch_add(1);
             if (r.verdict == LogonDoor::Verdict::wrong) return respond(unauthorized());
             bool locked = r.verdict == LogonDoor::Verdict::locked;
@@ -130,12 +131,12 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         });
 }
 
-void IciService::serve(Request&& req, const std::string& system,
+void IciService::serve(Request&& req, const std::string& system, const std::string& checked_hash,
                        std::chrono::steady_clock::time_point started, Respond respond) {
     auto config = broker_.config();
     const config::Cms* cms = config->find_cms(system);
-    if (!cms)  // removed by a reload while its credentials were checked
-        return respond(unauthorized());
+    // Removed by a reload while its credentials were checked, or given another password.
+    if (!cms || cms->inbound_password_hash != checked_hash) return respond(unauthorized());
     auto type = media_type(req[http::field::content_type]);
     proto::SoapVersion assumed;
     if (type == "text/xml")

@@ -19,8 +19,9 @@ class IciService : public HttpHandler {
     void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
 
   private:
-    /// After the credentials of `system`'s account: the SOAP request itself.
-    void serve(Request&& request, const std::string& system,
+    /// After the credentials of `system`'s account (checked against `checked_hash`): the SOAP
+    /// request itself.
+    void serve(Request&& request, const std::string& system, const std::string& checked_hash,
                std::chrono::steady_clock::time_point started, Respond respond);
 
     Broker& broker_;

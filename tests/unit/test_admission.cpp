@@ -288,8 +288,7 @@ LogonDoor::Result check_once(boost::asio::io_context& io, LogonDoor& door, std::
 TEST_CASE("a logon door: known credentials pass even while their user is locked") {
     boost::asio::io_context io;
     CredentialCache cache;
-    PasswordVerifier verifier(cache, 1, 16);
-    LogonDoor door(io, cache, verifier, "test", test_policy, 10000);
+    LogonDoor door(io, cache, "test", test_policy, 10000, 1, 16);
     auto hash = cb::config::hash_password("secret", 10000);
     using V = LogonDoor::Verdict;
 
@@ -302,21 +301,20 @@ TEST_CASE("a logon door: known credentials pass even while their user is locked"
     CHECK(locked.verdict == V::locked);
     CHECK(locked.retry_after == 30s);
     // ...but the password verified before still opens the door, without the verifier.
-    auto hashed = verifier.counters().hashed;
+    auto hashed = door.verifier().counters().hashed;
     CHECK(check_once(io, door, "10.0.0.1", "alice", "secret", &hash).verdict == V::ok);
-    CHECK(verifier.counters().hashed == hashed);
+    CHECK(door.verifier().counters().hashed == hashed);
     CHECK(door.counters().failures == 6);
 }
 
 TEST_CASE("a logon door checks an unknown user against a stand-in of the same cost") {
     boost::asio::io_context io;
     CredentialCache cache;
-    PasswordVerifier verifier(cache, 1, 16);
-    LogonDoor door(io, cache, verifier, "test", test_policy, 10000);
-    auto before = verifier.counters().hashed;
+    LogonDoor door(io, cache, "test", test_policy, 10000, 1, 16);
+    auto before = door.verifier().counters().hashed;
     auto r = check_once(io, door, "10.0.0.1", "nobody", "guess", nullptr);
     CHECK(r.verdict == LogonDoor::Verdict::wrong);
-    CHECK(verifier.counters().hashed == before + 1);  // a PBKDF2 ran, as for a known user
+    CHECK(door.verifier().counters().hashed == before + 1);  // a PBKDF2 ran, as for a known user
     CHECK(door.counters().failures == 1);
 }
 
