@@ -162,13 +162,14 @@ std::size_t PasswordVerifier::queued() const {
     return jobs_.size();
 }
 
-namespace {
-std::string random_password() {
-    unsigned char bytes[24];
+std::string stand_in_hash(unsigned iterations) {
+    unsigned char bytes[16 + 32];
     if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no random bytes");
-    return config::base64_encode(std::string_view(reinterpret_cast<char*>(bytes), sizeof bytes));
+    auto part = [&](std::size_t from, std::size_t n) {
+        return config::base64_encode(std::string_view(reinterpret_cast<char*>(bytes) + from, n));
+    };
+    return "pbkdf2-sha256$" + std::to_string(iterations) + "$" + part(0, 16) + "$" + part(16, 32);
 }
-}  // namespace
 
 LogonDoor::LogonDoor(boost::asio::io_context& io, CredentialCache& cache, std::string door,
                      std::function<LogonPolicy()> policy, unsigned stand_in_iterations,
@@ -176,7 +177,7 @@ LogonDoor::LogonDoor(boost::asio::io_context& io, CredentialCache& cache, std::s
     : io_(io),
       cache_(cache),
       guard_(std::move(door), std::move(policy)),
-      stand_in_(config::hash_password(random_password(), stand_in_iterations)),
+      stand_in_(stand_in_hash(stand_in_iterations)),
       verifier_(cache, threads, max_queue) {}
 
 void LogonDoor::check(const std::string& address, std::string user, std::string password,

@@ -363,8 +363,8 @@ void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
             auto refusal = a->budget->take(ip, ticket);
             if (refusal != ConnectionBudget::Refusal::none) {
                 // Closed unanswered: an answer would cost what the budget is there to bound.
-                (refusal == ConnectionBudget::Refusal::total ? shared->refused_over_limit
-                                                             : shared->refused_per_address)
+                (refusal == ConnectionBudget::Refusal::per_address ? shared->refused_per_address
+                                                                   : shared->refused_over_limit)
                     .fetch_add(1);
                 beast::error_code ignored;
                 socket.close(ignored);
@@ -372,9 +372,9 @@ void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
                 shared->connections.fetch_add(1);
                 auto impl = std::make_unique<DesktopSession::Impl>(std::move(socket), shared,
                                                                    std::move(ticket));
-                std::make_shared<DesktopSession>(std::move(impl),
-                                                 pe ? ip : ip + ":" + std::to_string(ep.port()), ip)
-                    ->start();
+                // The peer as logs show it: the whole address; `ip`, its source key, may be a /64.
+                auto peer = pe ? ip : ep.address().to_string() + ":" + std::to_string(ep.port());
+                std::make_shared<DesktopSession>(std::move(impl), std::move(peer), ip)->start();
             }
             accept_next(ioc, a, shared);
         });

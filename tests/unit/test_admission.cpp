@@ -307,6 +307,14 @@ TEST_CASE("a logon door: known credentials pass even while their user is locked"
     CHECK(door.counters().failures == 6);
 }
 
+TEST_CASE("a stand-in hash is a well-formed hash of the given cost that no password matches") {
+    auto h = stand_in_hash(12345);
+    CHECK_FALSE(cb::config::check_password_hash(h));  // no complaint: well formed
+    CHECK(h.rfind("pbkdf2-sha256$12345$", 0) == 0);
+    CHECK_FALSE(cb::config::verify_password("", h));
+    CHECK(stand_in_hash(12345) != h);  // random salt and key each time
+}
+
 TEST_CASE("a logon door checks an unknown user against a stand-in of the same cost") {
     boost::asio::io_context io;
     CredentialCache cache;
