@@ -8,7 +8,7 @@
 // usage: desktop_bench --desktop-port P --ici-port Q --broker-pid PID [--agents 10000]
 //        [--supervisors 10] [--rate 5000] [--seconds 10] [--connections 32]
 #include "bench/bench_events.hpp"
-#include "daemon/http_client.hpp"
+#include "transport/http_client.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -264,12 +264,13 @@ int main(int argc, char** argv) {
                 static_cast<double>(rss_idle - rss_before) / static_cast<double>(total));
 
     // The load: `rate` events per second, each a snapshot of one agent's call.
-    cb::daemon::HttpClientOptions ho;
-    ho.url = *cb::daemon::HttpUrl::parse("http://127.0.0.1:" + std::to_string(o.ici_port) + "/ici");
+    cb::transport::HttpClientOptions ho;
+    ho.url =
+        *cb::transport::HttpUrl::parse("http://127.0.0.1:" + std::to_string(o.ici_port) + "/ici");
     ho.user = "cms-a";
     ho.password = "bench";
     ho.max_connections = o.connections;
-    auto client = cb::daemon::HttpClient::create(ioc, ho);
+    auto client = cb::transport::HttpClient::create(ioc, ho);
     std::uint64_t planned = static_cast<std::uint64_t>(o.rate) * o.seconds;
     log.sent.resize(planned + 1);
     std::atomic<std::uint64_t> acked{0}, refused{0};
@@ -287,7 +288,7 @@ int main(int argc, char** argv) {
                 log.sent[sent] = Clock::now();
             }
             client->post(std::move(body), "", std::chrono::seconds(10),
-                         [&](cb::daemon::HttpReply r) {
+                         [&](cb::transport::HttpReply r) {
                              if (r.ok && r.status == 200)
                                  acked.fetch_add(1);
                              else

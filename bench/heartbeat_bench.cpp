@@ -15,7 +15,7 @@
 //        --ici-port Q [--agents 10000] [--silent 1000] [--rate 1000] [--interval-ms 5000]
 //        [--lag-ms 10000] [--grace-ms 5000] [--cpu-seconds 20]
 #include "bench/bench_events.hpp"
-#include "daemon/http_client.hpp"
+#include "transport/http_client.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -333,13 +333,13 @@ using cb::bench::agent_name;
 class SoapLoad {
   public:
     SoapLoad(net::io_context& ioc, const Options& o) : ioc_(ioc), o_(o), tick_(ioc) {
-        cb::daemon::HttpClientOptions ho;
-        ho.url =
-            *cb::daemon::HttpUrl::parse("http://127.0.0.1:" + std::to_string(o.ici_port) + "/ici");
+        cb::transport::HttpClientOptions ho;
+        ho.url = *cb::transport::HttpUrl::parse("http://127.0.0.1:" + std::to_string(o.ici_port) +
+                                                "/ici");
         ho.user = "cms-a";
         ho.password = "bench";
         ho.max_connections = 16;
-        client_ = cb::daemon::HttpClient::create(ioc, ho);
+        client_ = cb::transport::HttpClient::create(ioc, ho);
     }
     void start() {
         started_ = Clock::now();
@@ -367,7 +367,8 @@ class SoapLoad {
             auto body = cb::bench::call_event(sent_, o_.agents, "storm-");
             auto at = Clock::now();
             client_->post(
-                std::move(body), "", std::chrono::seconds(10), [this, at](cb::daemon::HttpReply r) {
+                std::move(body), "", std::chrono::seconds(10),
+                [this, at](cb::transport::HttpReply r) {
                     std::lock_guard lock(mutex_);
                     samples_.push_back({at, ms_between(at, Clock::now()), r.ok && r.status == 200});
                 });
@@ -379,7 +380,7 @@ class SoapLoad {
     net::io_context& ioc_;
     const Options& o_;
     net::steady_timer tick_;
-    std::shared_ptr<cb::daemon::HttpClient> client_;
+    std::shared_ptr<cb::transport::HttpClient> client_;
     Clock::time_point started_;
     std::uint64_t sent_ = 0;
     std::atomic<bool> stopped_{false};

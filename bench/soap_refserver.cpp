@@ -2,8 +2,8 @@
 //   fixed: answers every request with a fixed SOAP response, parsing nothing (the HTTP ceiling)
 //   codec: gate + gSOAP decode + gSOAP encode of "accepted", no registry, no journal
 // usage: soap_refserver fixed|codec   (prints the bound port, serves until SIGTERM)
-#include "daemon/http_server.hpp"
 #include "protocol/ici_codec.hpp"
+#include "transport/http_server.hpp"
 
 #include <boost/asio/signal_set.hpp>
 #include <boost/beast/http.hpp>
@@ -15,11 +15,12 @@ using namespace cb;
 
 namespace {
 
-class FixedHandler : public daemon::HttpHandler {
+class FixedHandler : public transport::HttpHandler {
   public:
-    void handle(daemon::Request&&, const daemon::PeerInfo&, daemon::Respond respond) override {
-        daemon::Response res{daemon::http::status::ok, 11};
-        res.set(daemon::http::field::content_type, "text/xml; charset=utf-8");
+    void handle(transport::Request&&, const transport::PeerInfo&,
+                transport::Respond respond) override {
+        transport::Response res{boost::beast::http::status::ok, 11};
+        res.set(boost::beast::http::field::content_type, "text/xml; charset=utf-8");
         res.body() = kBody;
         respond(std::move(res));
     }
@@ -31,13 +32,14 @@ class FixedHandler : public daemon::HttpHandler {
         "</ici:phoneCallChangedResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>";
 };
 
-class CodecHandler : public daemon::HttpHandler {
+class CodecHandler : public transport::HttpHandler {
   public:
-    void handle(daemon::Request&& req, const daemon::PeerInfo&, daemon::Respond respond) override {
+    void handle(transport::Request&& req, const transport::PeerInfo&,
+                transport::Respond respond) override {
         auto& codec = protocol::IciServerCodec::for_this_thread();
         auto decoded = codec.decode(req.body(), "CMS-A", {}, protocol::SoapVersion::v11);
-        daemon::Response res{daemon::http::status::ok, 11};
-        res.set(daemon::http::field::content_type, "text/xml; charset=utf-8");
+        transport::Response res{boost::beast::http::status::ok, 11};
+        res.set(boost::beast::http::field::content_type, "text/xml; charset=utf-8");
         std::optional<std::string> body;
         auto version = protocol::SoapVersion::v11;
         if (auto* ok = std::get_if<protocol::DecodedEvent>(&decoded)) {
@@ -50,7 +52,7 @@ class CodecHandler : public daemon::HttpHandler {
             body = codec.encode_fault(f.reply, f.fault);
         }
         if (!body) {
-            res.result(daemon::http::status::internal_server_error);
+            res.result(boost::beast::http::status::internal_server_error);
             body = std::string(protocol::IciServerCodec::server_fault(version));
         }
         res.body() = std::move(*body);
@@ -62,7 +64,7 @@ class CodecHandler : public daemon::HttpHandler {
 
 int main(int argc, char** argv) {
     std::string mode = argc > 1 ? argv[1] : "";
-    std::shared_ptr<daemon::HttpHandler> handler;
+    std::shared_ptr<transport::HttpHandler> handler;
     if (mode == "fixed")
         handler = std::make_shared<FixedHandler>();
     else if (mode == "codec")
@@ -72,7 +74,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     boost::asio::io_context ioc(1);
-    daemon::HttpServer server(ioc, [] { return daemon::HttpLimits{}; });
+    transport::HttpServer server(ioc, [] { return transport::HttpLimits{}; });
     auto ep = server.listen_tcp("127.0.0.1", 0, handler);
     std::cout << ep.port() << std::endl;
     boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);

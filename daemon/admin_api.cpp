@@ -20,20 +20,20 @@ namespace json = boost::json;
 
 namespace admin {
 
-Response json_response(http::status status, const json::value& body) {
-    Response res{status, 11};
+transport::Response json_response(http::status status, const json::value& body) {
+    transport::Response res{status, 11};
     res.set(http::field::content_type, "application/json");
     res.body() = json::serialize(body) + "\n";
     return res;
 }
 
-Response error_response(http::status status, std::string code, std::string message) {
+transport::Response error_response(http::status status, std::string code, std::string message) {
     return json_response(
         status, json::object{{"error", json::object{{"code", code}, {"message", message}}}});
 }
 
-std::variant<json::object, Response> body_object(const Request& request,
-                                                 const std::vector<std::string>& allowed) {
+std::variant<json::object, transport::Response> body_object(
+    const transport::Request& request, const std::vector<std::string>& allowed) {
     if (request.body().empty()) return json::object{};
     boost::system::error_code ec;
     auto v = json::parse(request.body(), ec);
@@ -312,7 +312,7 @@ void systems(Call& c) {
 }
 
 /// 400 invalidConfig with every error of the file.
-Response invalid_config(const char* message, const std::vector<std::string>& errors) {
+transport::Response invalid_config(const char* message, const std::vector<std::string>& errors) {
     json::array errs;
     for (auto& e : errors)
         errs.emplace_back(e);
@@ -391,7 +391,8 @@ std::optional<std::vector<std::string>> match(const Route& r,
 
 }  // namespace
 
-void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
+void AdminApi::handle(transport::Request&& req, const transport::PeerInfo& peer,
+                      transport::Respond respond) {
     std::string_view target = req.target();
     auto qmark = target.find('?');
     std::string_view path = target.substr(0, qmark);
@@ -405,14 +406,15 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
                 error_response(http::status::method_not_allowed, "methodNotAllowed", "use GET"));
         if (path == "/healthz") {
             auto why = broker_.unhealthy();
-            Response res{why ? http::status::service_unavailable : http::status::ok, 11};
+            transport::Response res{why ? http::status::service_unavailable : http::status::ok, 11};
             res.set(http::field::content_type, "text/plain");
             res.body() = why ? "unhealthy: " + *why + "\n" : "ok\n";
             return respond(std::move(res));
         }
         if (path == "/readyz") {
             auto why = broker_.not_ready_reason();
-            Response res{why.empty() ? http::status::ok : http::status::service_unavailable, 11};
+            transport::Response res{
+                why.empty() ? http::status::ok : http::status::service_unavailable, 11};
             res.set(http::field::content_type, "text/plain");
             res.body() = why.empty() ? "ready\n" : "not ready: " + why + "\n";
             return respond(std::move(res));
@@ -420,7 +422,7 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         return broker_.on_core(
             [this, respond = std::move(respond)](channels::Registry& reg) mutable {
                 auto items = reg.item_count(), agents = reg.agent_count();
-                Response res{http::status::ok, 11};
+                transport::Response res{http::status::ok, 11};
                 res.set(http::field::content_type, "text/plain; version=0.0.4");
                 res.body() = admin::metrics_text(broker_, items, agents);
                 respond(std::move(res));
@@ -444,7 +446,7 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     const auto* op = config->find_operator(creds->user);
     // Known credentials pass at once; others are checked off this thread, a failure answered
     // late and a guessing source refused (LogonDoor).
-    auto request = std::make_shared<Request>(std::move(req));
+    auto request = std::make_shared<transport::Request>(std::move(req));
     auto user = creds->user;
     broker_.admin_door().check(
         peer.ip, creds->user, std::move(creds->password), op ? &op->password_hash : nullptr,
@@ -473,7 +475,7 @@ void AdminApi::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         });
 }
 
-void AdminApi::route(Request&& req, std::string actor, Respond respond) {
+void AdminApi::route(transport::Request&& req, std::string actor, transport::Respond respond) {
     auto config = broker_.config();
     std::string_view target = req.target();
     auto qmark = target.find('?');

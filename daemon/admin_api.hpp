@@ -4,21 +4,25 @@
 // Registry reads run on the core and the JSON is written on the session's thread.
 #pragma once
 
-#include "daemon/http_server.hpp"
+#include "transport/http_server.hpp"
 
 namespace cb::daemon {
 
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+
 class Broker;
 
-class AdminApi : public HttpHandler {
+class AdminApi : public transport::HttpHandler {
   public:
     explicit AdminApi(Broker& broker) : broker_(broker) {}
-    void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
+    void handle(transport::Request&& request, const transport::PeerInfo& peer,
+                transport::Respond respond) override;
 
   private:
     /// After the credentials (or the socket's permissions): the route table; `actor` is who
     /// asked, for the audit log.
-    void route(Request&& request, std::string actor, Respond respond);
+    void route(transport::Request&& request, std::string actor, transport::Respond respond);
 
     Broker& broker_;
 };

@@ -59,7 +59,7 @@ void run(Call& c, Broker::RecoveryAction action, bool needs_agent) {
     std::vector<std::string> allowed{"reason", "dryRun"};
     if (needs_agent) allowed.push_back("agent");
     auto parsed = body_object(c.request, allowed);
-    if (auto* bad = std::get_if<Response>(&parsed)) return c.respond(std::move(*bad));
+    if (auto* bad = std::get_if<transport::Response>(&parsed)) return c.respond(std::move(*bad));
     auto& body = std::get<json::object>(parsed);
     auto text = [&](const char* name) -> std::optional<std::string> {
         auto* v = body.if_contains(name);
@@ -186,7 +186,7 @@ void orphan(Call& c) {
 
 void reconcile(Call& c) {
     auto parsed = body_object(c.request, {"system"});
-    if (auto* bad = std::get_if<Response>(&parsed)) return c.respond(std::move(*bad));
+    if (auto* bad = std::get_if<transport::Response>(&parsed)) return c.respond(std::move(*bad));
     auto& body = std::get<json::object>(parsed);
     std::string system;
     if (auto* s = body.if_contains("system")) {

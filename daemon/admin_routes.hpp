@@ -4,8 +4,8 @@
 #pragma once
 
 #include "config/config.hpp"
-#include "daemon/http_server.hpp"
 #include "recovery/reconcile.hpp"
+#include "transport/http_server.hpp"
 
 #include <boost/json/fwd.hpp>
 
@@ -15,27 +15,30 @@
 #include <vector>
 
 namespace cb::daemon {
+
+namespace http = boost::beast::http;
+namespace net = boost::asio;
 class Broker;
-}
+}  // namespace cb::daemon
 
 namespace cb::daemon::admin {
 
 struct Call {
     Broker& broker;
-    const Request& request;
+    const transport::Request& request;
     std::vector<std::string> args;              ///< the path's {} segments, %-decoded
     std::map<std::string, std::string> params;  ///< the query, %-decoded
     std::shared_ptr<const config::Config> config;
     std::string actor;  ///< "operator NAME" over TCP, "admin socket" on the Unix socket
-    Respond respond;
+    transport::Respond respond;
 };
 
-Response json_response(http::status status, const boost::json::value& body);
-Response error_response(http::status status, std::string code, std::string message);
+transport::Response json_response(http::status status, const boost::json::value& body);
+transport::Response error_response(http::status status, std::string code, std::string message);
 /// The request's body as a JSON object with only `allowed` fields (an empty body is {}); else
 /// the 400 response to send.
-std::variant<boost::json::object, Response> body_object(const Request& request,
-                                                        const std::vector<std::string>& allowed);
+std::variant<boost::json::object, transport::Response> body_object(
+    const transport::Request& request, const std::vector<std::string>& allowed);
 /// The reconciliations' progress, for status and the recovery routes.
 boost::json::object reconciliation_json(const recovery::ReconcileBook& book);
 std::string metrics_text(Broker& b, std::size_t items, std::size_t agents);

@@ -4,7 +4,7 @@
 // cheaply). Thread-safe.
 #pragma once
 
-#include "daemon/admission.hpp"
+#include "daemon/logon_guard.hpp"
 
 #include <condition_variable>
 #include <cstddef>

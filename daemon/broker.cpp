@@ -6,6 +6,7 @@
 #include "daemon/ici_service.hpp"
 #include "daemon/logging.hpp"
 #include "recovery/sqlite_journal.hpp"
+#include "transport/admission.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -223,17 +224,17 @@ void Broker::start() {
         descriptor_room = r.rlim_cur > 256 + 64
                               ? static_cast<unsigned>(std::min<rlim_t>(r.rlim_cur - 256, 10000000))
                               : 64;
-    all_connections_ = ConnectionBudget::create([this, descriptor_room] {
+    all_connections_ = transport::ConnectionBudget::create([this, descriptor_room] {
         auto open = config()->limits.max_open_connections;
-        return BudgetLimits{open ? open : descriptor_room, 0};
+        return transport::BudgetLimits{open ? open : descriptor_room, 0};
     });
     spdlog::info("connections: at most {} on all TCP listeners together",
                  c->limits.max_open_connections ? c->limits.max_open_connections : descriptor_room);
-    http_ = std::make_unique<HttpServer>(
+    http_ = std::make_unique<transport::HttpServer>(
         ioc_,
         [this] {
             auto cfg = config();
-            HttpLimits l;
+            transport::HttpLimits l;
             l.max_body_bytes = cfg->limits.max_body_bytes;
             l.max_header_bytes = cfg->limits.max_header_bytes;
             l.idle_timeout = cfg->limits.http_idle_timeout;
@@ -270,8 +271,9 @@ void Broker::start() {
             }
             continue;
         }
-        std::shared_ptr<HttpHandler> handler =
-            l.service == config::Service::ici ? std::shared_ptr<HttpHandler>(ici) : admin;
+        std::shared_ptr<transport::HttpHandler> handler =
+            l.service == config::Service::ici ? std::shared_ptr<transport::HttpHandler>(ici)
+                                              : admin;
         try {
             auto ep = http_->listen_tcp(l.address, l.port, handler);
             listeners_.push_back({l.service, ep.address().to_string(), ep.port()});
@@ -510,7 +512,7 @@ void Broker::system_changed(const std::string& system, bool available) {
         r.op = protocol::CmsOp::logon;
         r.user_id = a.id;
         r.channels = {"phone", "chat", "email"};
-        cms_.request(system, std::move(r), [this, agent = a.id, system](CmsResult result) {
+        cms_.request(system, std::move(r), [this, agent = a.id, system](cms::CmsResult result) {
             if (auto* f = std::get_if<protocol::CmsFault>(&result)) {
                 spdlog::warn("autoLogon of {} at {} failed: {}: {}", agent, system, f->code,
                              f->message);

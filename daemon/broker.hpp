@@ -11,16 +11,16 @@
 
 #include "channels/desktop_hub.hpp"
 #include "channels/registry.hpp"
+#include "cms/links.hpp"
 #include "config/config.hpp"
 #include "daemon/auth.hpp"
-#include "daemon/cms_links.hpp"
 #include "daemon/desktop_server.hpp"
-#include "daemon/http_server.hpp"
 #include "daemon/metrics.hpp"
 #include "heartbeat/cms_probes.hpp"
 #include "heartbeat/monitor.hpp"
 #include "recovery/journal.hpp"
 #include "recovery/reconcile.hpp"
+#include "transport/http_server.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -39,6 +39,10 @@
 #include <vector>
 
 namespace cb::daemon {
+
+namespace http = boost::beast::http;
+
+namespace net = boost::asio;
 
 struct BoundListener {
     config::Service service;
@@ -146,7 +150,7 @@ class Broker {
     /// on the core or an I/O thread. Any thread.
     void recover(RecoveryAction action, std::function<void(RecoveryOutcome)> done);
 
-    CmsLinks& cms() { return cms_; }
+    cms::CmsLinks& cms() { return cms_; }
     LatencyRecorder& desktop_latency() { return desktop_latency_; }
     /// Desktop connections open (any thread).
     std::size_t desktop_connections() const { return desktop_ ? desktop_->connections() : 0; }
@@ -182,7 +186,7 @@ class Broker {
     SoapMetrics& soap_metrics() { return soap_metrics_; }
     const recovery::Journal& journal() const { return *journal_; }
     const std::vector<BoundListener>& listeners() const { return listeners_; }
-    const HttpServer& http() const { return *http_; }
+    const transport::HttpServer& http() const { return *http_; }
     bool ready() const { return ready_.load() && journal_->healthy() && !stopping_.load(); }
     /// Why the broker is not ready (empty when it is): for /readyz.
     std::string not_ready_reason() const;
@@ -251,7 +255,8 @@ class Broker {
                   const channels::OrphanRecord& orphan, const std::string& how = {});
     /// Core: settles one system with its getItems answer (or failure).
     void finish_reconcile(const std::string& system,
-                          std::unordered_map<std::string, std::uint64_t> held, CmsResult result);
+                          std::unordered_map<std::string, std::uint64_t> held,
+                          cms::CmsResult result);
     /// Core: the orphans of `system` become unknown (its CMS cannot be asked).
     void orphans_unknown(const std::string& system);
 
@@ -262,7 +267,7 @@ class Broker {
     std::shared_ptr<const config::Config> config_;
     channels::Registry registry_;
     channels::DesktopHub hub_;
-    CmsLinks cms_;
+    cms::CmsLinks cms_;
     std::unique_ptr<DesktopServer> desktop_;
     LatencyRecorder desktop_latency_;
     mutable std::mutex desktop_stats_mutex_;
@@ -285,8 +290,9 @@ class Broker {
     std::unordered_map<std::string, std::optional<std::string>> mode_in_flight_;
     std::atomic<std::uint64_t> cms_outages_{0};
     std::unique_ptr<recovery::Journal> journal_;
-    std::shared_ptr<ConnectionBudget> all_connections_;  // of every TCP listener together
-    std::unique_ptr<HttpServer> http_;
+    std::shared_ptr<transport::ConnectionBudget>
+        all_connections_;  // of every TCP listener together
+    std::unique_ptr<transport::HttpServer> http_;
     CredentialCache credentials_;
     ResumeKeys resume_keys_;
     LogonDoor ici_door_;  // these use credentials_; each has its own password verifier

@@ -151,7 +151,7 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
             r.op = protocol::CmsOp::logoff;
             r.reason = "heartbeatLost";
             r.user_id = a.agent;
-            cms_.request(system, std::move(r), [agent = a.agent, system](CmsResult result) {
+            cms_.request(system, std::move(r), [agent = a.agent, system](cms::CmsResult result) {
                 if (auto* f = std::get_if<protocol::CmsFault>(&result))
                     spdlog::warn("heartbeat: logoff of {} at {} failed: {}: {}", agent, system,
                                  f->code, f->message);
@@ -181,7 +181,7 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                     // that the two cannot overtake each other on the CMS link's connections.
                     mode_in_flight_[a.agent] = std::nullopt;
                     cms_.request(a.system, std::move(r),
-                                 [this, agent = a.agent, system = a.system](CmsResult result) {
+                                 [this, agent = a.agent, system = a.system](cms::CmsResult result) {
                                      if (auto* f = std::get_if<protocol::CmsFault>(&result))
                                          spdlog::warn(
                                              "heartbeat: setWorkMode notReady for {} "
@@ -254,7 +254,7 @@ void Broker::run_heartbeat(std::vector<heartbeat::Action> actions) {
                         r.item_id = a.item;
                         r.reason = "heartbeatLost";
                         cms_.request(system, std::move(r),
-                                     [agent = a.agent, item = a.item](CmsResult result) {
+                                     [agent = a.agent, item = a.item](cms::CmsResult result) {
                                          if (auto* f = std::get_if<protocol::CmsFault>(&result))
                                              spdlog::warn(
                                                  "heartbeat: reject of {} for {} "
@@ -287,7 +287,7 @@ void Broker::set_work_mode(const std::string& agent, const std::string& system,
     r.op = protocol::CmsOp::set_work_mode;
     r.state = mode;
     r.user_id = agent;
-    cms_.request(system, std::move(r), [agent, mode](CmsResult result) {
+    cms_.request(system, std::move(r), [agent, mode](cms::CmsResult result) {
         if (auto* f = std::get_if<protocol::CmsFault>(&result))
             spdlog::warn("heartbeat: setWorkMode {} for {} failed: {}: {}", mode, agent, f->code,
                          f->message);

@@ -201,7 +201,7 @@ void Broker::reconcile(const std::string& only, std::string trigger, std::functi
             r.all_users = true;
             spdlog::info("recovery: reconciling {} ({}): asking for its items", system, trigger);
             cms_.request(system, std::move(r),
-                         [this, system, held = std::move(held)](CmsResult result) mutable {
+                         [this, system, held = std::move(held)](cms::CmsResult result) mutable {
                              net::post(core_, [this, system, held = std::move(held),
                                                result = std::move(result)]() mutable {
                                  finish_reconcile(system, std::move(held), std::move(result));
@@ -213,7 +213,7 @@ void Broker::reconcile(const std::string& only, std::string trigger, std::functi
 
 void Broker::finish_reconcile(const std::string& system,
                               std::unordered_map<std::string, std::uint64_t> held,
-                              CmsResult result) {
+                              cms::CmsResult result) {
     using State = recovery::SystemReconcile::State;
     auto& st = reconciles_.at(system);
     auto at = now();
@@ -341,7 +341,7 @@ void Broker::recover(RecoveryAction action, std::function<void(RecoveryOutcome)>
                 r.user_id = a.agent;
                 r.reason = a.reason;
                 cms_.request(
-                    system, std::move(r), [this, a, system, pending, done](CmsResult result) {
+                    system, std::move(r), [this, a, system, pending, done](cms::CmsResult result) {
                         net::post(
                             core_, [this, a, system, pending, done, result = std::move(result)] {
                                 if (auto* f = std::get_if<protocol::CmsFault>(&result)) {
@@ -411,7 +411,7 @@ void Broker::recover(RecoveryAction action, std::function<void(RecoveryOutcome)>
             r.reason = a.reason;
             cms_.request(
                 a.system, std::move(r),
-                [this, a, out = std::move(out), done](CmsResult result) mutable {
+                [this, a, out = std::move(out), done](cms::CmsResult result) mutable {
                     net::post(core_, [this, a, out = std::move(out), done,
                                       result = std::move(result)]() mutable {
                         auto evidence = [&](json::object extra) {

@@ -1,9 +1,9 @@
 #include "daemon/desktop_server.hpp"
 
-#include "daemon/admission.hpp"
-#include "daemon/combining_stream.hpp"
 #include "daemon/logging.hpp"
 #include "protocol/desktop_codec.hpp"
+#include "transport/admission.hpp"
+#include "transport/combining_stream.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -29,16 +29,16 @@ namespace {
 /// One desktop listener: its acceptor, its connection budget and its accept back-off, all on
 /// the acceptor's strand (the budget is thread-safe: sessions give their place back anywhere).
 struct Acceptor {
-    Acceptor(net::io_context& ioc, std::function<BudgetLimits()> limits,
-             std::shared_ptr<ConnectionBudget> all)
+    Acceptor(net::io_context& ioc, std::function<transport::BudgetLimits()> limits,
+             std::shared_ptr<transport::ConnectionBudget> all)
         : acceptor(net::make_strand(ioc)),
           retry(acceptor.get_executor()),
-          budget(ConnectionBudget::create(std::move(limits), std::move(all))),
+          budget(transport::ConnectionBudget::create(std::move(limits), std::move(all))),
           pacer("desktop listener") {}
     tcp::acceptor acceptor;
     net::steady_timer retry;
-    std::shared_ptr<ConnectionBudget> budget;
-    AcceptPacer pacer;
+    std::shared_ptr<transport::ConnectionBudget> budget;
+    transport::AcceptPacer pacer;
 };
 }  // namespace
 
@@ -49,7 +49,7 @@ struct DesktopServer::Shared {
     std::atomic<std::uint64_t> refused_over_limit{0};
     std::atomic<std::uint64_t> refused_per_address{0};
     std::atomic<std::uint64_t> hello_timeouts{0};
-    std::shared_ptr<ConnectionBudget> all;  // of every TCP listener; may be null
+    std::shared_ptr<transport::ConnectionBudget> all;  // of every TCP listener; may be null
     std::mutex mutex;
     std::vector<std::shared_ptr<Acceptor>> acceptors;
 };
@@ -64,7 +64,7 @@ struct DesktopSession::Impl {
     };
 
     Impl(tcp::socket socket, std::shared_ptr<DesktopServer::Shared> shared,
-         ConnectionBudget::Ticket ticket)
+         transport::ConnectionBudget::Ticket ticket)
         : ws(std::move(socket)),
           timer(ws.get_executor()),
           hello_timer(ws.get_executor()),
@@ -72,11 +72,11 @@ struct DesktopSession::Impl {
           ticket(std::move(ticket)) {}
 
     // Frames queued back to back leave in one system call (combining_stream.hpp).
-    websocket::stream<CombiningStream<beast::tcp_stream>> ws;
+    websocket::stream<transport::CombiningStream<beast::tcp_stream>> ws;
     net::steady_timer timer;
     net::steady_timer hello_timer;  // from the upgrade to the first frame: helloTimeout
     std::shared_ptr<DesktopServer::Shared> shared;
-    ConnectionBudget::Ticket ticket;  // this connection's place in its listener's budget
+    transport::ConnectionBudget::Ticket ticket;  // this connection's place in its listener's budget
     beast::flat_buffer buffer;
     http::request<http::string_body> upgrade;
     std::optional<http::request_parser<http::string_body>> parser;
@@ -323,7 +323,7 @@ void DesktopSession::close(channels::ByeReason reason) {
 
 DesktopServer::DesktopServer(net::io_context& ioc, std::shared_ptr<DesktopService> service,
                              std::function<DesktopLimits()> limits,
-                             std::shared_ptr<ConnectionBudget> all)
+                             std::shared_ptr<transport::ConnectionBudget> all)
     : ioc_(ioc), shared_(std::make_shared<Shared>()) {
     shared_->all = std::move(all);
     shared_->service = std::move(service);
@@ -358,13 +358,14 @@ void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
             a->pacer.accepted();
             beast::error_code pe;
             auto ep = socket.remote_endpoint(pe);
-            auto ip = pe ? std::string("?") : source_of(ep.address());
-            ConnectionBudget::Ticket ticket;
+            auto ip = pe ? std::string("?") : transport::source_of(ep.address());
+            transport::ConnectionBudget::Ticket ticket;
             auto refusal = a->budget->take(ip, ticket);
-            if (refusal != ConnectionBudget::Refusal::none) {
+            if (refusal != transport::ConnectionBudget::Refusal::none) {
                 // Closed unanswered: an answer would cost what the budget is there to bound.
-                (refusal == ConnectionBudget::Refusal::per_address ? shared->refused_per_address
-                                                                   : shared->refused_over_limit)
+                (refusal == transport::ConnectionBudget::Refusal::per_address
+                     ? shared->refused_per_address
+                     : shared->refused_over_limit)
                     .fetch_add(1);
                 beast::error_code ignored;
                 socket.close(ignored);
@@ -383,8 +384,8 @@ void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
 }  // namespace
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port) {
-    auto a = std::make_shared<Acceptor>(ioc_, listener_budget(std::weak_ptr<Shared>(shared_)),
-                                        shared_->all);
+    auto a = std::make_shared<Acceptor>(
+        ioc_, transport::listener_budget(std::weak_ptr<Shared>(shared_)), shared_->all);
     tcp::endpoint ep(net::ip::make_address(address), port);
     a->acceptor.open(ep.protocol());
     a->acceptor.set_option(net::socket_base::reuse_address(true));

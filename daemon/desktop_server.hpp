@@ -5,7 +5,7 @@
 // Ownership: each DesktopSession runs on its own strand; it is the channels::DesktopLink of its
 // agent's session in the hub, so the core hands it frames (send_event, send_frame, close), which
 // it posts to its strand. Writes never wait for the core; reads are answered by the service.
-// Each listener has its own connection budget and accept back-off (daemon/admission.hpp); a
+// Each listener has its own connection budget and accept back-off (transport/admission.hpp); a
 // desktop that upgrades has helloTimeout to send its first frame, and nothing it sends before
 // (a ping) is answered.
 #pragma once
@@ -20,6 +20,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+
+namespace cb::transport {
+class ConnectionBudget;
+}
 
 namespace cb::daemon {
 
@@ -92,14 +96,12 @@ class DesktopSession : public channels::DesktopLink,
     friend struct Impl;
 };
 
-class ConnectionBudget;
-
 class DesktopServer {
   public:
     /// `all`: the budget of every TCP listener, which each desktop connection also takes from.
     DesktopServer(boost::asio::io_context& ioc, std::shared_ptr<DesktopService> service,
                   std::function<DesktopLimits()> limits,
-                  std::shared_ptr<ConnectionBudget> all = {});
+                  std::shared_ptr<transport::ConnectionBudget> all = {});
     ~DesktopServer();
 
     boost::asio::ip::tcp::endpoint listen(const std::string& address, std::uint16_t port);

@@ -22,7 +22,7 @@ using protocol::DesktopType;
 namespace {
 
 /// The result frame of a finished CMS request.
-std::string result_of(const std::string& id, const CmsResult& r) {
+std::string result_of(const std::string& id, const cms::CmsResult& r) {
     if (auto* f = std::get_if<CmsFault>(&r))
         return proto::result_error_frame(id, f->code, f->message);
     auto& reply = std::get<CmsReply>(r);
@@ -230,7 +230,7 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
     auto* agent = config->find_agent(session->agent());
     if (!agent) return session->close(ch::ByeReason::auth_failed);  // removed by a reload
     auto id = m.id;
-    auto reply = [session, id](CmsResult r) { session->send_frame(result_of(id, r)); };
+    auto reply = [session, id](cms::CmsResult r) { session->send_frame(result_of(id, r)); };
     switch (m.type) {
         case DesktopType::hello:
             return session->send_frame(
@@ -291,7 +291,7 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
         auto op = r.op;
         auto agent = session->agent();
         broker_.cms().request(
-            system, std::move(r), [this, reply, op, agent, system](CmsResult result) {
+            system, std::move(r), [this, reply, op, agent, system](cms::CmsResult result) {
                 bool ok = std::holds_alternative<CmsReply>(result);
                 if (ok && (op == CmsOp::logon || op == CmsOp::logoff))
                     broker_.on_core_state([this, agent, system, op](Broker::CoreState& core) {
@@ -335,7 +335,7 @@ void DesktopProtocol::item_command(const std::shared_ptr<DesktopSession>& sessio
         r.text = m.text;
         r.reason = m.reason.empty() ? "rejected" : m.reason;
         r.attached_data = m.attached_data;
-        broker_.cms().request(system, std::move(r), [session, id = m.id](CmsResult result) {
+        broker_.cms().request(system, std::move(r), [session, id = m.id](cms::CmsResult result) {
             session->send_frame(result_of(id, result));
         });
     });

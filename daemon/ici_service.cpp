@@ -17,8 +17,8 @@ namespace proto = cb::protocol;
 
 namespace {
 
-Response text_response(http::status status, std::string body) {
-    Response res{status, 11};
+transport::Response text_response(http::status status, std::string body) {
+    transport::Response res{status, 11};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     res.body() = std::move(body) + "\n";
     return res;
@@ -38,15 +38,15 @@ std::string media_type(std::string_view value) {
     return out;
 }
 
-Response unauthorized() {
+transport::Response unauthorized() {
     auto res =
         text_response(http::status::unauthorized, "credentials of a configured CMS are required");
     res.set(http::field::www_authenticate, "Basic realm=\"commbroker ici\", charset=\"UTF-8\"");
     return res;
 }
 
-Response soap_response(proto::SoapVersion version, int status, std::string body) {
-    Response res{static_cast<http::status>(status), 11};
+transport::Response soap_response(proto::SoapVersion version, int status, std::string body) {
+    transport::Response res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, proto::content_type(version));
     res.body() = std::move(body);
     return res;
@@ -54,7 +54,8 @@ Response soap_response(proto::SoapVersion version, int status, std::string body)
 
 /// An encoded SOAP response; or, when the codec could not write one, the fixed server fault with
 /// HTTP 500, so that nothing partial ever goes out (the CMS sends the event again).
-Response encoded_response(proto::SoapVersion version, int status, std::optional<std::string> body) {
+transport::Response encoded_response(proto::SoapVersion version, int status,
+                                     std::optional<std::string> body) {
     if (!body) {
         spdlog::error("ici: a response could not be encoded; answered with a server fault");
         return soap_response(version, 500,
@@ -65,7 +66,8 @@ Response encoded_response(proto::SoapVersion version, int status, std::optional<
 
 }  // namespace
 
-void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
+void IciService::handle(transport::Request&& req, const transport::PeerInfo& peer,
+                        transport::Respond respond) {
     auto started = std::chrono::steady_clock::now();
     std::string_view target = req.target();
     auto qmark = target.find('?');
@@ -77,13 +79,13 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
 
     if (req.method() == http::verb::get || req.method() == http::verb::head) {
         if (query == "wsdl" || query == "WSDL") {
-            Response res{http::status::ok, 11};
+            transport::Response res{http::status::ok, 11};
             res.set(http::field::content_type, "text/xml; charset=utf-8");
             res.body() = proto::wsdl_with_location(proto::kBrokerWsdl, broker_.public_url());
             return respond(std::move(res));
         }
         if (query == "wsdl=cms") {
-            Response res{http::status::ok, 11};
+            transport::Response res{http::status::ok, 11};
             res.set(http::field::content_type, "text/xml; charset=utf-8");
             res.body() = std::string(proto::kCmsWsdl);
             return respond(std::move(res));
@@ -109,7 +111,7 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
     const config::Cms* cms = config->find_cms_by_inbound_user(creds->user);
     // Known credentials pass at once; others are checked off this thread, a failure answered
     // late and a guessing source refused (LogonDoor).
-    auto request = std::make_shared<Request>(std::move(req));
+    auto request = std::make_shared<transport::Request>(std::move(req));
     broker_.ici_door().check(
         peer.ip, creds->user, std::move(creds->password),
         cms ? &cms->inbound_password_hash : nullptr,
@@ -131,8 +133,9 @@ void IciService::handle(Request&& req, const PeerInfo& peer, Respond respond) {
         });
 }
 
-void IciService::serve(Request&& req, const std::string& system, const std::string& checked_hash,
-                       std::chrono::steady_clock::time_point started, Respond respond) {
+void IciService::serve(transport::Request&& req, const std::string& system,
+                       const std::string& checked_hash,
+                       std::chrono::steady_clock::time_point started, transport::Respond respond) {
     auto config = broker_.config();
     const config::Cms* cms = config->find_cms(system);
     // Removed by a reload while its credentials were checked, or given another password.

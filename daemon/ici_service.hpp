@@ -5,24 +5,29 @@
 // encoded and sent once the change is durable.
 #pragma once
 
-#include "daemon/http_server.hpp"
+#include "transport/http_server.hpp"
 
 #include <chrono>
 
 namespace cb::daemon {
 
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+
 class Broker;
 
-class IciService : public HttpHandler {
+class IciService : public transport::HttpHandler {
   public:
     explicit IciService(Broker& broker) : broker_(broker) {}
-    void handle(Request&& request, const PeerInfo& peer, Respond respond) override;
+    void handle(transport::Request&& request, const transport::PeerInfo& peer,
+                transport::Respond respond) override;
 
   private:
     /// After the credentials of `system`'s account (checked against `checked_hash`): the SOAP
     /// request itself.
-    void serve(Request&& request, const std::string& system, const std::string& checked_hash,
-               std::chrono::steady_clock::time_point started, Respond respond);
+    void serve(transport::Request&& request, const std::string& system,
+               const std::string& checked_hash, std::chrono::steady_clock::time_point started,
+               transport::Respond respond);
 
     Broker& broker_;
 };

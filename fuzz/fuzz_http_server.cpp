@@ -2,7 +2,7 @@
 // 0) with a small handler, and each input is written to it over a loopback TCP connection, which
 // is then half-closed. The server must answer or close the connection in time and never crash.
 // One io_context on the fuzzer's thread runs both ends.
-#include "daemon/http_server.hpp"
+#include "transport/http_server.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read.hpp>
@@ -25,10 +25,11 @@ using namespace std::chrono_literals;
 
 /// Answers every request with its method, target and body size, as the services do: at once,
 /// keeping the connection open when the request asks for it.
-class EchoHandler : public HttpHandler {
+class EchoHandler : public transport::HttpHandler {
   public:
-    void handle(Request&& request, const PeerInfo&, Respond respond) override {
-        Response res{http::status::ok, request.version()};
+    void handle(transport::Request&& request, const transport::PeerInfo&,
+                transport::Respond respond) override {
+        transport::Response res{http::status::ok, request.version()};
         res.set(http::field::content_type, "text/plain");
         res.body() = std::string(request.method_string()) + " " + std::string(request.target()) +
                      " " + std::to_string(request.body().size()) + "\n";
@@ -38,8 +39,8 @@ class EchoHandler : public HttpHandler {
 };
 
 /// Small limits so that the limit paths are reachable with short inputs.
-HttpLimits small_limits() {
-    HttpLimits limits;
+transport::HttpLimits small_limits() {
+    transport::HttpLimits limits;
     limits.max_body_bytes = 1024;
     limits.max_header_bytes = 512;
     limits.idle_timeout = 500ms;
@@ -49,7 +50,7 @@ HttpLimits small_limits() {
 
 struct Server {
     net::io_context ioc;
-    HttpServer http{ioc, small_limits};
+    transport::HttpServer http{ioc, small_limits};
     tcp::endpoint endpoint = http.listen_tcp("127.0.0.1", 0, std::make_shared<EchoHandler>());
 };
 

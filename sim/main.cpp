@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ cmss: %v");
     boost::asio::io_context ioc(1);
     auto sim = std::make_shared<cb::sim::Simulator>(ioc, options);
-    cb::daemon::HttpServer server(ioc, [] { return cb::daemon::HttpLimits{}; });
+    cb::transport::HttpServer server(ioc, [] { return cb::transport::HttpLimits{}; });
     boost::asio::ip::tcp::endpoint ep;
     try {
         ep = server.listen_tcp(options.listen_address, options.listen_port, sim);

@@ -4,15 +4,15 @@ namespace cb::sim {
 
 namespace {
 
-daemon::Response json_response(http::status status, const json::value& body) {
-    daemon::Response res{status, 11};
+transport::Response json_response(http::status status, const json::value& body) {
+    transport::Response res{status, 11};
     res.set(http::field::content_type, "application/json");
     res.body() = json::serialize(body) + "\n";
     res.prepare_payload();
     return res;
 }
 
-daemon::Response json_error(http::status status, std::string_view code, std::string message) {
+transport::Response json_error(http::status status, std::string_view code, std::string message) {
     return json_response(status, json::object{{"error", {{"code", code}, {"message", message}}}});
 }
 
@@ -28,7 +28,8 @@ void Simulator::start() {
     state_->schedule_offers();
 }
 
-void Simulator::handle(daemon::Request&& req, const daemon::PeerInfo&, daemon::Respond respond) {
+void Simulator::handle(transport::Request&& req, const transport::PeerInfo&,
+                       transport::Respond respond) {
     // Sessions call from their strands; the simulator's state belongs to its one thread.
     net::post(ioc_, [self = shared_from_this(), req = std::move(req),
                      respond = std::move(respond)]() mutable {
@@ -62,7 +63,7 @@ void Simulator::handle(daemon::Request&& req, const daemon::PeerInfo&, daemon::R
             auto creds = daemon::parse_basic(req[http::field::authorization]);
             if (!creds || creds->user != self->options_.user ||
                 creds->password != self->options_.password) {
-                daemon::Response res{http::status::unauthorized, 11};
+                transport::Response res{http::status::unauthorized, 11};
                 res.set(http::field::www_authenticate, "Basic realm=\"commbroker-cmss\"");
                 res.prepare_payload();
                 return respond(std::move(res));

@@ -17,7 +17,7 @@
 #pragma once
 
 #include "channels/item.hpp"
-#include "daemon/http_server.hpp"
+#include "transport/http_server.hpp"
 
 #include <chrono>
 #include <memory>
@@ -25,6 +25,9 @@
 #include <vector>
 
 namespace cb::sim {
+
+namespace http = boost::beast::http;
+namespace net = boost::asio;
 
 struct Options {
     std::string listen_address = "127.0.0.1";
@@ -51,14 +54,14 @@ struct Options {
 /// Reads the command line; throws std::invalid_argument with a message for the user.
 Options parse_command_line(int argc, char** argv);
 
-class Simulator : public daemon::HttpHandler, public std::enable_shared_from_this<Simulator> {
+class Simulator : public transport::HttpHandler, public std::enable_shared_from_this<Simulator> {
   public:
     Simulator(boost::asio::io_context& ioc, Options options);
     ~Simulator() override;
     /// Throws std::runtime_error if the --preload file cannot be used.
     void start();
-    void handle(daemon::Request&& request, const daemon::PeerInfo& peer,
-                daemon::Respond respond) override;
+    void handle(transport::Request&& request, const transport::PeerInfo& peer,
+                transport::Respond respond) override;
 
     struct State;
 

@@ -8,8 +8,8 @@
 
 #include "config/config.hpp"
 #include "daemon/auth.hpp"
-#include "daemon/http_client.hpp"
 #include "protocol/cms_codec.hpp"
+#include "transport/http_client.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -44,7 +44,7 @@ struct Simulator::State {
         std::string code;
     };
     struct Stalled {
-        daemon::Respond respond;
+        transport::Respond respond;
         std::string body;
     };
 
@@ -56,7 +56,7 @@ struct Simulator::State {
     std::map<std::string, std::uint64_t> requests;
     bool stalled = false;
     std::vector<Stalled> held;
-    std::shared_ptr<daemon::HttpClient> broker;
+    std::shared_ptr<transport::HttpClient> broker;
     std::string broker_url;
     std::uint64_t next_id = 1;
     std::uint64_t next_message = 1;
@@ -97,7 +97,7 @@ struct Simulator::State {
         if (auto* i = std::get_if<ch::Item>(&event); i && options.record_acks)
             item.emplace(i->id, Acked{i->version, i->state});
         broker->post(std::move(body), "", options.request_timeout,
-                     [this, id, item](daemon::HttpReply r) {
+                     [this, id, item](transport::HttpReply r) {
                          if (r.ok && r.status == 200) {
                              ++events_sent;
                              // Answered 200 (accepted, duplicate or stale): the broker holds this
@@ -342,16 +342,16 @@ struct Simulator::State {
                 reply.state = "up";
                 return reply;
             case CmsOp::subscribe: {
-                auto url = daemon::HttpUrl::parse(r.app_url);
+                auto url = transport::HttpUrl::parse(r.app_url);
                 if (!url) return refuse("invalidField", "appURL is not an http:// URL");
                 if (r.app_url != broker_url || !broker) {
                     if (broker) broker->close();
-                    daemon::HttpClientOptions o;
+                    transport::HttpClientOptions o;
                     o.url = *url;
                     o.user = options.broker_user;
                     o.password = options.broker_password;
                     o.max_connections = options.connections;
-                    broker = daemon::HttpClient::create(ioc, o);
+                    broker = transport::HttpClient::create(ioc, o);
                     broker_url = r.app_url;
                 }
                 spdlog::info("{} subscribed from {}", r.app_id, r.app_url);
@@ -503,10 +503,10 @@ struct Simulator::State {
 
     void play_scenario();
 
-    void answer(std::string body, daemon::Respond respond) {
+    void answer(std::string body, transport::Respond respond) {
         auto& codec = protocol::CmsCodec::for_this_thread();
         auto decoded = codec.decode_request(body, protocol::GateLimits{});
-        daemon::Response res{http::status::ok, 11};
+        transport::Response res{http::status::ok, 11};
         res.set(http::field::content_type, "text/xml; charset=utf-8");
         if (auto* f = std::get_if<CmsFault>(&decoded)) {
             res.result(http::status::internal_server_error);

@@ -1,7 +1,8 @@
 #include "config/password.hpp"
-#include "daemon/admission.hpp"
 #include "daemon/auth.hpp"
 #include "daemon/logging.hpp"
+#include "daemon/logon_guard.hpp"
+#include "transport/admission.hpp"
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -14,18 +15,19 @@
 #include <optional>
 
 using namespace cb::daemon;
+namespace transport = cb::transport;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 TEST_CASE("a connection budget bounds a listener in all and per source address") {
-    BudgetLimits limits{3, 2};
-    auto budget = ConnectionBudget::create([&] { return limits; });
-    ConnectionBudget::Ticket a1, a2, a3, b1, b2;
-    CHECK(budget->take("10.0.0.1", a1) == ConnectionBudget::Refusal::none);
-    CHECK(budget->take("10.0.0.1", a2) == ConnectionBudget::Refusal::none);
-    CHECK(budget->take("10.0.0.1", a3) == ConnectionBudget::Refusal::per_address);
-    CHECK(budget->take("10.0.0.2", b1) == ConnectionBudget::Refusal::none);
-    CHECK(budget->take("10.0.0.3", b2) == ConnectionBudget::Refusal::total);
+    transport::BudgetLimits limits{3, 2};
+    auto budget = transport::ConnectionBudget::create([&] { return limits; });
+    transport::ConnectionBudget::Ticket a1, a2, a3, b1, b2;
+    CHECK(budget->take("10.0.0.1", a1) == transport::ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", a2) == transport::ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", a3) == transport::ConnectionBudget::Refusal::per_address);
+    CHECK(budget->take("10.0.0.2", b1) == transport::ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.3", b2) == transport::ConnectionBudget::Refusal::total);
     CHECK(budget->open() == 3);
     CHECK(budget->refused_total() == 1);
     CHECK(budget->refused_per_address() == 1);
@@ -33,72 +35,75 @@ TEST_CASE("a connection budget bounds a listener in all and per source address")
     // A place given back (the ticket destroyed, reset or moved over) is free again.
     a1.reset();
     CHECK(budget->open() == 2);
-    CHECK(budget->take("10.0.0.1", a3) == ConnectionBudget::Refusal::none);
-    { ConnectionBudget::Ticket gone = std::move(a2); }
+    CHECK(budget->take("10.0.0.1", a3) == transport::ConnectionBudget::Refusal::none);
+    { transport::ConnectionBudget::Ticket gone = std::move(a2); }
     CHECK(budget->open() == 2);
-    CHECK(budget->take("10.0.0.1", a1) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", a1) == transport::ConnectionBudget::Refusal::none);
     CHECK(budget->open() == 3);
 
     // Limits are read at each take: a reload that lowers them applies to the next connection.
     limits = {10, 0};
-    ConnectionBudget::Ticket more[4];
+    transport::ConnectionBudget::Ticket more[4];
     for (auto& t : more)
-        CHECK(budget->take("10.0.0.1", t) == ConnectionBudget::Refusal::none);
+        CHECK(budget->take("10.0.0.1", t) == transport::ConnectionBudget::Refusal::none);
     CHECK(budget->open() == 7);
 }
 
 TEST_CASE("the Unix socket's empty address has no per-address bound") {
-    auto budget = ConnectionBudget::create([] { return BudgetLimits{2, 1}; });
-    ConnectionBudget::Ticket t[3];
-    CHECK(budget->take("", t[0]) == ConnectionBudget::Refusal::none);
-    CHECK(budget->take("", t[1]) == ConnectionBudget::Refusal::none);
-    CHECK(budget->take("", t[2]) == ConnectionBudget::Refusal::total);
+    auto budget = transport::ConnectionBudget::create([] { return transport::BudgetLimits{2, 1}; });
+    transport::ConnectionBudget::Ticket t[3];
+    CHECK(budget->take("", t[0]) == transport::ConnectionBudget::Refusal::none);
+    CHECK(budget->take("", t[1]) == transport::ConnectionBudget::Refusal::none);
+    CHECK(budget->take("", t[2]) == transport::ConnectionBudget::Refusal::total);
 }
 
 TEST_CASE("a listener's budget takes its place in the budget of all listeners too") {
-    auto all = ConnectionBudget::create([] { return BudgetLimits{3, 0}; });
-    auto a = ConnectionBudget::create([] { return BudgetLimits{2, 0}; }, all);
-    auto b = ConnectionBudget::create([] { return BudgetLimits{2, 0}; }, all);
-    ConnectionBudget::Ticket t[5];
-    CHECK(a->take("10.0.0.1", t[0]) == ConnectionBudget::Refusal::none);
-    CHECK(a->take("10.0.0.1", t[1]) == ConnectionBudget::Refusal::none);
-    CHECK(a->take("10.0.0.1", t[2]) == ConnectionBudget::Refusal::total);  // a's own is full
-    CHECK(all->open() == 2);  // a refusal gives the outer place back
-    CHECK(b->take("10.0.0.2", t[3]) == ConnectionBudget::Refusal::none);
-    CHECK(b->take("10.0.0.2", t[4]) == ConnectionBudget::Refusal::parent);  // all are in use
+    auto all = transport::ConnectionBudget::create([] { return transport::BudgetLimits{3, 0}; });
+    auto a = transport::ConnectionBudget::create([] { return transport::BudgetLimits{2, 0}; }, all);
+    auto b = transport::ConnectionBudget::create([] { return transport::BudgetLimits{2, 0}; }, all);
+    transport::ConnectionBudget::Ticket t[5];
+    CHECK(a->take("10.0.0.1", t[0]) == transport::ConnectionBudget::Refusal::none);
+    CHECK(a->take("10.0.0.1", t[1]) == transport::ConnectionBudget::Refusal::none);
+    CHECK(a->take("10.0.0.1", t[2]) ==
+          transport::ConnectionBudget::Refusal::total);  // a's own is full
+    CHECK(all->open() == 2);                             // a refusal gives the outer place back
+    CHECK(b->take("10.0.0.2", t[3]) == transport::ConnectionBudget::Refusal::none);
+    CHECK(b->take("10.0.0.2", t[4]) ==
+          transport::ConnectionBudget::Refusal::parent);  // all are in use
     CHECK(b->open() == 1);
     t[0].reset();
     CHECK(all->open() == 2);
-    CHECK(b->take("10.0.0.2", t[4]) == ConnectionBudget::Refusal::none);
+    CHECK(b->take("10.0.0.2", t[4]) == transport::ConnectionBudget::Refusal::none);
     CHECK(all->open() == 3);
 }
 
 TEST_CASE("a reload that switches the per-address bound on or off keeps the counts right") {
-    BudgetLimits limits{10, 0};
-    auto budget = ConnectionBudget::create([&] { return limits; });
-    ConnectionBudget::Ticket uncounted;
-    CHECK(budget->take("10.0.0.1", uncounted) == ConnectionBudget::Refusal::none);
+    transport::BudgetLimits limits{10, 0};
+    auto budget = transport::ConnectionBudget::create([&] { return limits; });
+    transport::ConnectionBudget::Ticket uncounted;
+    CHECK(budget->take("10.0.0.1", uncounted) == transport::ConnectionBudget::Refusal::none);
     limits = {10, 1};
-    ConnectionBudget::Ticket counted, over;
-    CHECK(budget->take("10.0.0.1", counted) == ConnectionBudget::Refusal::none);
-    CHECK(budget->take("10.0.0.1", over) == ConnectionBudget::Refusal::per_address);
+    transport::ConnectionBudget::Ticket counted, over;
+    CHECK(budget->take("10.0.0.1", counted) == transport::ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", over) == transport::ConnectionBudget::Refusal::per_address);
     uncounted.reset();  // taken while unbounded: does not free the counted place
-    CHECK(budget->take("10.0.0.1", over) == ConnectionBudget::Refusal::per_address);
+    CHECK(budget->take("10.0.0.1", over) == transport::ConnectionBudget::Refusal::per_address);
     counted.reset();
-    CHECK(budget->take("10.0.0.1", over) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.1", over) == transport::ConnectionBudget::Refusal::none);
     // A ticket taken again in the same budget gives its old place back first.
-    CHECK(budget->take("10.0.0.2", over) == ConnectionBudget::Refusal::none);
+    CHECK(budget->take("10.0.0.2", over) == transport::ConnectionBudget::Refusal::none);
     CHECK(budget->open() == 1);
 }
 
 TEST_CASE("a source is an IPv4 address or an IPv6 /64") {
     namespace ip = boost::asio::ip;
-    CHECK(source_of(ip::make_address("192.0.2.7")) == "192.0.2.7");
-    CHECK(source_of(ip::make_address("::ffff:192.0.2.7")) == "192.0.2.7");
-    CHECK(source_of(ip::make_address("2001:db8:1:2:aaaa:bbbb:cccc:dddd")) == "2001:db8:1:2::/64");
-    CHECK(source_of(ip::make_address("2001:db8:1:2::9")) ==
-          source_of(ip::make_address("2001:db8:1:2:ffff::1")));
-    CHECK(source_of(ip::make_address("::1")) == "::/64");
+    CHECK(transport::source_of(ip::make_address("192.0.2.7")) == "192.0.2.7");
+    CHECK(transport::source_of(ip::make_address("::ffff:192.0.2.7")) == "192.0.2.7");
+    CHECK(transport::source_of(ip::make_address("2001:db8:1:2:aaaa:bbbb:cccc:dddd")) ==
+          "2001:db8:1:2::/64");
+    CHECK(transport::source_of(ip::make_address("2001:db8:1:2::9")) ==
+          transport::source_of(ip::make_address("2001:db8:1:2:ffff::1")));
+    CHECK(transport::source_of(ip::make_address("::1")) == "::/64");
 }
 
 namespace {
@@ -251,7 +256,7 @@ TEST_CASE("text from clients is made safe for a log line") {
 }
 
 TEST_CASE("an accept pacer backs off on a lack of descriptors and not on a passing error") {
-    AcceptPacer pacer("test listener");
+    transport::AcceptPacer pacer("test listener");
     namespace error = boost::asio::error;
     CHECK(pacer.failed(error::connection_aborted) == 0ms);
     CHECK(pacer.episodes() == 0);

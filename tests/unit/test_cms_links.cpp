@@ -1,8 +1,8 @@
 // The CMS links: what request() does on the caller's thread, and stopping with a probe in flight.
-#include "daemon/cms_links.hpp"
+#include "cms/links.hpp"
 
-#include "daemon/http_server.hpp"
 #include "protocol/cms_codec.hpp"
+#include "transport/http_server.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -14,7 +14,8 @@
 #include <string>
 #include <vector>
 
-using namespace cb::daemon;
+namespace cms = cb::cms;
+namespace transport = cb::transport;
 using namespace cb::protocol;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
@@ -55,11 +56,11 @@ TEST_CASE("request() only posts: nothing is encoded, sent or answered on the cal
     config.cms.push_back(
         cms_at("CMS-A", "http://127.0.0.1:" + std::to_string(closed_port()) + "/cms"));
     config.cms.push_back(cms_at("CMS-B", "ftp://nowhere"));
-    CmsLinks links(ioc);
+    cms::CmsLinks links(ioc);
     links.start(config, "node", "http://127.0.0.1:1/ici", {});
 
-    std::vector<std::optional<CmsResult>> results(3);
-    auto done = [&](std::size_t i) { return [&results, i](CmsResult r) { results[i] = r; }; };
+    std::vector<std::optional<cms::CmsResult>> results(3);
+    auto done = [&](std::size_t i) { return [&results, i](cms::CmsResult r) { results[i] = r; }; };
     links.request("CMS-A", logon("alice"), done(0));
     links.request("CMS-X", logon("bob"), done(1));
     links.request("CMS-B", logon("carol"), done(2));
@@ -101,7 +102,7 @@ TEST_CASE("a probe reports whether the CMS answered; stop() with one in flight l
     cms.probe_timeout = 200ms;  // the probe fails after this
     config.cms.push_back(cms);
     config.cms.push_back(cms_at("CMS-B", "ftp://nowhere"));
-    CmsLinks links(ioc);
+    cms::CmsLinks links(ioc);
     links.start(config, "node", "http://127.0.0.1:1/ici", {});
     // Nothing is probed until the broker asks (its CmsProbes decide when).
     for (int i = 0; i < 100; ++i)
@@ -133,10 +134,11 @@ TEST_CASE("a probe reports whether the CMS answered; stop() with one in flight l
 namespace {
 
 /// A CMS that answers every request with the same fault.
-struct FaultingCms : HttpHandler {
+struct FaultingCms : transport::HttpHandler {
     std::string message;
-    void handle(Request&&, const PeerInfo&, Respond respond) override {
-        Response res{boost::beast::http::status::internal_server_error, 11};
+    void handle(transport::Request&&, const transport::PeerInfo&,
+                transport::Respond respond) override {
+        transport::Response res{boost::beast::http::status::internal_server_error, 11};
         res.set(boost::beast::http::field::content_type, "text/xml; charset=utf-8");
         res.body() = CmsCodec().encode_fault("m-1", CmsFault{"notAllowed", message, {}, true});
         res.prepare_payload();
@@ -152,17 +154,17 @@ TEST_CASE("a CMS's fault text is passed on only up to limits maxFaultTextBytes, 
     std::string word = "Störung ";  // 9 bytes: a cut inside the ö would break UTF-8
     for (int i = 0; i < 1000; ++i)
         cms_server->message += word;
-    HttpServer server(ioc, [] { return HttpLimits{}; });
+    transport::HttpServer server(ioc, [] { return transport::HttpLimits{}; });
     auto ep = server.listen_tcp("127.0.0.1", 0, cms_server);
     cb::config::Config config;
     config.cms.push_back(cms_at("CMS-A", "http://127.0.0.1:" + std::to_string(ep.port()) + "/cms"));
     config.limits.max_fault_text_bytes = 100;
-    CmsLinks links(ioc);
+    cms::CmsLinks links(ioc);
     links.start(config, "node", "http://127.0.0.1:1/ici", {});
-    std::optional<CmsResult> result;
+    std::optional<cms::CmsResult> result;
     auto ask = [&] {
         result.reset();
-        links.request("CMS-A", logon("alice"), [&](CmsResult r) { result = std::move(r); });
+        links.request("CMS-A", logon("alice"), [&](cms::CmsResult r) { result = std::move(r); });
         while (!result && ioc.run_one()) {
         }
         REQUIRE(result);

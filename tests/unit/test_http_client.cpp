@@ -1,5 +1,5 @@
 // The HTTP client against a loopback peer that accepts connections and never answers.
-#include "daemon/http_client.hpp"
+#include "transport/http_client.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-using namespace cb::daemon;
+namespace transport = cb::transport;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
@@ -50,19 +50,19 @@ struct SilentPeer {
 TEST_CASE("a request waiting for a connection fails at its own deadline, not when one frees up") {
     net::io_context ioc;
     SilentPeer peer(ioc);
-    HttpClientOptions o;
-    o.url = *HttpUrl::parse(peer.url());
+    transport::HttpClientOptions o;
+    o.url = *transport::HttpUrl::parse(peer.url());
     o.max_connections = 1;
-    auto client = HttpClient::create(ioc, o);
+    auto client = transport::HttpClient::create(ioc, o);
 
     std::vector<std::string> order;
-    HttpReply slow, quick;
-    client->post("<a/>", "a", 2s, [&](HttpReply r) {
+    transport::HttpReply slow, quick;
+    client->post("<a/>", "a", 2s, [&](transport::HttpReply r) {
         slow = std::move(r);
         order.push_back("slow");
     });
     // Waits for the one connection, which the first request holds until its deadline.
-    client->post("<b/>", "b", 100ms, [&](HttpReply r) {
+    client->post("<b/>", "b", 100ms, [&](transport::HttpReply r) {
         quick = std::move(r);
         order.push_back("quick");
     });
@@ -85,15 +85,15 @@ TEST_CASE("a request waiting for a connection fails at its own deadline, not whe
 TEST_CASE("a request still waiting when the client is closed fails at once with closed") {
     net::io_context ioc;
     SilentPeer peer(ioc);
-    HttpClientOptions o;
-    o.url = *HttpUrl::parse(peer.url());
+    transport::HttpClientOptions o;
+    o.url = *transport::HttpUrl::parse(peer.url());
     o.max_connections = 1;
-    auto client = HttpClient::create(ioc, o);
+    auto client = transport::HttpClient::create(ioc, o);
 
     std::vector<std::string> order;
-    HttpReply waiting;
-    client->post("<a/>", "a", 2s, [&](HttpReply) { order.push_back("busy"); });
-    client->post("<b/>", "b", 1500ms, [&](HttpReply r) {
+    transport::HttpReply waiting;
+    client->post("<a/>", "a", 2s, [&](transport::HttpReply) { order.push_back("busy"); });
+    client->post("<b/>", "b", 1500ms, [&](transport::HttpReply r) {
         waiting = std::move(r);
         order.push_back("waiting");
     });
@@ -114,16 +114,16 @@ TEST_CASE("a request still waiting when the client is closed fails at once with 
 TEST_CASE("requests beyond max_waiting fail at once with busy; those queued keep their place") {
     net::io_context ioc;
     SilentPeer peer(ioc);
-    HttpClientOptions o;
-    o.url = *HttpUrl::parse(peer.url());
+    transport::HttpClientOptions o;
+    o.url = *transport::HttpUrl::parse(peer.url());
     o.max_connections = 1;
     o.max_waiting = 2;
-    auto client = HttpClient::create(ioc, o);
+    auto client = transport::HttpClient::create(ioc, o);
 
     std::vector<std::string> order;
-    std::vector<HttpReply> replies(5);
+    std::vector<transport::HttpReply> replies(5);
     for (int i = 0; i < 5; ++i)
-        client->post("<a/>", "a", 300ms, [&, i](HttpReply r) {
+        client->post("<a/>", "a", 300ms, [&, i](transport::HttpReply r) {
             replies[i] = std::move(r);
             order.push_back(std::to_string(i));
         });

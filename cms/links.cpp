@@ -1,6 +1,6 @@
-#include "daemon/cms_links.hpp"
+#include "cms/links.hpp"
 
-#include "daemon/http_client.hpp"
+#include "transport/http_client.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -9,7 +9,7 @@
 #include <atomic>
 #include <mutex>
 
-namespace cb::daemon {
+namespace cb::cms {
 namespace net = boost::asio;
 using protocol::CmsFault;
 using protocol::CmsOp;
@@ -23,7 +23,7 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
     }
 
     config::Cms cms;
-    std::shared_ptr<HttpClient> client;
+    std::shared_ptr<transport::HttpClient> client;
     std::string app_id;
     std::string app_url;
     Subscribed subscribed;
@@ -50,7 +50,7 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
         }
         client->post(std::move(body), action, timeout,
                      [self = shared_from_this(), r = std::move(r), done = std::move(done), timeout,
-                      may_retry](HttpReply reply) mutable {
+                      may_retry](transport::HttpReply reply) mutable {
                          auto result = self->interpret(r, reply, timeout);
                          bool transport = !reply.ok;
                          if (transport && may_retry && protocol::idempotent(r.op) &&
@@ -67,7 +67,7 @@ struct CmsLinks::Link : std::enable_shared_from_this<CmsLinks::Link> {
                      });
     }
 
-    CmsResult interpret(const CmsRequest& r, const HttpReply& reply,
+    CmsResult interpret(const CmsRequest& r, const transport::HttpReply& reply,
                         std::chrono::milliseconds timeout) {
         if (!reply.ok) {
             if (reply.timed_out)
@@ -197,7 +197,7 @@ CmsLinks::~CmsLinks() = default;
 void CmsLinks::start(const config::Config& config, std::string app_id, std::string app_url,
                      Subscribed subscribed) {
     for (auto& c : config.cms) {
-        auto url = HttpUrl::parse(c.url);
+        auto url = transport::HttpUrl::parse(c.url);
         auto link = std::make_shared<Link>(c);
         link->app_id = app_id;
         link->app_url = app_url;
@@ -210,14 +210,14 @@ void CmsLinks::start(const config::Config& config, std::string app_id, std::stri
             links_[c.id] = link;
             continue;
         }
-        HttpClientOptions o;
+        transport::HttpClientOptions o;
         o.url = *url;
         o.user = c.user;
         o.password = c.password;
         o.max_connections = c.connections;
         o.max_response_bytes = c.max_response_bytes;
         o.max_waiting = c.max_queued_requests;
-        link->client = HttpClient::create(ioc_, o);
+        link->client = transport::HttpClient::create(ioc_, o);
         links_[c.id] = link;
     }
     set_reply_limits(config.limits);
@@ -308,4 +308,4 @@ std::vector<SystemStatus> CmsLinks::status() const {
     return out;
 }
 
-}  // namespace cb::daemon
+}  // namespace cb::cms

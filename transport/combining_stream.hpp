@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-namespace cb::daemon {
+namespace cb::transport {
 
 namespace detail {
 /// A move-only completion waiting for a flush (Beast's handlers cannot be copied).
@@ -177,4 +177,4 @@ void teardown(boost::beast::role_type role, CombiningStream<NextLayer>& stream,
     teardown(role, stream.next_layer(), ec);
 }
 
-}  // namespace cb::daemon
+}  // namespace cb::transport

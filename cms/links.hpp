@@ -26,7 +26,7 @@
 #include <variant>
 #include <vector>
 
-namespace cb::daemon {
+namespace cb::cms {
 
 struct SystemStatus {
     std::string id;
@@ -89,4 +89,4 @@ class CmsLinks {
     std::map<std::string, std::shared_ptr<Link>> links_;
 };
 
-}  // namespace cb::daemon
+}  // namespace cb::cms

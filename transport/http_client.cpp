@@ -1,4 +1,4 @@
-#include "daemon/http_client.hpp"
+#include "transport/http_client.hpp"
 
 #include "config/password.hpp"
 
@@ -14,7 +14,7 @@
 #include <regex>
 #include <vector>
 
-namespace cb::daemon {
+namespace cb::transport {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -284,4 +284,4 @@ void HttpClient::close() {
     });
 }
 
-}  // namespace cb::daemon
+}  // namespace cb::transport

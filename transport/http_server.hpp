@@ -4,7 +4,7 @@
 //
 // Ownership: each session runs on its own strand; the server's bookkeeping (the set of live
 // sessions) is guarded by its own mutex. Every listener has its own connection budget (in all
-// and per source address, daemon/admission.hpp), so that a full SOAP port never locks out the
+// and per source address, transport/admission.hpp), so that a full SOAP port never locks out the
 // admin API or the Unix socket, and its own accept back-off. Handlers never block.
 #pragma once
 
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-namespace cb::daemon {
+namespace cb::transport {
 
 namespace net = boost::asio;
 namespace http = boost::beast::http;
@@ -97,4 +97,4 @@ class HttpServer {
     HttpCounters& counters_;
 };
 
-}  // namespace cb::daemon
+}  // namespace cb::transport

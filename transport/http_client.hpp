@@ -16,7 +16,7 @@
 #include <optional>
 #include <string>
 
-namespace cb::daemon {
+namespace cb::transport {
 
 /// "http://host[:port]/path" split up; nullopt for anything else (https is not supported).
 struct HttpUrl {
@@ -65,4 +65,4 @@ class HttpClient : public std::enable_shared_from_this<HttpClient> {
     std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace cb::daemon
+}  // namespace cb::transport

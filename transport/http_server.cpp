@@ -1,6 +1,6 @@
-#include "daemon/http_server.hpp"
+#include "transport/http_server.hpp"
 
-#include "daemon/admission.hpp"
+#include "transport/admission.hpp"
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
@@ -19,7 +19,7 @@
 #include <optional>
 #include <unordered_set>
 
-namespace cb::daemon {
+namespace cb::transport {
 namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 using unix_socket = net::local::stream_protocol;
@@ -418,4 +418,4 @@ void HttpServer::drain() {
         s->drain();
 }
 
-}  // namespace cb::daemon
+}  // namespace cb::transport

@@ -1,0 +1,120 @@
+// What a connection may cost before it has proven anything, for every listener:
+// - ConnectionBudget: the connections of one listener, in all and per source address, within
+//   the budget of all TCP listeners together (limits maxOpenConnections);
+// - AcceptPacer: an accept loop's back-off when the process runs out of descriptors (EMFILE,
+//   ENFILE) or buffers, logged once per episode.
+//
+// Thread safety: ConnectionBudget is thread-safe (a mutex, held for a map lookup); an
+// AcceptPacer belongs to one accept loop and is used on its strand only.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace boost::asio::ip {
+class address;
+}
+
+namespace cb::transport {
+
+struct BudgetLimits {
+    unsigned total = 20000;       ///< connections of the listener at once
+    unsigned per_address = 1000;  ///< of which from one source address; 0: no bound
+};
+
+/// The budget limits of a listener, read from its owner's limits (any struct with
+/// `max_connections` and `max_connections_per_address`) while the owner lives.
+template <typename Owner>
+std::function<BudgetLimits()> listener_budget(std::weak_ptr<Owner> owner) {
+    return [owner = std::move(owner)] {
+        BudgetLimits b;
+        if (auto o = owner.lock()) {
+            auto l = o->limits();
+            b.total = l.max_connections;
+            b.per_address = l.max_connections_per_address;
+        }
+        return b;
+    };
+}
+
+/// The key of a connection's source in the budgets and the logon guard: an IPv4 address (an
+/// IPv4-mapped IPv6 one too), or the /64 network of an IPv6 address (one host can take a whole
+/// /64, so one address per connection would make every per-source bound moot).
+std::string source_of(const boost::asio::ip::address& address);
+
+/// The connections of one listener (or of all of them: a budget may have a parent, whose place
+/// is taken too). A connection holds its Ticket for as long as it is open.
+class ConnectionBudget : public std::enable_shared_from_this<ConnectionBudget> {
+  public:
+    enum class Refusal { none, total, per_address, parent };
+
+    /// A place taken in the budget (and its parent's); given back when destroyed or reset.
+    class Ticket {
+      public:
+        Ticket() = default;
+        Ticket(Ticket&& other) noexcept;
+        Ticket& operator=(Ticket&& other) noexcept;
+        Ticket(const Ticket&) = delete;
+        Ticket& operator=(const Ticket&) = delete;
+        ~Ticket();
+        void reset();
+
+      private:
+        friend class ConnectionBudget;
+        std::shared_ptr<ConnectionBudget> budget_;
+        std::string address_;
+        bool per_address_ = false;       // counted in the per-address map
+        std::unique_ptr<Ticket> outer_;  // the place in the parent budget
+    };
+
+    static std::shared_ptr<ConnectionBudget> create(std::function<BudgetLimits()> limits,
+                                                    std::shared_ptr<ConnectionBudget> parent = {});
+
+    /// A place for a connection from `address` (a source_of() key; empty for a Unix socket,
+    /// which has no per-address bound) in `ticket`, or why not.
+    Refusal take(const std::string& address, Ticket& ticket);
+    std::size_t open() const;
+    std::uint64_t refused_total() const;
+    std::uint64_t refused_per_address() const;
+
+  private:
+    ConnectionBudget(std::function<BudgetLimits()> limits,
+                     std::shared_ptr<ConnectionBudget> parent);
+    void give_back(const std::string& address, bool per_address);
+
+    std::function<BudgetLimits()> limits_;
+    std::shared_ptr<ConnectionBudget> parent_;
+    mutable std::mutex mutex_;
+    std::size_t open_ = 0;
+    std::unordered_map<std::string, unsigned> by_address_;
+    std::uint64_t refused_total_ = 0;
+    std::uint64_t refused_per_address_ = 0;
+};
+
+/// The back-off of one accept loop. After a failed accept it says how long to wait before the
+/// next: nothing for a passing error, and for a lack of descriptors or buffers (EMFILE, ENFILE,
+/// ENOBUFS, ENOMEM) 10 ms, doubling to 1 s, so that the loop neither spins nor stops; a failing
+/// episode is logged once when it begins and once when an accept succeeds again.
+class AcceptPacer {
+  public:
+    explicit AcceptPacer(std::string listener) : listener_(std::move(listener)) {}
+    std::chrono::milliseconds failed(const boost::system::error_code& ec);
+    void accepted();
+    std::uint64_t episodes() const { return episodes_; }
+
+  private:
+    std::string listener_;
+    std::chrono::milliseconds delay_{0};
+    std::uint64_t failures_ = 0;  // in this episode
+    std::uint64_t episodes_ = 0;
+    std::chrono::steady_clock::time_point began_{};
+};
+
+}  // namespace cb::transport
