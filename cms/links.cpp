@@ -1,6 +1,7 @@
 #include "cms/links.hpp"
 
 #include "transport/http_client.hpp"
+#include "transport/tls.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -203,14 +204,25 @@ void CmsLinks::start(const config::Config& config, std::string app_id, std::stri
         link->app_url = app_url;
         link->subscribed = subscribed;
         if (!url) {
-            spdlog::error("cms {}: url {} is not an http:// URL; the system stays unavailable",
-                          c.id, c.url);
+            spdlog::error(
+                "cms {}: url {} is not an http:// or https:// URL; the system stays unavailable",
+                c.id, c.url);
             link->status.available = false;
-            link->status.last_error = "url is not an http:// URL";
+            link->status.last_error = "url is not an http:// or https:// URL";
             links_[c.id] = link;
             continue;
         }
         transport::HttpClientOptions o;
+        if (url->tls) {
+            try {
+                o.tls =
+                    transport::TlsCredentials::load(transport::TlsCredentials::Side::client,
+                                                    {c.tls_certificate, c.tls_key, c.tls_ca_file});
+            } catch (const std::exception& e) {
+                throw std::runtime_error("cms " + c.id + ": " + e.what());
+            }
+            tls_.emplace_back(c.id, o.tls);
+        }
         o.url = *url;
         o.user = c.user;
         o.password = c.password;

@@ -26,6 +26,10 @@
 #include <variant>
 #include <vector>
 
+namespace cb::transport {
+class TlsCredentials;
+}
+
 namespace cb::cms {
 
 struct SystemStatus {
@@ -58,6 +62,11 @@ class CmsLinks {
                Subscribed subscribed = {});
     /// Closes the connections; no probe or subscribe leaves after this.
     void stop();
+    /// The TLS of every https link, by system (set by start()): reloaded with the config.
+    const std::vector<std::pair<std::string, std::shared_ptr<transport::TlsCredentials>>>& tls()
+        const {
+        return tls_;
+    }
     /// Sends getSystemInfo to `system` (any thread); `done(answered)` runs on an I/O thread,
     /// never inside this call: true if the CMS answered it with a reply (not a fault, a timeout
     /// or a transport error). The answer's name, version and state go into status().
@@ -87,6 +96,7 @@ class CmsLinks {
   private:
     boost::asio::io_context& ioc_;
     std::map<std::string, std::shared_ptr<Link>> links_;
+    std::vector<std::pair<std::string, std::shared_ptr<transport::TlsCredentials>>> tls_;
 };
 
 }  // namespace cb::cms

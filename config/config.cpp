@@ -226,7 +226,16 @@ class ElementReader {
 constexpr Duration kMs{1};
 constexpr Duration kDay = std::chrono::hours(24);
 
-void read_listen(pugi::xml_node n, Errors& e, Config& c) {
+/// A file the config names: relative to the config's directory; an error unless it can be read.
+std::string readable_file(ElementReader& r, const char* attribute, const std::string& value,
+                          const std::string& base_dir) {
+    if (value.empty()) return value;
+    std::string path = value[0] == '/' ? value : base_dir + "/" + value;
+    if (!std::ifstream(path)) r.error(std::string(attribute) + " " + path + " cannot be read");
+    return path;
+}
+
+void read_listen(pugi::xml_node n, Errors& e, Config& c, const std::string& base_dir) {
     ElementReader r(n, e);
     Listen l;
     bool has_service = static_cast<bool>(n.attribute("service"));
@@ -240,9 +249,8 @@ void read_listen(pugi::xml_node n, Errors& e, Config& c) {
     r.string("tlsKey", l.tls_key);
     if (l.tls_certificate.empty() != l.tls_key.empty())
         r.error("tlsCertificate and tlsKey go together");
-    if (!l.tls_certificate.empty())
-        r.error(
-            "TLS on listeners is not supported by this build yet; terminate TLS in front of it");
+    l.tls_certificate = readable_file(r, "tlsCertificate", l.tls_certificate, base_dir);
+    l.tls_key = readable_file(r, "tlsKey", l.tls_key, base_dir);
     r.check_unknown();
     for (auto& other : c.listens)
         if (other.service == l.service)
@@ -257,7 +265,19 @@ void read_cms(pugi::xml_node n, Errors& e, Config& c, const std::string& base_di
     if (!m.id.empty() && !channels::valid_item_id(m.id))
         r.error("id \"" + m.id + "\" must be 1-128 of [A-Za-z0-9._:@-]");
     r.string("url", m.url, true);
-    if (!m.url.empty() && m.url.rfind("http://", 0) != 0) r.error("url must start with http://");
+    bool https = m.url.rfind("https://", 0) == 0;
+    if (!m.url.empty() && m.url.rfind("http://", 0) != 0 && !https)
+        r.error("url must start with http:// or https://");
+    r.string("tlsCaFile", m.tls_ca_file);
+    r.string("tlsCertificate", m.tls_certificate);
+    r.string("tlsKey", m.tls_key);
+    if (m.tls_certificate.empty() != m.tls_key.empty())
+        r.error("tlsCertificate and tlsKey go together");
+    if (!https && !(m.tls_ca_file.empty() && m.tls_certificate.empty()))
+        r.error("tlsCaFile, tlsCertificate and tlsKey need an https:// url");
+    m.tls_ca_file = readable_file(r, "tlsCaFile", m.tls_ca_file, base_dir);
+    m.tls_certificate = readable_file(r, "tlsCertificate", m.tls_certificate, base_dir);
+    m.tls_key = readable_file(r, "tlsKey", m.tls_key, base_dir);
     r.string("user", m.user);
     r.string("password", m.password);
     std::string password_file;
@@ -374,7 +394,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("threads", c->node.threads, 0, 256);
             r.check_unknown();
         } else if (tag == "listen") {
-            read_listen(n, errors, *c);
+            read_listen(n, errors, *c, base_dir);
         } else if (tag == "adminSocket") {
             r.string("path", c->admin_socket.path, true);
             r.number("mode", c->admin_socket.mode, 0, 0777, 8);
@@ -431,6 +451,8 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("maxConnectionsPerAddress", l.max_connections_per_address, 0, 1000000);
             r.number("maxOpenConnections", l.max_open_connections, 0, 10000000);
             r.duration("helloTimeout", l.hello_timeout, 100 * kMs, std::chrono::minutes(5));
+            r.duration("tlsHandshakeTimeout", l.tls_handshake_timeout, 100 * kMs,
+                       std::chrono::minutes(5));
             r.number("maxFrameBytes", l.max_frame_bytes, 1024, 16 * 1024 * 1024);
             r.number("desktopQueue", l.desktop_queue, 1, 1000000);
             r.number("maxChatPostings", l.max_chat_postings, 1, 100000);
@@ -546,10 +568,12 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         std::vector<std::string> v;
         for (auto& l : c.listens)
             v.push_back(std::string(to_string(l.service)) + "@" + l.address + ":" +
-                        std::to_string(l.port));
+                        std::to_string(l.port) + "|" + l.tls_certificate + "|" + l.tls_key);
         std::sort(v.begin(), v.end());
         return v;
     };
+    // The certificate files of a TLS listener are read again on every reload; their paths,
+    // like the addresses, are kept until a restart.
     if (listen_key(a) != listen_key(b)) kept.push_back("listen");
     if (a.admin_socket.path != b.admin_socket.path || a.admin_socket.mode != b.admin_socket.mode ||
         a.admin_socket.max_connections != b.admin_socket.max_connections)
@@ -580,16 +604,17 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         std::vector<std::string> v;
         for (auto& m : c.cms)
             v.push_back(
-                m.id + "|" + m.url + "|" + m.user + "|" + m.password + "|" +
-                std::to_string(m.connections) + "|" + format_duration(m.probe_interval) + "|" +
-                format_duration(m.probe_timeout) + "|" + format_duration(m.request_timeout) + "|" +
-                std::to_string(m.max_response_bytes) + "|" + std::to_string(m.max_queued_requests));
+                m.id + "|" + m.url + "|" + m.user + "|" + m.password + "|" + m.tls_ca_file + "|" +
+                m.tls_certificate + "|" + m.tls_key + "|" + std::to_string(m.connections) + "|" +
+                format_duration(m.probe_interval) + "|" + format_duration(m.probe_timeout) + "|" +
+                format_duration(m.request_timeout) + "|" + std::to_string(m.max_response_bytes) +
+                "|" + std::to_string(m.max_queued_requests));
         std::sort(v.begin(), v.end());
         return v;
     };
     if (cms_key(a) != cms_key(b))
         kept.push_back(
-            "cms (url, user, password, connections, timing, maxResponseBytes, "
+            "cms (url, user, password, TLS files, connections, timing, maxResponseBytes, "
             "maxQueuedRequests)");
     return kept;
 }

@@ -27,8 +27,8 @@ struct Listen {
     Service service = Service::ici;
     std::string address;
     std::uint16_t port = 0;
-    std::string tls_certificate;
-    std::string tls_key;
+    std::string tls_certificate;  // PEM chain, leaf first; with tls_key: the listener is TLS
+    std::string tls_key;          // the paths are resolved against the config's directory
 };
 
 struct Node {
@@ -73,6 +73,7 @@ struct Limits {
     // journal, the CMS links and the rest
     unsigned max_open_connections = 0;
     Duration hello_timeout = std::chrono::seconds(5);  // a desktop's upgrade to its first frame
+    Duration tls_handshake_timeout = std::chrono::seconds(10);  // accept to the end of TLS's
     std::size_t max_frame_bytes = 65536;
     unsigned desktop_queue = 1000;
     unsigned max_chat_postings = 1000;  // a live chat's newest postings kept (memory, journal)
@@ -120,6 +121,11 @@ struct Cms {
     std::string password;  // from the attribute or read from passwordFile
     std::string inbound_user;
     std::string inbound_password_hash;
+    // for an https:// url: the CAs trusted for the CMS (empty: the system's store) and the
+    // broker's client certificate and key (optional)
+    std::string tls_ca_file;
+    std::string tls_certificate;
+    std::string tls_key;
     Duration probe_interval = std::chrono::seconds(5);
     Duration probe_timeout = std::chrono::seconds(15);
     Duration request_timeout = std::chrono::seconds(5);

@@ -137,7 +137,8 @@ void status(Call& c) {
         for (auto& l : b.listeners())
             listeners.push_back(json::object{{"service", config::to_string(l.service)},
                                              {"address", l.address},
-                                             {"port", l.port}});
+                                             {"port", l.port},
+                                             {"tls", l.tls}});
         if (!config->admin_socket.path.empty())
             listeners.push_back(
                 json::object{{"service", "admin"}, {"path", config->admin_socket.path}});
@@ -396,8 +397,6 @@ void AdminApi::handle(transport::Request&& req, const transport::PeerInfo& peer,
     std::string_view target = req.target();
     auto qmark = target.find('?');
     std::string_view path = target.substr(0, qmark);
-    std::string_view query =
-        qmark == std::string_view::npos ? std::string_view{} : target.substr(qmark + 1);
     bool get = req.method() == http::verb::get || req.method() == http::verb::head;
 
     if (path == "/healthz" || path == "/readyz" || path == "/metrics") {

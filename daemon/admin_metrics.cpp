@@ -127,8 +127,11 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "\ncommbroker_desktop_refused_total{reason=\"perAddress\"} " +
         std::to_string(dc.refused_per_address) +
         "\ncommbroker_desktop_refused_total{reason=\"helloTimeout\"} " +
-        std::to_string(dc.hello_timeouts) + "\n";
+        std::to_string(dc.hello_timeouts) +
+        "\ncommbroker_desktop_refused_total{reason=\"tlsHandshake\"} " +
+        std::to_string(dc.tls_failures) + "\n";
     auto& h = b.http().counters();
+    auto& hl = b.http().listener_counters();
     out +=
         "# HELP commbroker_http_connections Open HTTP connections (ici and admin).\n"
         "# TYPE commbroker_http_connections gauge\ncommbroker_http_connections " +
@@ -137,9 +140,11 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "# HELP commbroker_http_closed_total HTTP connections ended or refused, by reason.\n"
         "# TYPE commbroker_http_closed_total counter\n";
     out += "commbroker_http_closed_total{reason=\"overLimit\"} " +
-           std::to_string(h.refused_over_limit.load()) + "\n";
+           std::to_string(hl.refused_over_limit.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"perAddress\"} " +
-           std::to_string(h.refused_per_address.load()) + "\n";
+           std::to_string(hl.refused_per_address.load()) + "\n";
+    out += "commbroker_http_closed_total{reason=\"tlsHandshake\"} " +
+           std::to_string(hl.tls_failures.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"bodyTooLarge\"} " +
            std::to_string(h.body_too_large.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"badRequest\"} " +

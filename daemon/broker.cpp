@@ -7,6 +7,7 @@
 #include "daemon/logging.hpp"
 #include "recovery/sqlite_journal.hpp"
 #include "transport/admission.hpp"
+#include "transport/tls.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -155,7 +156,7 @@ std::string Broker::public_url() const {
             std::string host =
                 l.address == "0.0.0.0" || l.address == "::" ? "127.0.0.1" : l.address;
             if (host.find(':') != std::string::npos) host = "[" + host + "]";
-            return "http://" + host + ":" + std::to_string(l.port) + "/ici";
+            return (l.tls ? "https://" : "http://") + host + ":" + std::to_string(l.port) + "/ici";
         }
     return {};
 }
@@ -238,6 +239,7 @@ void Broker::start() {
             l.max_body_bytes = cfg->limits.max_body_bytes;
             l.max_header_bytes = cfg->limits.max_header_bytes;
             l.idle_timeout = cfg->limits.http_idle_timeout;
+            l.handshake_timeout = cfg->limits.tls_handshake_timeout;
             l.max_connections = cfg->limits.max_connections;
             l.max_connections_per_address = cfg->limits.max_connections_per_address;
             l.unix_max_connections = cfg->admin_socket.max_connections;
@@ -255,34 +257,39 @@ void Broker::start() {
             l.max_connections = cfg->limits.max_connections;
             l.max_connections_per_address = cfg->limits.max_connections_per_address;
             l.hello_timeout = cfg->limits.hello_timeout;
+            l.tls_handshake_timeout = cfg->limits.tls_handshake_timeout;
             return l;
         },
         all_connections_);
     for (auto& l : c->listens) {
-        if (l.service == config::Service::desktop) {
-            try {
-                auto ep = desktop_->listen(l.address, l.port);
-                listeners_.push_back({l.service, ep.address().to_string(), ep.port()});
-                spdlog::info("listening: desktop on {}:{} (WebSocket /desktop)",
-                             ep.address().to_string(), ep.port());
-            } catch (const std::exception& e) {
-                throw std::runtime_error("cannot listen for desktop on " + l.address + ":" +
-                                         std::to_string(l.port) + ": " + e.what());
-            }
-            continue;
-        }
-        std::shared_ptr<transport::HttpHandler> handler =
-            l.service == config::Service::ici ? std::shared_ptr<transport::HttpHandler>(ici)
-                                              : admin;
+        std::string what = std::string(config::to_string(l.service)) + " on " + l.address + ":" +
+                           std::to_string(l.port);
         try {
-            auto ep = http_->listen_tcp(l.address, l.port, handler);
-            listeners_.push_back({l.service, ep.address().to_string(), ep.port()});
-            spdlog::info("listening: {} on {}:{}", config::to_string(l.service),
-                         ep.address().to_string(), ep.port());
+            std::shared_ptr<transport::TlsCredentials> tls;
+            if (!l.tls_certificate.empty()) {
+                tls = transport::TlsCredentials::load(transport::TlsCredentials::Side::server,
+                                                      {l.tls_certificate, l.tls_key, {}});
+                tls_.emplace_back(std::string(config::to_string(l.service)) + " listener", tls);
+            }
+            boost::asio::ip::tcp::endpoint ep;
+            if (l.service == config::Service::desktop) {
+                ep = desktop_->listen(l.address, l.port, tls);
+            } else {
+                std::shared_ptr<transport::HttpHandler> handler =
+                    l.service == config::Service::ici ? std::shared_ptr<transport::HttpHandler>(ici)
+                                                      : admin;
+                ep = http_->listen_tcp(l.address, l.port, handler, tls);
+            }
+            listeners_.push_back(
+                {l.service, ep.address().to_string(), ep.port(), static_cast<bool>(tls)});
+            spdlog::info("listening: {} on {}:{}{}{}", config::to_string(l.service),
+                         ep.address().to_string(), ep.port(),
+                         l.service == config::Service::desktop
+                             ? (tls ? " (WebSocket /desktop, wss)" : " (WebSocket /desktop)")
+                             : (tls ? " (TLS)" : ""),
+                         tls ? ", certificate " + tls->summary() : "");
         } catch (const std::exception& e) {
-            throw std::runtime_error("cannot listen for " +
-                                     std::string(config::to_string(l.service)) + " on " +
-                                     l.address + ":" + std::to_string(l.port) + ": " + e.what());
+            throw std::runtime_error("cannot listen for " + what + ": " + e.what());
         }
     }
     if (!c->admin_socket.path.empty()) {
@@ -303,6 +310,8 @@ void Broker::start() {
             }
         });
     });
+    for (auto& [system, tls] : cms_.tls())
+        tls_.emplace_back("cms " + system, tls);
     // Every CMS is probed from now on, on the heartbeat timer (heartbeat::CmsProbes).
     net::post(core_, [this, c] {
         auto now = std::chrono::steady_clock::now();
@@ -397,6 +406,21 @@ ReloadResult Broker::reload() {
     if (!parsed.config) {
         r.errors = std::move(parsed.errors);
         return r;
+    }
+    // Certificates and keys are read again, all of them before any is put to use: a file that
+    // does not load refuses the whole reload, and every connection keeps what it has.
+    std::vector<transport::TlsContext> renewed;
+    for (auto& [name, tls] : tls_) {
+        try {
+            renewed.push_back(tls->prepare());
+        } catch (const std::exception& e) {
+            r.errors.push_back(name + ": " + e.what());
+        }
+    }
+    if (!r.errors.empty()) return r;
+    for (std::size_t i = 0; i < tls_.size(); ++i) {
+        tls_[i].second->install(std::move(renewed[i]));
+        spdlog::info("reload: {} TLS from now on: {}", tls_[i].first, tls_[i].second->summary());
     }
     r.ok = true;
     r.kept = config::reload_diff(*running, *parsed.config);

@@ -48,6 +48,7 @@ struct BoundListener {
     config::Service service;
     std::string address;
     std::uint16_t port;
+    bool tls = false;
 };
 
 /// What became of an event handed to submit().
@@ -268,6 +269,9 @@ class Broker {
     channels::Registry registry_;
     channels::DesktopHub hub_;
     cms::CmsLinks cms_;
+    // The TLS of every listener and CMS link, by name for the log: their files are read again
+    // on every reload, all or none.
+    std::vector<std::pair<std::string, std::shared_ptr<transport::TlsCredentials>>> tls_;
     std::unique_ptr<DesktopServer> desktop_;
     LatencyRecorder desktop_latency_;
     mutable std::mutex desktop_stats_mutex_;

@@ -4,6 +4,8 @@
 #include "protocol/desktop_codec.hpp"
 #include "transport/admission.hpp"
 #include "transport/combining_stream.hpp"
+#include "transport/listener.hpp"
+#include "transport/stream.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -25,33 +27,16 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
-namespace {
-/// One desktop listener: its acceptor, its connection budget and its accept back-off, all on
-/// the acceptor's strand (the budget is thread-safe: sessions give their place back anywhere).
-struct Acceptor {
-    Acceptor(net::io_context& ioc, std::function<transport::BudgetLimits()> limits,
-             std::shared_ptr<transport::ConnectionBudget> all)
-        : acceptor(net::make_strand(ioc)),
-          retry(acceptor.get_executor()),
-          budget(transport::ConnectionBudget::create(std::move(limits), std::move(all))),
-          pacer("desktop listener") {}
-    tcp::acceptor acceptor;
-    net::steady_timer retry;
-    std::shared_ptr<transport::ConnectionBudget> budget;
-    transport::AcceptPacer pacer;
-};
-}  // namespace
-
 struct DesktopServer::Shared {
     std::shared_ptr<DesktopService> service;
     std::function<DesktopLimits()> limits;
     std::atomic<std::size_t> connections{0};
-    std::atomic<std::uint64_t> refused_over_limit{0};
-    std::atomic<std::uint64_t> refused_per_address{0};
+    std::shared_ptr<transport::ListenerCounters> listener_counters =
+        std::make_shared<transport::ListenerCounters>();
     std::atomic<std::uint64_t> hello_timeouts{0};
     std::shared_ptr<transport::ConnectionBudget> all;  // of every TCP listener; may be null
     std::mutex mutex;
-    std::vector<std::shared_ptr<Acceptor>> acceptors;
+    std::vector<std::shared_ptr<transport::Listener>> listeners;
 };
 
 struct DesktopSession::Impl {
@@ -63,16 +48,16 @@ struct DesktopSession::Impl {
         bool urgent = false;  // kept when a close drops what is queued
     };
 
-    Impl(tcp::socket socket, std::shared_ptr<DesktopServer::Shared> shared,
+    Impl(transport::Stream stream, std::shared_ptr<DesktopServer::Shared> shared,
          transport::ConnectionBudget::Ticket ticket)
-        : ws(std::move(socket)),
+        : ws(std::move(stream)),
           timer(ws.get_executor()),
           hello_timer(ws.get_executor()),
           shared(std::move(shared)),
           ticket(std::move(ticket)) {}
 
     // Frames queued back to back leave in one system call (combining_stream.hpp).
-    websocket::stream<transport::CombiningStream<beast::tcp_stream>> ws;
+    websocket::stream<transport::CombiningStream<transport::Stream>> ws;
     net::steady_timer timer;
     net::steady_timer hello_timer;  // from the upgrade to the first frame: helloTimeout
     std::shared_ptr<DesktopServer::Shared> shared;
@@ -109,10 +94,7 @@ struct DesktopSession::Impl {
         res->prepare_payload();
         http::async_write(beast::get_lowest_layer(ws), *res,
                           [o = owner(), res](beast::error_code, std::size_t) {
-                              beast::error_code ec;
-                              beast::get_lowest_layer(o->impl_->ws)
-                                  .socket()
-                                  .shutdown(tcp::socket::shutdown_both, ec);
+                              beast::get_lowest_layer(o->impl_->ws).shutdown_send();
                               o->impl_->finish();
                           });
     }
@@ -227,8 +209,7 @@ struct DesktopSession::Impl {
         finished = true;
         timer.cancel();
         hello_timer.cancel();
-        beast::error_code ec;
-        beast::get_lowest_layer(ws).socket().close(ec);
+        beast::get_lowest_layer(ws).close();
         self->closing_.store(true);
         shared->connections.fetch_sub(1);
         ticket.reset();
@@ -334,83 +315,41 @@ DesktopServer::~DesktopServer() {
     stop();
 }
 
-namespace {
-
-/// The accept loop of one desktop listener. The acceptor lives on its own strand: stop() posts
-/// its close there, and an accept that completed before the close finds the acceptor closed and
-/// ends the loop instead of arming it again.
-void accept_next(net::io_context& ioc, std::shared_ptr<Acceptor> a,
-                 std::shared_ptr<DesktopServer::Shared> shared) {
-    if (!a->acceptor.is_open()) return;
-    a->acceptor.async_accept(
-        net::make_strand(ioc), [&ioc, a, shared](beast::error_code ec, tcp::socket socket) {
-            if (ec == net::error::operation_aborted || !a->acceptor.is_open()) return;
-            if (ec) {
-                // Out of descriptors, the loop would spin: it waits, and says so once.
-                auto wait = a->pacer.failed(ec);
-                if (wait.count() == 0) return accept_next(ioc, a, shared);
-                a->retry.expires_after(wait);
-                a->retry.async_wait([&ioc, a, shared](beast::error_code e) {
-                    if (!e) accept_next(ioc, a, shared);
-                });
-                return;
-            }
-            a->pacer.accepted();
-            beast::error_code pe;
-            auto ep = socket.remote_endpoint(pe);
-            auto ip = pe ? std::string("?") : transport::source_of(ep.address());
-            transport::ConnectionBudget::Ticket ticket;
-            auto refusal = a->budget->take(ip, ticket);
-            if (refusal != transport::ConnectionBudget::Refusal::none) {
-                // Closed unanswered: an answer would cost what the budget is there to bound.
-                (refusal == transport::ConnectionBudget::Refusal::per_address
-                     ? shared->refused_per_address
-                     : shared->refused_over_limit)
-                    .fetch_add(1);
-                beast::error_code ignored;
-                socket.close(ignored);
-            } else {
-                shared->connections.fetch_add(1);
-                auto impl = std::make_unique<DesktopSession::Impl>(std::move(socket), shared,
-                                                                   std::move(ticket));
-                // The peer as logs show it: the whole address; `ip`, its source key, may be a /64.
-                auto peer = pe ? ip : ep.address().to_string() + ":" + std::to_string(ep.port());
-                std::make_shared<DesktopSession>(std::move(impl), std::move(peer), ip)->start();
-            }
-            accept_next(ioc, a, shared);
+tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port,
+                                    std::shared_ptr<transport::TlsCredentials> tls) {
+    transport::ListenerOptions o;
+    o.name =
+        std::string(tls ? "TLS " : "") + "desktop listener " + address + ":" + std::to_string(port);
+    o.budget = transport::listener_budget(std::weak_ptr<Shared>(shared_));
+    o.parent = shared_->all;
+    o.tls = std::move(tls);
+    o.handshake_timeout = [shared = std::weak_ptr<Shared>(shared_)] {
+        auto s = shared.lock();
+        return s ? s->limits().tls_handshake_timeout : std::chrono::milliseconds(10000);
+    };
+    o.counters = shared_->listener_counters;
+    auto l = transport::Listener::tcp(
+        ioc_, address, port, std::move(o),
+        [shared = shared_](transport::Stream&& stream, transport::PeerInfo peer,
+                           transport::ConnectionBudget::Ticket ticket) {
+            shared->connections.fetch_add(1);
+            auto impl = std::make_unique<DesktopSession::Impl>(std::move(stream), shared,
+                                                               std::move(ticket));
+            // The peer as logs show it: the whole address; `ip`, its source key, may be a /64.
+            std::make_shared<DesktopSession>(std::move(impl), std::move(peer.address),
+                                             std::move(peer.ip))
+                ->start();
         });
-}
-
-}  // namespace
-
-tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port) {
-    auto a = std::make_shared<Acceptor>(
-        ioc_, transport::listener_budget(std::weak_ptr<Shared>(shared_)), shared_->all);
-    tcp::endpoint ep(net::ip::make_address(address), port);
-    a->acceptor.open(ep.protocol());
-    a->acceptor.set_option(net::socket_base::reuse_address(true));
-    a->acceptor.bind(ep);
-    a->acceptor.listen(net::socket_base::max_listen_connections);
-    auto bound = a->acceptor.local_endpoint();
-    {
-        std::lock_guard lock(shared_->mutex);
-        shared_->acceptors.push_back(a);
-    }
-    // The first accept is armed on the acceptor's strand too, so that it never races a stop().
-    net::post(a->acceptor.get_executor(),
-              [&ioc = ioc_, a, shared = shared_] { accept_next(ioc, a, shared); });
-    return bound;
+    std::lock_guard lock(shared_->mutex);
+    shared_->listeners.push_back(l);
+    return l->endpoint();
 }
 
 void DesktopServer::stop() {
     std::lock_guard lock(shared_->mutex);
-    for (auto& a : shared_->acceptors)
-        net::post(a->acceptor.get_executor(), [a] {
-            beast::error_code ec;
-            a->acceptor.close(ec);
-            a->retry.cancel();
-        });
-    shared_->acceptors.clear();
+    for (auto& l : shared_->listeners)
+        l->close();
+    shared_->listeners.clear();
 }
 
 std::size_t DesktopServer::connections() const {
@@ -418,8 +357,9 @@ std::size_t DesktopServer::connections() const {
 }
 
 DesktopServer::Counters DesktopServer::counters() const {
-    return {shared_->refused_over_limit.load(), shared_->refused_per_address.load(),
-            shared_->hello_timeouts.load()};
+    auto& l = *shared_->listener_counters;
+    return {l.refused_over_limit.load(), l.refused_per_address.load(),
+            shared_->hello_timeouts.load(), l.tls_failures.load()};
 }
 
 }  // namespace cb::daemon

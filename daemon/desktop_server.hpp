@@ -1,11 +1,12 @@
-// The desktop listener: WebSocket on `/desktop` (PROTOCOL.md section 3), JSON text frames. This
-// file is the transport: accepting, the upgrade, reading frames and writing them in order with a
-// bounded, counted queue. What the frames mean is the DesktopService's business.
+// The desktop listener: WebSocket on `/desktop` (PROTOCOL.md section 3), in clear (ws) or under
+// TLS (wss), JSON text frames. This file is the WebSocket session: the upgrade, reading frames
+// and writing them in order with a bounded, counted queue. Connections come from the accept
+// loop every listener shares (transport/listener.hpp: connection budget, accept back-off, TLS
+// handshake); what the frames mean is the DesktopService's business.
 //
 // Ownership: each DesktopSession runs on its own strand; it is the channels::DesktopLink of its
 // agent's session in the hub, so the core hands it frames (send_event, send_frame, close), which
-// it posts to its strand. Writes never wait for the core; reads are answered by the service.
-// Each listener has its own connection budget and accept back-off (transport/admission.hpp); a
+// it posts to its strand. Writes never wait for the core; reads are answered by the service. A
 // desktop that upgrades has helloTimeout to send its first frame, and nothing it sends before
 // (a ping) is answered.
 #pragma once
@@ -23,7 +24,8 @@
 
 namespace cb::transport {
 class ConnectionBudget;
-}
+class TlsCredentials;
+}  // namespace cb::transport
 
 namespace cb::daemon {
 
@@ -31,11 +33,12 @@ class DesktopSession;
 
 struct DesktopLimits {
     std::size_t max_frame_bytes = 65536;
-    unsigned max_connections = 20000;               ///< per listener
-    unsigned max_connections_per_address = 1000;    ///< per listener and source; 0: no bound
-    std::chrono::milliseconds hello_timeout{5000};  ///< from the upgrade to the first frame
-    std::chrono::milliseconds handshake_timeout{10000};
-    std::chrono::milliseconds close_timeout{5000};  ///< a closing socket that cannot write
+    unsigned max_connections = 20000;                    ///< per listener
+    unsigned max_connections_per_address = 1000;         ///< per listener and source; 0: no bound
+    std::chrono::milliseconds hello_timeout{5000};       ///< from the upgrade to the first frame
+    std::chrono::milliseconds handshake_timeout{10000};  ///< the WebSocket upgrade
+    std::chrono::milliseconds tls_handshake_timeout{10000};  ///< from accept to TLS's end
+    std::chrono::milliseconds close_timeout{5000};           ///< a closing socket that cannot write
 };
 
 /// What the desktop protocol does with a connection. Called on the session's strand.
@@ -104,7 +107,9 @@ class DesktopServer {
                   std::shared_ptr<transport::ConnectionBudget> all = {});
     ~DesktopServer();
 
-    boost::asio::ip::tcp::endpoint listen(const std::string& address, std::uint16_t port);
+    /// Starts accepting on a TCP address, under TLS (wss) if `tls` is given.
+    boost::asio::ip::tcp::endpoint listen(const std::string& address, std::uint16_t port,
+                                          std::shared_ptr<transport::TlsCredentials> tls = {});
     /// Stops accepting: each acceptor is closed on its own strand. Any thread.
     void stop();
     std::size_t connections() const;
@@ -112,6 +117,7 @@ class DesktopServer {
         std::uint64_t refused_over_limit = 0;   ///< a listener's budget was full
         std::uint64_t refused_per_address = 0;  ///< the source's share of it was full
         std::uint64_t hello_timeouts = 0;       ///< upgraded, then silent for helloTimeout
+        std::uint64_t tls_failures = 0;         ///< TLS handshakes that failed or timed out
     };
     Counters counters() const;
 

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.81-all-dev libboost-json1.81-dev libpugixml-dev gsoap libgsoap-dev libspdlog-dev libfmt-dev doctest-dev
-  libsqlite3-dev sqlite3 libssl-dev libsystemd-dev
+  libsqlite3-dev sqlite3 libssl-dev openssl libsystemd-dev  # openssl: the test CA of tests/integration/test_tls.py
   curl python3 python3-pytest python3-websocket python3-zeep wrk
   clang libclang-rt-14-dev llvm  # the sanitizer and fuzz stages: clang, its sanitizer runtimes and libFuzzer, llvm-symbolizer
 )

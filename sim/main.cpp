@@ -1,5 +1,6 @@
 // commbroker-cmss: the CMS simulator. See simulator.hpp for what it does and its control API.
 #include "sim/simulator.hpp"
+#include "transport/tls.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -28,6 +29,8 @@ constexpr const char* kUsage =
   --scenario FILE           a JSON array of steps {"at": "2s", "do": "offer", …}, played once
   --preload FILE            hold the calls of FILE (a JSON array of {"id", "agent", "version"})
                             from the start, connected, without telling the broker
+  --tls-certificate FILE --tls-key FILE   serve the IciCms port (and /control) over TLS
+  --broker-ca FILE          CAs trusted for the broker's https appURL (default: the system's)
   --record-acks             keep the last version of every item the broker answered for, ended
                             ones too, in /control/state ("acked"; for tests: grows with every item)
 )";
@@ -55,7 +58,12 @@ int main(int argc, char** argv) {
     cb::transport::HttpServer server(ioc, [] { return cb::transport::HttpLimits{}; });
     boost::asio::ip::tcp::endpoint ep;
     try {
-        ep = server.listen_tcp(options.listen_address, options.listen_port, sim);
+        std::shared_ptr<cb::transport::TlsCredentials> tls;
+        if (!options.tls_certificate.empty())
+            tls =
+                cb::transport::TlsCredentials::load(cb::transport::TlsCredentials::Side::server,
+                                                    {options.tls_certificate, options.tls_key, {}});
+        ep = server.listen_tcp(options.listen_address, options.listen_port, sim, tls);
     } catch (const std::exception& e) {
         std::cerr << "commbroker-cmss: cannot listen on " << options.listen_address << ":"
                   << options.listen_port << ": " << e.what() << "\n";

@@ -83,6 +83,12 @@ Options parse_command_line(int argc, char** argv) {
             o.scenario = value();
         } else if (a == "--preload") {
             o.preload = value();
+        } else if (a == "--tls-certificate") {
+            o.tls_certificate = value();
+        } else if (a == "--tls-key") {
+            o.tls_key = value();
+        } else if (a == "--broker-ca") {
+            o.broker_ca = value();
         } else if (a == "--record-acks") {
             o.record_acks = true;
         } else if (a == "--connections") {
@@ -93,6 +99,8 @@ Options parse_command_line(int argc, char** argv) {
     }
     if (o.broker_user.empty())
         throw std::invalid_argument("--broker-user and --broker-password are required");
+    if (o.tls_certificate.empty() != o.tls_key.empty())
+        throw std::invalid_argument("--tls-certificate and --tls-key go together");
     return o;
 }
 

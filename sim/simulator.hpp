@@ -48,7 +48,10 @@ struct Options {
     /// Keeps the last version of every item the broker answered for (tests: what it
     /// acknowledged); grows with every item, so off unless asked for.
     bool record_acks = false;
-    std::string preload;  ///< a JSON array of calls held from the start ({"id", "agent"})
+    std::string preload;          ///< a JSON array of calls held from the start ({"id", "agent"})
+    std::string tls_certificate;  ///< with tls_key: the IciCms port (and /control) over TLS
+    std::string tls_key;
+    std::string broker_ca;  ///< CAs trusted for an https appURL; empty: the system's
 };
 
 /// Reads the command line; throws std::invalid_argument with a message for the user.

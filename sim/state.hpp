@@ -10,6 +10,7 @@
 #include "daemon/auth.hpp"
 #include "protocol/cms_codec.hpp"
 #include "transport/http_client.hpp"
+#include "transport/tls.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -343,10 +344,20 @@ struct Simulator::State {
                 return reply;
             case CmsOp::subscribe: {
                 auto url = transport::HttpUrl::parse(r.app_url);
-                if (!url) return refuse("invalidField", "appURL is not an http:// URL");
+                if (!url) return refuse("invalidField", "appURL is not an http:// or https:// URL");
                 if (r.app_url != broker_url || !broker) {
-                    if (broker) broker->close();
                     transport::HttpClientOptions o;
+                    if (url->tls) {
+                        try {
+                            o.tls = transport::TlsCredentials::load(
+                                transport::TlsCredentials::Side::client,
+                                {{}, {}, options.broker_ca});
+                        } catch (const std::exception& e) {
+                            return refuse("invalidField",
+                                          std::string("cannot reach an https appURL: ") + e.what());
+                        }
+                    }
+                    if (broker) broker->close();
                     o.url = *url;
                     o.user = options.broker_user;
                     o.password = options.broker_password;

@@ -1,6 +1,8 @@
 #include "transport/http_client.hpp"
 
 #include "config/password.hpp"
+#include "transport/stream.hpp"
+#include "transport/tls.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -23,14 +25,15 @@ using Clock = std::chrono::steady_clock;
 
 std::optional<HttpUrl> HttpUrl::parse(const std::string& url) {
     static const std::regex re(
-        R"(^http://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?(/[^\s#]*)?$)");
+        R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?(/[^\s#]*)?$)");
     std::smatch m;
     if (!std::regex_match(url, m, re)) return std::nullopt;
     HttpUrl u;
-    u.host = m[1].str();
+    u.tls = m[1].str() == "https";
+    u.host = m[2].str();
     if (u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
-    u.port = m[2].matched ? m[2].str() : "80";
-    u.target = m[3].matched ? m[3].str() : "/";
+    u.port = m[3].matched ? m[3].str() : (u.tls ? "443" : "80");
+    u.target = m[4].matched ? m[4].str() : "/";
     return u;
 }
 
@@ -48,8 +51,8 @@ struct Job {
 
 struct HttpClient::Impl {
     struct Conn {
-        explicit Conn(net::strand<net::io_context::executor_type>& strand) : stream(strand) {}
-        beast::tcp_stream stream;
+        explicit Conn(Stream s) : stream(std::move(s)) {}
+        Stream stream;
         beast::flat_buffer buffer;
         http::request<http::string_body> request;
         std::optional<http::response_parser<http::string_body>> parser;
@@ -64,6 +67,8 @@ struct HttpClient::Impl {
         if (!options.user.empty())
             authorization = "Basic " + config::base64_encode(options.user + ":" + options.password);
         if (options.max_connections == 0) options.max_connections = 1;
+        if (options.url.tls && !options.tls)
+            options.tls = TlsCredentials::load(TlsCredentials::Side::client, {});
     }
 
     net::strand<net::io_context::executor_type> strand;
@@ -151,18 +156,18 @@ struct HttpClient::Impl {
     }
 
     void connect(Job job) {
-        auto c = std::make_shared<Conn>(strand);
         auto owner = self.lock();
         resolver.async_resolve(
             options.url.host, options.url.port,
-            [this, owner, c, job = std::move(job)](beast::error_code ec,
-                                                   tcp::resolver::results_type results) mutable {
+            [this, owner, job = std::move(job)](beast::error_code ec,
+                                                tcp::resolver::results_type results) mutable {
                 if (ec)
                     return done_with(nullptr, std::move(job), failure("resolve: " + ec.message()));
-                c->stream.expires_at(job.deadline);
-                c->stream.async_connect(
-                    results, [this, owner, c, job = std::move(job)](beast::error_code ec,
-                                                                    const tcp::endpoint&) mutable {
+                auto tcp_stream = std::make_shared<TcpStream>(strand);
+                tcp_stream->expires_at(job.deadline);
+                tcp_stream->async_connect(
+                    results, [this, owner, tcp_stream, job = std::move(job)](
+                                 beast::error_code ec, const tcp::endpoint&) mutable {
                         if (ec)
                             return done_with(
                                 nullptr, std::move(job),
@@ -170,10 +175,36 @@ struct HttpClient::Impl {
                                                                     : "connect: " + ec.message(),
                                         ec == beast::error::timeout));
                         beast::error_code ignored;
-                        c->stream.socket().set_option(tcp::no_delay(true), ignored);
-                        send(c, std::move(job));
+                        tcp_stream->socket().set_option(tcp::no_delay(true), ignored);
+                        if (!options.url.tls)
+                            return send(std::make_shared<Conn>(Stream(std::move(*tcp_stream))),
+                                        std::move(job));
+                        handshake(std::make_shared<Conn>(
+                                      Stream(std::move(*tcp_stream), options.tls->current())),
+                                  std::move(job));
                     });
             });
+    }
+
+    /// TLS with the server's name (SNI) and its certificate checked against it.
+    void handshake(std::shared_ptr<Conn> c, Job job) {
+        auto owner = self.lock();
+        auto& tls = c->stream.tls_stream();
+        beast::error_code not_an_address;  // SNI carries names only
+        net::ip::make_address(options.url.host, not_an_address);
+        if (not_an_address &&
+            !SSL_set_tlsext_host_name(tls.native_handle(), options.url.host.c_str()))
+            return done_with(nullptr, std::move(job), failure("tls: cannot set the server name"));
+        tls.set_verify_callback(net::ssl::host_name_verification(options.url.host));
+        tls.async_handshake(net::ssl::stream_base::client, [this, owner, c, job = std::move(job)](
+                                                               beast::error_code ec) mutable {
+            if (ec) {
+                bool timeout = ec == beast::error::timeout;
+                return done_with(nullptr, std::move(job),
+                                 failure(timeout ? "timeout" : "tls: " + ec.message(), timeout));
+            }
+            send(c, std::move(job));
+        });
     }
 
     void send(std::shared_ptr<Conn> c, Job job) {
@@ -269,11 +300,8 @@ void HttpClient::close() {
     net::post(impl_->strand, [self = shared_from_this()] {
         auto& m = *self->impl_;
         m.closed = true;
-        for (auto& c : m.idle) {
-            beast::error_code ec;
-            c->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+        for (auto& c : m.idle)
             c->stream.close();
-        }
         m.idle.clear();
         while (!m.waiting.empty()) {
             auto job = std::move(m.waiting.front());

@@ -1,7 +1,9 @@
 // An HTTP/1.1 client for SOAP requests to one peer (a CMS, or the broker for the simulator):
 // POSTs over a small pool of keep-alive connections, each request alone on its connection (no
 // pipelining, so a slow answer never holds up another request), with a deadline per request that
-// covers waiting for a connection, connecting, writing and reading.
+// covers waiting for a connection, connecting, the TLS handshake, writing and reading. Over https
+// the server's certificate chain and its name (or address) are verified; a connection made
+// after TlsCredentials were renewed uses the new ones.
 //
 // Ownership: the pool's state lives on its own strand; post() may be called from any thread and
 // its completion runs on that strand. Completions never run inside post().
@@ -18,8 +20,11 @@
 
 namespace cb::transport {
 
-/// "http://host[:port]/path" split up; nullopt for anything else (https is not supported).
+class TlsCredentials;
+
+/// "http://host[:port]/path" or "https://…" split up; nullopt for anything else.
 struct HttpUrl {
+    bool tls = false;  ///< https
     std::string host;
     std::string port;
     std::string target;
@@ -34,6 +39,9 @@ struct HttpClientOptions {
     std::size_t max_response_bytes = 16 * 1024 * 1024;
     /// requests waiting for a connection (all max_connections busy); more fail at once
     std::size_t max_waiting = 1000;
+    /// For an https URL: the trusted CAs and the client certificate (TlsCredentials::Side::
+    /// client); null: the system's trusted CAs and no client certificate.
+    std::shared_ptr<TlsCredentials> tls;
 };
 
 struct HttpReply {

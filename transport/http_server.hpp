@@ -1,12 +1,17 @@
-// HTTP/1.1 listeners and sessions (Beast) for the ici and admin services, on TCP and on a Unix
-// socket. A session reads one request at a time (pipelined requests wait in the buffer), hands
-// it to its service's handler, and writes the response the handler gives back, from any thread.
+// HTTP/1.1 listeners and sessions (Beast) for the ici and admin services, on TCP (in clear or
+// under TLS) and on a Unix socket. Connections come from the one accept loop of every listener
+// (transport/listener.hpp: budgets, back-off, TLS handshake). A session reads one request at a
+// time (pipelined requests wait in the buffer), hands it to its service's handler, and writes
+// the response the handler gives back, from any thread.
 //
 // Ownership: each session runs on its own strand; the server's bookkeeping (the set of live
-// sessions) is guarded by its own mutex. Every listener has its own connection budget (in all
-// and per source address, transport/admission.hpp), so that a full SOAP port never locks out the
-// admin API or the Unix socket, and its own accept back-off. Handlers never block.
+// sessions, its listeners) is guarded by its own mutex. Every listener has its own connection
+// budget (in all and per source address, transport/admission.hpp), so that a full SOAP port
+// never locks out the admin API or the Unix socket, and its own accept back-off. Handlers never
+// block.
 #pragma once
+
+#include "transport/listener.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -28,12 +33,6 @@ namespace http = boost::beast::http;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
-struct PeerInfo {
-    std::string address;        ///< "ip:port", or "unix" for the admin socket
-    std::string ip;             ///< the source's key (source_of()); empty for the admin socket
-    bool local_socket = false;  ///< came through the Unix socket: file permissions decided
-};
-
 /// Called exactly once per request with its response; may be called from any thread.
 using Respond = std::function<void(Response)>;
 
@@ -47,23 +46,19 @@ struct HttpLimits {
     std::size_t max_body_bytes = 65536;
     std::size_t max_header_bytes = 8192;
     std::chrono::milliseconds idle_timeout{60000};
-    unsigned max_connections = 20000;             ///< per TCP listener
+    std::chrono::milliseconds handshake_timeout{10000};  ///< TLS, from accept to its end
+    unsigned max_connections = 20000;                    ///< per TCP listener
     unsigned max_connections_per_address = 1000;  ///< per TCP listener and source; 0: no bound
     unsigned unix_max_connections = 64;           ///< the Unix socket's own budget
 };
 
 /// Why sessions ended, counted for /metrics.
 struct HttpCounters {
-    std::atomic<std::uint64_t> accepted{0};
-    std::atomic<std::uint64_t> refused_over_limit{0};   ///< the listener's budget was full
-    std::atomic<std::uint64_t> refused_per_address{0};  ///< the source's share was full
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> body_too_large{0};
     std::atomic<std::uint64_t> bad_requests{0};
     std::atomic<std::uint64_t> timeouts{0};
 };
-
-class ConnectionBudget;
 
 class HttpServer {
   public:
@@ -73,9 +68,11 @@ class HttpServer {
                std::shared_ptr<ConnectionBudget> all = {});
     ~HttpServer();
 
-    /// Starts accepting on a TCP address; returns the bound endpoint (port 0 takes a free one).
+    /// Starts accepting on a TCP address, under TLS if `tls` is given; returns the bound
+    /// endpoint (port 0 takes a free one).
     net::ip::tcp::endpoint listen_tcp(const std::string& address, std::uint16_t port,
-                                      std::shared_ptr<HttpHandler> handler);
+                                      std::shared_ptr<HttpHandler> handler,
+                                      std::shared_ptr<TlsCredentials> tls = {});
     /// Starts accepting on a Unix socket with file mode `mode`. A stale socket at `path` (nobody
     /// accepts on it) is replaced; anything else there (a file, a directory, a link, a socket
     /// another process serves) is refused with std::runtime_error and left alone. At the close
@@ -86,6 +83,8 @@ class HttpServer {
     void drain();
     std::size_t connections() const { return connections_.load(); }
     const HttpCounters& counters() const { return counters_; }
+    /// Accepted and refused connections and failed TLS handshakes, of all its listeners.
+    const ListenerCounters& listener_counters() const;
 
     struct Shared;  // what sessions share with the server
 

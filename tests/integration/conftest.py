@@ -28,8 +28,8 @@ def make_sim():
     from harness import Simulator
     made = []
 
-    def make(system="CMS-A", args=()):
-        s = Simulator(system, args)
+    def make(system="CMS-A", args=(), ca=None):
+        s = Simulator(system, args, ca)
         made.append(s)
         return s
 

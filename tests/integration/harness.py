@@ -127,7 +127,10 @@ class Broker:
 
     def __init__(self, sync="normal", systems=("CMS-A",), extra="", directory=None, cms_urls=None,
                  agents=(), desktop=False, limits='maxBodyBytes="16384"', probe="5s", grace="30s",
-                 probe_timeout="15s", journal_attrs="", env=None, heartbeat='lag="15s"'):
+                 probe_timeout="15s", journal_attrs="", env=None, heartbeat='lag="15s"',
+                 listen_attrs=None, admin_tcp=False, desktop_ca=None):
+        # listen_attrs: {"ici": 'tlsCertificate="…" tlsKey="…"', …}, added to that <listen>;
+        # desktop_ca: the CA file a Desktop trusts for wss (None: ws in clear)
         self.dir = directory or tempfile.mkdtemp(prefix="commbroker-it-")
         self.config_path = os.path.join(self.dir, "commbroker.xml")
         self.socket_path = os.path.join(self.dir, "admin.sock")
@@ -147,10 +150,16 @@ class Broker:
         agent_xml = "\n".join(
             f'  <agent id="{a}" passwordHash="{hash_password("pw-" + a)}" role="{role}" cms="{c}"/>'
             for a, role, c in agents)
-        desktop_listen = '  <listen service="desktop" address="127.0.0.1" port="0"/>' if desktop else ""
+        listen_attrs = listen_attrs or {}
+        self.desktop_ca = desktop_ca
+        desktop_listen = (f'  <listen service="desktop" address="127.0.0.1" port="0" {listen_attrs.get("desktop", "")}/>'
+                          if desktop else "")
+        if admin_tcp:
+            desktop_listen += f'\n  <listen service="admin" address="127.0.0.1" port="0" {listen_attrs.get("admin", "")}/>'
+
         self.write_config(f"""<commbroker>
   <node id="it-broker"/>
-  <listen service="ici" address="127.0.0.1" port="0"/>
+  <listen service="ici" address="127.0.0.1" port="0" {listen_attrs.get("ici", "")}/>
 {desktop_listen}
   <adminSocket path="{self.socket_path}" mode="0600"/>
   <journal path="{self.journal_path}" sync="{sync}" {journal_attrs}/>
@@ -180,6 +189,8 @@ class Broker:
             listeners = self.status()["listeners"]
             self.port = next(l["port"] for l in listeners if l["service"] == "ici")
             self.desktop_port = next((l["port"] for l in listeners if l["service"] == "desktop"), None)
+            self.admin_port = next((l["port"] for l in listeners if l["service"] == "admin" and "port" in l),
+                                   None)
         return self
 
     def _ready(self):
@@ -230,9 +241,10 @@ class Broker:
             timeout=30))
 
     def soap(self, body, system="CMS-A", version=11, password=None, content_type=None, method="POST",
-             target="/ici", headers=None):
-        """Sends one request on a fresh connection; returns (status, headers, body text)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+             target="/ici", headers=None, connection=None):
+        """Sends one request on a fresh connection (or on `connection`, left open); returns
+        (status, headers, body text)."""
+        conn = connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         hdrs = {"Content-Type": content_type or ("text/xml; charset=utf-8" if version == 11
                                                  else "application/soap+xml; charset=utf-8")}
         if system is not None:
@@ -242,7 +254,8 @@ class Broker:
         conn.request(method, target, body=body.encode() if isinstance(body, str) else body, headers=hdrs)
         res = conn.getresponse()
         text = res.read().decode("utf-8")
-        conn.close()
+        if connection is None:
+            conn.close()
         return res.status, dict(res.getheaders()), text
 
     def send_signal(self, sig):
@@ -373,8 +386,11 @@ def fault_of(text):
 class Simulator:
     """One commbroker-cmss process on a free port."""
 
-    def __init__(self, system="CMS-A", args=()):
+    def __init__(self, system="CMS-A", args=(), ca=None):
+        """ca: the CA file that makes the simulator's certificate trusted, when it serves TLS
+        (args with --tls-certificate and --tls-key)."""
         self.system = system
+        self.ca = ca
         self.dir = tempfile.mkdtemp(prefix="commbroker-cmss-")
         self.log_path = os.path.join(self.dir, "cmss.log")
         self.log = open(self.log_path, "wb")
@@ -387,10 +403,15 @@ class Simulator:
         if "listening on" not in line:
             raise AssertionError(f"commbroker-cmss did not start: {line!r}")
         self.port = int(line.rsplit(":", 1)[1])
-        self.url = f"http://127.0.0.1:{self.port}/cms"
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}/cms"
 
     def control(self, action, body=None, method=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        if self.ca:
+            import ssl
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+                                               context=ssl.create_default_context(cafile=self.ca))
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         method = method or ("GET" if body is None and action == "state" else "POST")
         conn.request(method, "/control/" + action, body=json.dumps(body or {}) if method == "POST" else None)
         res = conn.getresponse()
@@ -437,7 +458,11 @@ class Desktop:
 
     def __init__(self, broker, agent=None, password=None, resume=None, hello=True):
         import websocket  # python3-websocket
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{broker.desktop_port}/desktop", timeout=10)
+        if broker.desktop_ca:
+            self.ws = websocket.create_connection(f"wss://127.0.0.1:{broker.desktop_port}/desktop", timeout=10,
+                                                  sslopt={"ca_certs": broker.desktop_ca})
+        else:
+            self.ws = websocket.create_connection(f"ws://127.0.0.1:{broker.desktop_port}/desktop", timeout=10)
         broker.desktops.append(self)
         self.frames = []
         self.closed = False

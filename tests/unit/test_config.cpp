@@ -3,6 +3,12 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
 using namespace cb::config;
 
 namespace {
@@ -228,4 +234,49 @@ TEST_CASE("the admission limits and the logon guard parse with their bounds") {
     CHECK(chats.config->limits.max_chat_postings == 50);
     CHECK(reload_diff(d, *chats.config) == std::vector<std::string>{"limits.maxChatPostings"});
     CHECK_FALSE(parse(text(R"(<limits maxChatPostings="0"/>)"), "none").config);
+}
+
+TEST_CASE("TLS files: resolved against the config's directory, readable, and for https only") {
+    auto dir = std::filesystem::temp_directory_path() /
+               ("commbroker-config-tls-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    for (auto name : {"tls.crt", "tls.key", "ca.pem"})
+        std::ofstream(dir / name) << "PEM\n";
+    auto source = (dir / "commbroker.xml").string();
+    auto text = [](const std::string& listen, const std::string& cms) {
+        return R"(<commbroker><listen service="ici" address="127.0.0.1" port="1" )" + listen +
+               R"(/><journal path="/a"/>)" + cms + "</commbroker>";
+    };
+
+    auto ok = parse(text(R"(tlsCertificate="tls.crt" tlsKey="tls.key")",
+                         R"(<cms id="A" url="https://cms.example/ici" tlsCaFile="ca.pem" )"
+                         R"(tlsCertificate="tls.crt" tlsKey="tls.key"/>)"),
+                    source);
+    REQUIRE_MESSAGE(ok.config, all_errors(ok));
+    CHECK(ok.config->listens[0].tls_certificate == (dir / "tls.crt").string());
+    CHECK(ok.config->listens[0].tls_key == (dir / "tls.key").string());
+    CHECK(ok.config->cms[0].tls_ca_file == (dir / "ca.pem").string());
+    CHECK(ok.config->limits.tls_handshake_timeout == std::chrono::seconds(10));
+
+    auto missing = parse(text(R"(tlsCertificate="tls.crt" tlsKey="gone.key")", ""), source);
+    CHECK(all_errors(missing).find("tlsKey " + (dir / "gone.key").string() + " cannot be read") !=
+          std::string::npos);
+    auto alone = parse(text(R"(tlsCertificate="tls.crt")", ""), source);
+    CHECK(all_errors(alone).find("tlsCertificate and tlsKey go together") != std::string::npos);
+    auto plain_cms =
+        parse(text("", R"(<cms id="A" url="http://cms.example/ici" tlsCaFile="ca.pem"/>)"), source);
+    CHECK(all_errors(plain_cms).find("need an https:// url") != std::string::npos);
+    auto ftp = parse(text("", R"(<cms id="A" url="ftp://cms.example/ici"/>)"), source);
+    CHECK(all_errors(ftp).find("url must start with http:// or https://") != std::string::npos);
+
+    // A listener's certificate paths, like its address, wait for a restart; a CMS's TLS files too.
+    auto moved = parse(text(R"(tlsCertificate="ca.pem" tlsKey="tls.key")",
+                            R"(<cms id="A" url="https://cms.example/ici"/>)"),
+                       source);
+    REQUIRE_MESSAGE(moved.config, all_errors(moved));
+    auto kept = reload_diff(*ok.config, *moved.config);
+    CHECK(std::find(kept.begin(), kept.end(), "listen") != kept.end());
+    CHECK(std::any_of(kept.begin(), kept.end(),
+                      [](const std::string& k) { return k.rfind("cms", 0) == 0; }));
+    std::filesystem::remove_all(dir);
 }

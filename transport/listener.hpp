@@ -1,0 +1,88 @@
+// The one accept loop of every listener (the ici and admin HTTP ports, the desktop WebSocket
+// port, the admin Unix socket): it accepts, takes the connection's place in the listener's
+// budget (and the budget of all TCP listeners), backs off when descriptors run out, does the
+// TLS handshake where the listener has TLS, and hands the ready Stream to its owner.
+//
+// Ownership: the acceptor, its back-off and its retry timer live on the acceptor's own strand;
+// close() posts there, so an accept that completes after the close finds the acceptor closed
+// and ends the loop. Each connection gets a strand of its own at accept; its handshake runs
+// there, and so does the owner's callback. A connection that fails its handshake (plain text
+// on a TLS port, an old protocol version, a client that does not trust the certificate) or
+// does not finish it within handshakeTimeout is closed and counted.
+#pragma once
+
+#include "transport/admission.hpp"
+#include "transport/tls.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace cb::transport {
+
+class Stream;
+
+/// Who is at the other end of a connection.
+struct PeerInfo {
+    std::string address;        ///< "ip:port", or "unix" for the admin socket
+    std::string ip;             ///< the source's key (source_of()); empty for the admin socket
+    bool local_socket = false;  ///< came through the Unix socket: file permissions decided
+};
+
+/// What one server's listeners did with connections, for /metrics.
+struct ListenerCounters {
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::uint64_t> refused_over_limit{0};   ///< the listener's budget was full
+    std::atomic<std::uint64_t> refused_per_address{0};  ///< the source's share was full
+    std::atomic<std::uint64_t> tls_failures{0};         ///< handshakes that failed or timed out
+};
+
+struct ListenerOptions {
+    std::string name;  ///< for the log: "ici listener 0.0.0.0:8450"
+    std::function<BudgetLimits()> budget;
+    std::shared_ptr<ConnectionBudget> parent;  ///< all TCP listeners' budget; null for none
+    std::shared_ptr<TlsCredentials> tls;       ///< null: in clear
+    std::function<std::chrono::milliseconds()> handshake_timeout;  ///< read at each handshake
+    std::shared_ptr<ListenerCounters> counters;
+};
+
+/// Gets each connection, ready (TLS handshake done), on the connection's own strand.
+using OnConnection = std::function<void(Stream&& stream, PeerInfo peer, ConnectionBudget::Ticket)>;
+
+class Listener : public std::enable_shared_from_this<Listener> {
+  public:
+    /// Binds and starts accepting on a TCP address (port 0 takes a free one); throws on failure.
+    static std::shared_ptr<Listener> tcp(boost::asio::io_context& ioc, const std::string& address,
+                                         std::uint16_t port, ListenerOptions options,
+                                         OnConnection on_connection);
+    /// Binds and starts accepting on a Unix socket with file mode `mode`. A stale socket at
+    /// `path` (nobody accepts on it) is replaced; anything else there (a file, a directory, a
+    /// link, a socket another process serves) is refused with std::runtime_error and left
+    /// alone. close() removes the socket only if it is still the one made here.
+    static std::shared_ptr<Listener> unix_socket(boost::asio::io_context& ioc,
+                                                 const std::string& path, unsigned mode,
+                                                 ListenerOptions options,
+                                                 OnConnection on_connection);
+    ~Listener();
+
+    /// The bound TCP address (unspecified for a Unix socket).
+    boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
+    const std::shared_ptr<TlsCredentials>& tls() const;
+    /// Stops accepting. Any thread; connections already handed over are not touched.
+    void close();
+
+    struct Impl;
+
+  private:
+    explicit Listener(std::unique_ptr<Impl> impl);
+    boost::asio::ip::tcp::endpoint endpoint_;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cb::transport
