@@ -22,3 +22,24 @@ start_cmss() {
   for _ in $(seq 600); do grep -q listening "$dir/cmss.out" 2>/dev/null && break; sleep 0.05; done
   cms_port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$dir/cmss.out")
 }
+
+# start_ici_broker DIR SYNC [LISTEN_ATTRS]: writes DIR/c.xml (one I/O thread, the ici listener
+# with LISTEN_ATTRS, journal sync SYNC and $JOURNAL_ATTRS, CMS-A's inbound account bench/bench
+# with hash $hash), starts commbrokerd on CPU 1, adds its PID to `pids`, and sets `port`.
+start_ici_broker() {
+  local d=$1 sync=$2 listen_attrs=${3:-}
+  cat > "$d/c.xml" <<XML
+<commbroker>
+  <node id="bench" threads="1"/>
+  <listen service="ici" address="127.0.0.1" port="0" $listen_attrs/>
+  <adminSocket path="$d/admin.sock"/>
+  <journal path="$d/journal.db" sync="$sync" ${JOURNAL_ATTRS:-}/>
+  <cms id="CMS-A" url="http://127.0.0.1:9/cms" inboundUser="bench" inboundPasswordHash="$hash"/>
+  <log level="warn"/>
+</commbroker>
+XML
+  taskset -c 1 "$build/daemon/commbrokerd" --config "$d/c.xml" 2> "$d/log" &
+  pids+=($!)
+  for _ in $(seq 100); do [ -S "$d/admin.sock" ] && break; sleep 0.05; done
+  port=$("$build/ctl/commbrokerctl" --socket "$d/admin.sock" status --json | python3 -c 'import json,sys; print([l["port"] for l in json.load(sys.stdin)["listeners"] if l["service"]=="ici"][0])')
+}

@@ -30,20 +30,7 @@ done
 
 for sync in normal full; do
   d="$work/$sync"; mkdir -p "$d"
-  cat > "$d/c.xml" <<XML
-<commbroker>
-  <node id="bench" threads="1"/>
-  <listen service="ici" address="127.0.0.1" port="0"/>
-  <adminSocket path="$d/admin.sock"/>
-  <journal path="$d/journal.db" sync="$sync" ${JOURNAL_ATTRS:-}/>
-  <cms id="CMS-A" url="http://127.0.0.1:9/cms" inboundUser="bench" inboundPasswordHash="$hash"/>
-  <log level="warn"/>
-</commbroker>
-XML
-  taskset -c 1 "$build/daemon/commbrokerd" --config "$d/c.xml" 2> "$d/log" &
-  pids+=($!)
-  for _ in $(seq 100); do [ -S "$d/admin.sock" ] && break; sleep 0.05; done
-  port=$("$build/ctl/commbrokerctl" --socket "$d/admin.sock" status --json | python3 -c 'import json,sys; print([l["port"] for l in json.load(sys.stdin)["listeners"] if l["service"]=="ici"][0])')
+  start_ici_broker "$d" "$sync"
   # The WAL's size, sampled every 100 ms while the load runs (the largest is printed), by one
   # process on wrk's core: a fork per sample on the server's core would cost it latency.
   taskset -c 0 /usr/bin/python3 -c '

@@ -211,3 +211,14 @@ def test_a_listener_whose_key_does_not_match_refuses_to_start(make_broker, pki):
     broker.proc.wait(timeout=15)
     assert broker.proc.returncode != 0
     assert "does not belong to the certificate" in broker.log_text()
+
+
+def test_a_silent_client_on_a_tls_port_is_closed_after_the_handshake_timeout(make_broker, pki):
+    cert, key = pki["server"]
+    broker = make_broker(listen_attrs={"ici": tls_attrs(cert, key)},
+                         limits='tlsHandshakeTimeout="300ms"').start()
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        # Nothing sent: the broker closes the connection, without an answer, well before 10 s.
+        assert s.recv(4096) == b""
+    wait_for(lambda: 'commbroker_http_closed_total{reason="tlsHandshake"} 1' in broker.admin_text("/metrics"),
+             what="the silent handshake counted")
