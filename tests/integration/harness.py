@@ -111,6 +111,16 @@ def wait_for(predicate, timeout=10.0, what="condition", between=None, every=0.02
         time.sleep(every)
 
 
+def read_until_closed(sock):
+    """Everything the peer sends on `sock` until it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=10):
         super().__init__("localhost", timeout=timeout)

@@ -3,7 +3,7 @@ import json
 import os
 import socket
 
-from harness import call_xml, chat_xml, envelope, fault_of, find_local, parse, status_of
+from harness import call_xml, chat_xml, envelope, fault_of, find_local, parse, read_until_closed, status_of
 
 
 def test_a_call_reported_through_its_states_is_listed_by_commbrokerctl(broker):
@@ -213,12 +213,7 @@ def test_a_request_framed_by_anything_but_its_length_or_plain_chunks_is_refused_
         second = (f"POST /ici HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n"
                   f"Content-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
         s.sendall(head + payload + second)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_closed(s)
         s.close()
         return data.decode("utf-8", "replace")
 

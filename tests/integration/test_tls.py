@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from harness import Desktop, call_xml, envelope, status_of, wait_for
+from harness import Desktop, call_xml, envelope, read_until_closed, status_of, wait_for
 
 
 def openssl(*args, cwd):
@@ -95,12 +95,7 @@ def test_every_listener_speaks_tls_and_refuses_plain_text(make_broker, pki):
     for port in (broker.port, broker.admin_port, broker.desktop_port):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_until_closed(s)
             assert not data.startswith(b"HTTP/"), data
 
     # A client that offers only a CBC cipher over TLS 1.2 finds nothing in common.
