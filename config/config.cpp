@@ -453,6 +453,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.duration("helloTimeout", l.hello_timeout, 100 * kMs, std::chrono::minutes(5));
             r.duration("tlsHandshakeTimeout", l.tls_handshake_timeout, 100 * kMs,
                        std::chrono::minutes(5));
+            r.number("tlsHandshakesPerSource", l.tls_handshakes_per_source, 0, 1000000);
             r.number("maxFrameBytes", l.max_frame_bytes, 1024, 16 * 1024 * 1024);
             r.number("desktopQueue", l.desktop_queue, 1, 1000000);
             r.number("maxChatPostings", l.max_chat_postings, 1, 100000);

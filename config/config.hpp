@@ -74,6 +74,7 @@ struct Limits {
     unsigned max_open_connections = 0;
     Duration hello_timeout = std::chrono::seconds(5);  // a desktop's upgrade to its first frame
     Duration tls_handshake_timeout = std::chrono::seconds(10);  // accept to the end of TLS's
+    unsigned tls_handshakes_per_source = 200;  // new TLS handshakes a second per source; 0: any
     std::size_t max_frame_bytes = 65536;
     unsigned desktop_queue = 1000;
     unsigned max_chat_postings = 1000;  // a live chat's newest postings kept (memory, journal)

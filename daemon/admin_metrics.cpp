@@ -129,7 +129,9 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "\ncommbroker_desktop_refused_total{reason=\"helloTimeout\"} " +
         std::to_string(dc.hello_timeouts) +
         "\ncommbroker_desktop_refused_total{reason=\"tlsHandshake\"} " +
-        std::to_string(dc.tls_failures) + "\n";
+        std::to_string(dc.tls_failures) +
+        "\ncommbroker_desktop_refused_total{reason=\"tlsRate\"} " +
+        std::to_string(dc.tls_rate_limited) + "\n";
     auto& h = b.http().counters();
     auto& hl = b.http().listener_counters();
     out +=
@@ -145,6 +147,8 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
            std::to_string(hl.refused_per_address.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"tlsHandshake\"} " +
            std::to_string(hl.tls_failures.load()) + "\n";
+    out += "commbroker_http_closed_total{reason=\"tlsRate\"} " +
+           std::to_string(hl.tls_rate_limited.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"bodyTooLarge\"} " +
            std::to_string(h.body_too_large.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"badRequest\"} " +

@@ -240,6 +240,7 @@ void Broker::start() {
             l.max_header_bytes = cfg->limits.max_header_bytes;
             l.idle_timeout = cfg->limits.http_idle_timeout;
             l.handshake_timeout = cfg->limits.tls_handshake_timeout;
+            l.tls_handshakes_per_source = cfg->limits.tls_handshakes_per_source;
             l.max_connections = cfg->limits.max_connections;
             l.max_connections_per_address = cfg->limits.max_connections_per_address;
             l.unix_max_connections = cfg->admin_socket.max_connections;
@@ -258,6 +259,7 @@ void Broker::start() {
             l.max_connections_per_address = cfg->limits.max_connections_per_address;
             l.hello_timeout = cfg->limits.hello_timeout;
             l.tls_handshake_timeout = cfg->limits.tls_handshake_timeout;
+            l.tls_handshakes_per_source = cfg->limits.tls_handshakes_per_source;
             return l;
         },
         all_connections_);
@@ -310,8 +312,14 @@ void Broker::start() {
             }
         });
     });
-    for (auto& [system, tls] : cms_.tls())
+    for (auto& [system, tls] : cms_.tls()) {
         tls_.emplace_back("cms " + system, tls);
+        auto cert = tls->summary();
+        spdlog::info(
+            "cms {}: https, {}{}", system,
+            tls->files().ca_file.empty() ? "the system's CAs" : "CAs of " + tls->files().ca_file,
+            cert.empty() ? "" : ", client certificate " + cert);
+    }
     // Every CMS is probed from now on, on the heartbeat timer (heartbeat::CmsProbes).
     net::post(core_, [this, c] {
         auto now = std::chrono::steady_clock::now();

@@ -92,11 +92,12 @@ struct DesktopSession::Impl {
         res->body() = why + "\n";
         res->keep_alive(false);
         res->prepare_payload();
-        http::async_write(beast::get_lowest_layer(ws), *res,
-                          [o = owner(), res](beast::error_code, std::size_t) {
-                              beast::get_lowest_layer(o->impl_->ws).shutdown_send();
-                              o->impl_->finish();
-                          });
+        http::async_write(
+            beast::get_lowest_layer(ws), *res, [o = owner(), res](beast::error_code, std::size_t) {
+                beast::get_lowest_layer(o->impl_->ws).async_goodbye(std::chrono::seconds(1), [o] {
+                    o->impl_->finish();
+                });
+            });
     }
 
     void on_upgrade_read(beast::error_code ec) {
@@ -328,6 +329,12 @@ tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t po
         return s ? s->limits().tls_handshake_timeout : std::chrono::milliseconds(10000);
     };
     o.counters = shared_->listener_counters;
+    if (o.tls)
+        o.handshake_rate =
+            std::make_shared<transport::HandshakeRate>([shared = std::weak_ptr<Shared>(shared_)] {
+                auto s = shared.lock();
+                return s ? s->limits().tls_handshakes_per_source : 0u;
+            });
     auto l = transport::Listener::tcp(
         ioc_, address, port, std::move(o),
         [shared = shared_](transport::Stream&& stream, transport::PeerInfo peer,
@@ -359,7 +366,7 @@ std::size_t DesktopServer::connections() const {
 DesktopServer::Counters DesktopServer::counters() const {
     auto& l = *shared_->listener_counters;
     return {l.refused_over_limit.load(), l.refused_per_address.load(),
-            shared_->hello_timeouts.load(), l.tls_failures.load()};
+            shared_->hello_timeouts.load(), l.tls_failures.load(), l.tls_rate_limited.load()};
 }
 
 }  // namespace cb::daemon

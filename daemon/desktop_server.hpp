@@ -38,7 +38,8 @@ struct DesktopLimits {
     std::chrono::milliseconds hello_timeout{5000};       ///< from the upgrade to the first frame
     std::chrono::milliseconds handshake_timeout{10000};  ///< the WebSocket upgrade
     std::chrono::milliseconds tls_handshake_timeout{10000};  ///< from accept to TLS's end
-    std::chrono::milliseconds close_timeout{5000};           ///< a closing socket that cannot write
+    unsigned tls_handshakes_per_source = 200;  ///< new TLS handshakes a second per source; 0: any
+    std::chrono::milliseconds close_timeout{5000};  ///< a closing socket that cannot write
 };
 
 /// What the desktop protocol does with a connection. Called on the session's strand.
@@ -118,6 +119,7 @@ class DesktopServer {
         std::uint64_t refused_per_address = 0;  ///< the source's share of it was full
         std::uint64_t hello_timeouts = 0;       ///< upgraded, then silent for helloTimeout
         std::uint64_t tls_failures = 0;         ///< TLS handshakes that failed or timed out
+        std::uint64_t tls_rate_limited = 0;     ///< over the source's rate of handshakes
     };
     Counters counters() const;
 

@@ -19,7 +19,9 @@
 
 namespace {
 
-using namespace cb::daemon;
+namespace transport = cb::transport;
+namespace net = boost::asio;
+namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
 

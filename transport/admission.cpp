@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
 
 namespace cb::transport {
 
@@ -111,6 +112,35 @@ std::uint64_t ConnectionBudget::refused_total() const {
 std::uint64_t ConnectionBudget::refused_per_address() const {
     std::lock_guard lock(mutex_);
     return refused_per_address_;
+}
+
+// --- HandshakeRate ------------------------------------------------------------------------
+
+bool HandshakeRate::take(const std::string& source, Clock::time_point now) {
+    auto rate = static_cast<double>(rate_());
+    if (rate <= 0) return true;
+    std::lock_guard lock(mutex_);
+    auto refill = [&](Bucket& b) {
+        std::chrono::duration<double> idle = now - b.last;
+        b.tokens = std::min(rate, b.tokens + idle.count() * rate);
+        b.last = now;
+    };
+    if (buckets_.size() >= max_tracked_ && !buckets_.count(source)) {
+        // Sources whose bucket has filled up again are as good as new: forgotten, in one pass
+        // a second at most; until there is room, new sources are refused.
+        if (now - last_sweep_ < std::chrono::seconds(1)) return false;
+        last_sweep_ = now;
+        for (auto it = buckets_.begin(); it != buckets_.end();) {
+            refill(it->second);
+            it = it->second.tokens >= rate ? buckets_.erase(it) : std::next(it);
+        }
+        if (buckets_.size() >= max_tracked_) return false;  // that many busy sources: refuse
+    }
+    auto [it, fresh] = buckets_.try_emplace(source, Bucket{rate, now});
+    if (!fresh) refill(it->second);
+    if (it->second.tokens < 1) return false;
+    it->second.tokens -= 1;
+    return true;
 }
 
 // --- AcceptPacer ---------------------------------------------------------------------------

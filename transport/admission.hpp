@@ -1,10 +1,12 @@
 // What a connection may cost before it has proven anything, for every listener:
 // - ConnectionBudget: the connections of one listener, in all and per source address, within
 //   the budget of all TCP listeners together (limits maxOpenConnections);
+// - HandshakeRate: new TLS handshakes per source address and second;
 // - AcceptPacer: an accept loop's back-off when the process runs out of descriptors (EMFILE,
 //   ENFILE) or buffers, logged once per episode.
 //
-// Thread safety: ConnectionBudget is thread-safe (a mutex, held for a map lookup); an
+// Thread safety: ConnectionBudget and HandshakeRate are thread-safe (a mutex each, held for a
+// map lookup); an
 // AcceptPacer belongs to one accept loop and is used on its strand only.
 #pragma once
 
@@ -96,6 +98,30 @@ class ConnectionBudget : public std::enable_shared_from_this<ConnectionBudget> {
     std::unordered_map<std::string, unsigned> by_address_;
     std::uint64_t refused_total_ = 0;
     std::uint64_t refused_per_address_ = 0;
+};
+
+/// New TLS handshakes per source (a source_of() key): a token bucket of `rate` a second, with
+/// bursts of `rate`, so that one host cannot keep the I/O threads busy with handshakes (each
+/// costs a key exchange and a signature before anything is proven). 0: no bound. At most
+/// `max_tracked` sources are remembered; a full bucket is forgotten.
+class HandshakeRate {
+  public:
+    using Clock = std::chrono::steady_clock;
+    explicit HandshakeRate(std::function<unsigned()> rate, std::size_t max_tracked = 100000)
+        : rate_(std::move(rate)), max_tracked_(max_tracked) {}
+    /// A handshake for `source` now, or false when its bucket is empty.
+    bool take(const std::string& source, Clock::time_point now);
+
+  private:
+    struct Bucket {
+        double tokens;
+        Clock::time_point last;
+    };
+    std::function<unsigned()> rate_;
+    std::size_t max_tracked_;
+    std::mutex mutex_;
+    std::unordered_map<std::string, Bucket> buckets_;
+    Clock::time_point last_sweep_{};
 };
 
 /// The back-off of one accept loop. After a failed accept it says how long to wait before the

@@ -250,7 +250,8 @@ struct HttpClient::Impl {
     void failed_io(std::shared_ptr<Conn> c, Job job, beast::error_code ec) {
         bool stale = c->used && !job.retried &&
                      (ec == http::error::end_of_stream || ec == net::error::eof ||
-                      ec == net::error::connection_reset || ec == net::error::broken_pipe) &&
+                      ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+                      ec == net::ssl::error::stream_truncated) &&
                      Clock::now() < job.deadline;
         if (stale) {
             job.retried = true;

@@ -132,6 +132,13 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
         if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
             ec == net::error::connection_reset || ec == net::error::eof)
             return do_close();
+        // Under TLS: a client that closed without close_notify (stream_truncated), or any
+        // other failure of the TLS layer: nothing can be answered on it.
+        if (ec.category() == net::error::get_ssl_category() ||
+            ec == net::ssl::error::stream_truncated) {
+            stream_.close();
+            return;
+        }
         if (ec == beast::error::timeout) {
             shared_->counters.timeouts.fetch_add(1);
             return do_close();
@@ -184,15 +191,10 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
     }
 
     void do_close() {
-        if (!stream_.tls() || closed_) {
-            stream_.shutdown_send();
-            return stream_.close();
-        }
-        // TLS says goodbye (close_notify) before the socket closes, within a short deadline.
+        if (closed_) return;
         closed_ = true;
-        stream_.expires_after(std::chrono::seconds(1));
-        stream_.tls_stream().async_shutdown(
-            [self = this->shared_from_this()](beast::error_code) { self->stream_.close(); });
+        stream_.async_goodbye(std::chrono::seconds(1),
+                              [self = this->shared_from_this()] { self->stream_.close(); });
     }
 
     Stream stream_;
@@ -205,7 +207,7 @@ class Session : public SessionBase, public std::enable_shared_from_this<Session>
     bool keep_alive_ = true;
     bool reading_ = false;
     bool closing_ = false;
-    bool closed_ = false;  // the TLS goodbye has been started
+    bool closed_ = false;  // the goodbye has been started
 };
 
 }  // namespace
@@ -253,6 +255,12 @@ tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t p
         return s ? s->limits().handshake_timeout : std::chrono::milliseconds(10000);
     };
     o.counters = shared_->listener_counters;
+    if (o.tls)
+        o.handshake_rate =
+            std::make_shared<HandshakeRate>([shared = std::weak_ptr<Shared>(shared_)] {
+                auto s = shared.lock();
+                return s ? s->limits().tls_handshakes_per_source : 0u;
+            });
     auto l = Listener::tcp(ioc_, address, port, std::move(o),
                            session_maker(shared_, std::move(handler)));
     std::lock_guard lock(shared_->mutex);

@@ -47,7 +47,8 @@ struct HttpLimits {
     std::size_t max_header_bytes = 8192;
     std::chrono::milliseconds idle_timeout{60000};
     std::chrono::milliseconds handshake_timeout{10000};  ///< TLS, from accept to its end
-    unsigned max_connections = 20000;                    ///< per TCP listener
+    unsigned tls_handshakes_per_source = 200;  ///< new TLS handshakes a second per source; 0: any
+    unsigned max_connections = 20000;          ///< per TCP listener
     unsigned max_connections_per_address = 1000;  ///< per TCP listener and source; 0: no bound
     unsigned unix_max_connections = 64;           ///< the Unix socket's own budget
 };

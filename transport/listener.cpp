@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -88,6 +89,8 @@ struct Listener::Impl {
     OnConnection on_connection;
     std::shared_ptr<ConnectionBudget> budget;
     AcceptPacer pacer;
+    // set by close(), read by handshakes that end after it
+    std::shared_ptr<std::atomic<bool>> closed = std::make_shared<std::atomic<bool>>(false);
     // the Unix socket made here: removed at the close only if it is still this one
     std::string unix_path;
     dev_t unix_dev = 0;
@@ -155,6 +158,14 @@ void on_accept(const std::shared_ptr<Listener>& self, Listener::Impl& m,
         hand_over(on_connection, Stream(TcpStream(std::move(socket))), std::move(peer),
                   std::move(ticket));
     } else {
+        if (o.handshake_rate &&
+            !o.handshake_rate->take(peer.ip, std::chrono::steady_clock::now())) {
+            // Closed before any TLS work: the source opens connections faster than its rate.
+            o.counters->tls_rate_limited.fetch_add(1);
+            boost::system::error_code ignored;
+            socket.close(ignored);
+            return accept_next(self, m);
+        }
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         auto hs =
@@ -163,11 +174,14 @@ void on_accept(const std::shared_ptr<Listener>& self, Listener::Impl& m,
         auto ex = hs->stream.get_executor();
         auto timeout =
             o.handshake_timeout ? o.handshake_timeout() : std::chrono::milliseconds(10000);
-        net::post(ex, [hs, on_connection, counters = o.counters, timeout, name = o.name] {
+        net::post(ex, [hs, on_connection, counters = o.counters, timeout, name = o.name,
+                       closed = m.closed] {
+            if (closed->load()) return hs->stream.close();  // the listener stopped meanwhile
             hs->stream.expires_after(timeout);
             hs->stream.tls_stream().async_handshake(
                 net::ssl::stream_base::server,
-                [hs, on_connection, counters, name](boost::system::error_code ec) {
+                [hs, on_connection, counters, name, closed](boost::system::error_code ec) {
+                    if (closed->load()) return hs->stream.close();
                     if (ec) {
                         // Plain text on a TLS port, a protocol or cipher it does not offer, a
                         // certificate it does not trust, or silence: counted, not logged per
@@ -260,18 +274,21 @@ std::shared_ptr<Listener> Listener::unix_socket(net::io_context& ioc, const std:
 }
 
 void Listener::close() {
-    net::post(impl_->strand, [self = shared_from_this()] {
+    auto& m = *impl_;
+    if (m.closed->exchange(true)) return;
+    if (!m.unix_path.empty()) {
+        // At once, not on the strand: after a failed start nothing runs the strand any more.
+        // Only our own socket: whatever replaced it meanwhile is someone else's.
+        struct stat now {};
+        if (::lstat(m.unix_path.c_str(), &now) == 0 && S_ISSOCK(now.st_mode) &&
+            now.st_dev == m.unix_dev && now.st_ino == m.unix_ino)
+            ::unlink(m.unix_path.c_str());
+    }
+    net::post(m.strand, [self = shared_from_this()] {
         auto& m = *self->impl_;
         boost::system::error_code ec;
         if (m.tcp_acceptor) m.tcp_acceptor->close(ec);
-        if (m.unix_acceptor && m.unix_acceptor->is_open()) {
-            m.unix_acceptor->close(ec);
-            // Only our own socket: whatever replaced it meanwhile is someone else's.
-            struct stat now {};
-            if (::lstat(m.unix_path.c_str(), &now) == 0 && S_ISSOCK(now.st_mode) &&
-                now.st_dev == m.unix_dev && now.st_ino == m.unix_ino)
-                ::unlink(m.unix_path.c_str());
-        }
+        if (m.unix_acceptor) m.unix_acceptor->close(ec);
         m.retry.cancel();
     });
 }

@@ -8,7 +8,8 @@
 // and ends the loop. Each connection gets a strand of its own at accept; its handshake runs
 // there, and so does the owner's callback. A connection that fails its handshake (plain text
 // on a TLS port, an old protocol version, a client that does not trust the certificate) or
-// does not finish it within handshakeTimeout is closed and counted.
+// does not finish it within handshakeTimeout is closed and counted; so is one from a source over
+// its rate of new handshakes (HandshakeRate), before any TLS work is done for it.
 #pragma once
 
 #include "transport/admission.hpp"
@@ -41,6 +42,7 @@ struct ListenerCounters {
     std::atomic<std::uint64_t> refused_over_limit{0};   ///< the listener's budget was full
     std::atomic<std::uint64_t> refused_per_address{0};  ///< the source's share was full
     std::atomic<std::uint64_t> tls_failures{0};         ///< handshakes that failed or timed out
+    std::atomic<std::uint64_t> tls_rate_limited{0};     ///< over the source's handshake rate
 };
 
 struct ListenerOptions {
@@ -48,6 +50,8 @@ struct ListenerOptions {
     std::function<BudgetLimits()> budget;
     std::shared_ptr<ConnectionBudget> parent;  ///< all TCP listeners' budget; null for none
     std::shared_ptr<TlsCredentials> tls;       ///< null: in clear
+    /// New handshakes per source and second (limits tlsHandshakesPerSource); null: no bound.
+    std::shared_ptr<HandshakeRate> handshake_rate;
     std::function<std::chrono::milliseconds()> handshake_timeout;  ///< read at each handshake
     std::shared_ptr<ListenerCounters> counters;
 };
@@ -74,7 +78,9 @@ class Listener : public std::enable_shared_from_this<Listener> {
     /// The bound TCP address (unspecified for a Unix socket).
     boost::asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
     const std::shared_ptr<TlsCredentials>& tls() const;
-    /// Stops accepting. Any thread; connections already handed over are not touched.
+    /// Stops accepting (a Unix socket's file is removed at once). Any thread. A handshake in
+    /// progress is closed when it ends instead of being handed over; connections already
+    /// handed over are not touched.
     void close();
 
     struct Impl;

@@ -10,6 +10,7 @@
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core/basic_stream.hpp>
@@ -39,12 +40,12 @@ class Stream {
     explicit Stream(TcpStream tcp) : s_(std::in_place_index<0>, std::move(tcp)) {}
     /// TLS over `tcp`, made with `context` (kept for as long as the connection lives).
     Stream(TcpStream tcp, TlsContext context)
-        : s_(std::in_place_index<1>, std::move(tcp), *context), context_(std::move(context)) {}
+        : context_(std::move(context)), s_(std::in_place_index<1>, std::move(tcp), *context_) {}
     /// The admin Unix socket.
     explicit Stream(UnixStream unix) : s_(std::in_place_index<2>, std::move(unix)) {}
 
     Stream(Stream&&) = default;
-    Stream& operator=(Stream&&) = default;
+    Stream& operator=(Stream&&) = delete;  // as Beast's streams
 
     executor_type get_executor() noexcept {
         return std::visit([](auto& s) -> executor_type { return s.get_executor(); }, s_);
@@ -52,8 +53,9 @@ class Stream {
     bool tls() const { return s_.index() == 1; }
     TlsStream& tls_stream() { return std::get<1>(s_); }
 
-    /// Deadlines for what is in flight and what follows (Beast's timeout: the operation fails
-    /// with beast::error::timeout and the socket is closed).
+    /// The deadline of the operations started from now on (Beast's timeout: such an operation
+    /// fails with beast::error::timeout and the socket is closed); one already in flight keeps
+    /// the deadline it started with.
     template <class Duration>
     void expires_after(Duration d) {
         socket_layer([&](auto& s) { s.expires_after(d); });
@@ -77,6 +79,18 @@ class Stream {
     /// Closes the socket at once.
     void close() {
         socket_layer([](auto& s) { s.close(); });
+    }
+    /// Ends the connection politely: under TLS a close_notify (and the peer's, within
+    /// `deadline`), in clear a FIN; then `done()`, which closes the socket or lets it go.
+    template <class Done>
+    void async_goodbye(std::chrono::milliseconds deadline, Done done) {
+        if (!tls()) {
+            shutdown_send();
+            return net::post(get_executor(), std::move(done));
+        }
+        expires_after(deadline);
+        tls_stream().async_shutdown(
+            [done = std::move(done)](const boost::system::error_code&) mutable { done(); });
     }
 
     template <class Buffers, class Token>
@@ -130,8 +144,8 @@ class Stream {
         }
     }
 
+    TlsContext context_;  // declared first: outlives the TLS stream made with it
     std::variant<TcpStream, TlsStream, UnixStream> s_;
-    TlsContext context_;
 };
 
 }  // namespace cb::transport

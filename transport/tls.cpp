@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 
 #include <cstdio>
+#include <fstream>
 #include <stdexcept>
 
 namespace cb::transport {
@@ -30,6 +31,15 @@ std::string reason(const boost::system::error_code& ec) {
 
 void check(const boost::system::error_code& ec, const std::string& what, const std::string& file) {
     if (ec) throw std::runtime_error("cannot load " + what + " " + file + ": " + reason(ec));
+}
+
+/// A PEM key protected by a passphrase ("ENCRYPTED PRIVATE KEY", or "Proc-Type: 4,ENCRYPTED").
+bool encrypted_pem(const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line))
+        if (line.find("ENCRYPTED") != std::string::npos) return true;
+    return false;
 }
 
 std::string summary_of(ssl::context& ctx) {
@@ -60,6 +70,12 @@ TlsContext make(TlsCredentials::Side side, const TlsFiles& f) {
         native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1)
         throw std::runtime_error("no usable TLS 1.2 cipher in this OpenSSL");
+    // Elliptic-curve key exchange only, in TLS 1.3 too (OpenSSL would also accept the far
+    // costlier finite-field groups a client may ask for).
+    if (SSL_CTX_set1_groups_list(native, "X25519:P-256:P-384") != 1)
+        throw std::runtime_error("no usable key exchange group in this OpenSSL");
+    // A key with a passphrase is refused, never asked for on a terminal.
+    SSL_CTX_set_default_passwd_cb(native, [](char*, int, int, void*) { return 0; });
     boost::system::error_code ec;
     if (!f.certificate.empty()) {
         ctx->use_certificate_chain_file(f.certificate, ec);
@@ -72,6 +88,10 @@ TlsContext make(TlsCredentials::Side side, const TlsFiles& f) {
             throw std::runtime_error("the key " + f.key + " does not belong to the certificate " +
                                      f.certificate);
         }
+        if (ec && encrypted_pem(f.key))
+            throw std::runtime_error("the key " + f.key +
+                                     " is encrypted: give the broker an unencrypted key, "
+                                     "readable by its user only");
         check(ec, "the key", f.key);
         if (SSL_CTX_check_private_key(native) != 1) {
             ERR_clear_error();

@@ -112,6 +112,8 @@ def test_every_listener_speaks_tls_and_refuses_plain_text(make_broker, pki):
         c.request("GET", "/ici")
 
     metrics = broker.admin_text("/metrics")
+    # HTTPS clients that close without TLS's close_notify are not malformed requests.
+    assert 'commbroker_http_closed_total{reason="badRequest"} 0' in metrics
     assert 'commbroker_http_closed_total{reason="tlsHandshake"} ' in metrics
     failed = int(metrics.split('commbroker_http_closed_total{reason="tlsHandshake"} ')[1].split()[0])
     assert failed >= 3  # two plain-text connections, the weak cipher, the distrusting client
@@ -217,3 +219,33 @@ def test_a_silent_client_on_a_tls_port_is_closed_after_the_handshake_timeout(mak
         assert s.recv(4096) == b""
     wait_for(lambda: 'commbroker_http_closed_total{reason="tlsHandshake"} 1' in broker.admin_text("/metrics"),
              what="the silent handshake counted")
+
+
+def test_a_source_opening_tls_connections_too_fast_is_refused_before_any_tls_work(make_broker, pki):
+    cert, key = pki["server"]
+    broker = make_broker(listen_attrs={"ici": tls_attrs(cert, key)},
+                         limits='tlsHandshakesPerSource="5"').start()
+    context = ssl.create_default_context(cafile=pki["ca"])
+    made = refused = 0
+    for _ in range(30):
+        try:
+            with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="127.0.0.1"):
+                    made += 1
+        except (ssl.SSLError, ConnectionError, OSError):
+            refused += 1
+    assert made >= 5 and refused >= 10, (made, refused)
+    metrics = broker.admin_text("/metrics")
+    limited = int(metrics.split('commbroker_http_closed_total{reason="tlsRate"} ')[1].split()[0])
+    assert limited == refused
+
+
+def test_an_encrypted_key_is_refused_at_start_without_asking_for_a_passphrase(make_broker, pki):
+    cert, key = pki["server"]
+    encrypted = os.path.join(pki["dir"], "encrypted.key")
+    openssl("pkey", "-in", key, "-aes256", "-passout", "pass:secret", "-out", encrypted, cwd=pki["dir"])
+    broker = make_broker(listen_attrs={"ici": tls_attrs(cert, encrypted)})
+    broker.start(expect_ready=False)
+    broker.proc.wait(timeout=15)  # a prompt on the terminal would hang here
+    assert broker.proc.returncode != 0
+    assert "is encrypted" in broker.log_text()

@@ -348,3 +348,26 @@ TEST_CASE("a log limit lets a burst through, then says how many lines it left ou
     CHECK(left_out == 0);
     CHECK(left_out_note(0).empty());
 }
+
+TEST_CASE("HandshakeRate: a bucket per source, refilled with time, forgotten when full") {
+    unsigned rate = 3;
+    transport::HandshakeRate r([&] { return rate; }, 2);
+    auto t0 = Clock::now();
+    for (int i = 0; i < 3; ++i)
+        CHECK(r.take("10.0.0.1", t0));
+    CHECK_FALSE(r.take("10.0.0.1", t0));  // the burst is spent
+    for (int i = 0; i < 3; ++i)
+        CHECK(r.take("10.0.0.2", t0));  // another source has its own
+    CHECK_FALSE(r.take("10.0.0.1", t0 + 100ms));
+    CHECK(r.take("10.0.0.1", t0 + 340ms));  // a third of a second: one more
+    CHECK_FALSE(r.take("10.0.0.1", t0 + 340ms));
+    // Two sources tracked at most: a third is refused while both buckets are refilling, and
+    // the next look for room waits a second…
+    CHECK_FALSE(r.take("10.0.0.3", t0 + 400ms));
+    CHECK_FALSE(r.take("10.0.0.3", t0 + 1300ms));
+    // …after which the full buckets are forgotten and there is room.
+    CHECK(r.take("10.0.0.3", t0 + 1500ms));
+    rate = 0;  // no bound
+    for (int i = 0; i < 100; ++i)
+        CHECK(r.take("10.0.0.1", t0 + 2s));
+}
