@@ -30,6 +30,7 @@ constexpr const char* kUsage =
   --preload FILE            hold the calls of FILE (a JSON array of {"id", "agent", "version"})
                             from the start, connected, without telling the broker
   --tls-certificate FILE --tls-key FILE   serve the IciCms port (and /control) over TLS
+  --tls-client-ca FILE      with TLS: the broker must present a client certificate these CAs signed
   --broker-ca FILE          CAs trusted for the broker's https appURL (default: the system's)
   --record-acks             keep the last version of every item the broker answered for, ended
                             ones too, in /control/state ("acked"; for tests: grows with every item)
@@ -60,9 +61,9 @@ int main(int argc, char** argv) {
     try {
         std::shared_ptr<cb::transport::TlsCredentials> tls;
         if (!options.tls_certificate.empty())
-            tls =
-                cb::transport::TlsCredentials::load(cb::transport::TlsCredentials::Side::server,
-                                                    {options.tls_certificate, options.tls_key, {}});
+            tls = cb::transport::TlsCredentials::load(
+                cb::transport::TlsCredentials::Side::server,
+                {options.tls_certificate, options.tls_key, options.client_ca});
         ep = server.listen_tcp(options.listen_address, options.listen_port, sim, tls);
     } catch (const std::exception& e) {
         std::cerr << "commbroker-cmss: cannot listen on " << options.listen_address << ":"

@@ -89,6 +89,8 @@ Options parse_command_line(int argc, char** argv) {
             o.tls_key = value();
         } else if (a == "--broker-ca") {
             o.broker_ca = value();
+        } else if (a == "--tls-client-ca") {
+            o.client_ca = value();
         } else if (a == "--record-acks") {
             o.record_acks = true;
         } else if (a == "--connections") {
@@ -101,6 +103,8 @@ Options parse_command_line(int argc, char** argv) {
         throw std::invalid_argument("--broker-user and --broker-password are required");
     if (o.tls_certificate.empty() != o.tls_key.empty())
         throw std::invalid_argument("--tls-certificate and --tls-key go together");
+    if (!o.client_ca.empty() && o.tls_certificate.empty())
+        throw std::invalid_argument("--tls-client-ca needs --tls-certificate and --tls-key");
     return o;
 }
 

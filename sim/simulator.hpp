@@ -52,6 +52,7 @@ struct Options {
     std::string tls_certificate;  ///< with tls_key: the IciCms port (and /control) over TLS
     std::string tls_key;
     std::string broker_ca;  ///< CAs trusted for an https appURL; empty: the system's
+    std::string client_ca;  ///< with TLS: the broker must present a certificate these CAs signed
 };
 
 /// Reads the command line; throws std::invalid_argument with a message for the user.

@@ -101,6 +101,11 @@ TlsContext make(TlsCredentials::Side side, const TlsFiles& f) {
     } else if (side == TlsCredentials::Side::server) {
         throw std::runtime_error("a TLS listener needs a certificate and its key");
     }
+    if (side == TlsCredentials::Side::server && !f.ca_file.empty()) {
+        ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+        ctx->load_verify_file(f.ca_file, ec);
+        check(ec, "the client CA file", f.ca_file);
+    }
     if (side == TlsCredentials::Side::client) {
         ctx->set_verify_mode(ssl::verify_peer);
         if (f.ca_file.empty()) {

@@ -25,7 +25,9 @@ using TlsContext = std::shared_ptr<boost::asio::ssl::context>;
 struct TlsFiles {
     std::string certificate;  ///< PEM: the certificate chain, leaf first (a client's: optional)
     std::string key;          ///< PEM: its private key, unencrypted
-    std::string ca_file;      ///< clients: PEM CAs trusted for the server; empty: the system's
+    /// A client's: PEM CAs trusted for the server (empty: the system's). A server's: if given,
+    /// every client must present a certificate these CAs signed.
+    std::string ca_file;
 };
 
 class TlsCredentials {

@@ -28,8 +28,8 @@ def make_sim():
     from harness import Simulator
     made = []
 
-    def make(system="CMS-A", args=(), ca=None):
-        s = Simulator(system, args, ca)
+    def make(system="CMS-A", args=(), ca=None, client_cert=None):
+        s = Simulator(system, args, ca, client_cert)
         made.append(s)
         return s
 

@@ -396,11 +396,13 @@ def fault_of(text):
 class Simulator:
     """One commbroker-cmss process on a free port."""
 
-    def __init__(self, system="CMS-A", args=(), ca=None):
+    def __init__(self, system="CMS-A", args=(), ca=None, client_cert=None):
         """ca: the CA file that makes the simulator's certificate trusted, when it serves TLS
-        (args with --tls-certificate and --tls-key)."""
+        (args with --tls-certificate and --tls-key); client_cert: (certificate, key) that the
+        control requests present, when it asks for one (--tls-client-ca)."""
         self.system = system
         self.ca = ca
+        self.client_cert = client_cert
         self.dir = tempfile.mkdtemp(prefix="commbroker-cmss-")
         self.log_path = os.path.join(self.dir, "cmss.log")
         self.log = open(self.log_path, "wb")
@@ -418,8 +420,10 @@ class Simulator:
     def control(self, action, body=None, method=None):
         if self.ca:
             import ssl
-            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
-                                               context=ssl.create_default_context(cafile=self.ca))
+            context = ssl.create_default_context(cafile=self.ca)
+            if self.client_cert:
+                context.load_cert_chain(*self.client_cert)
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=context)
         else:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         method = method or ("GET" if body is None and action == "state" else "POST")

@@ -120,18 +120,20 @@ def test_every_listener_speaks_tls_and_refuses_plain_text(make_broker, pki):
     assert 'commbroker_desktop_refused_total{reason="tlsHandshake"} 1' in metrics
 
 
+def cms_with_tls(broker, sim, attrs):
+    """Adds TLS attributes to the broker's <cms> of `sim` in its config file."""
+    text = open(broker.config_path).read().replace(f'url="{sim.url}"', f'url="{sim.url}" {attrs}')
+    broker.write_config(text)
+
+
 def test_a_cms_over_https_is_verified_and_talks_back_over_https(make_broker, make_sim, pki):
     cert, key = pki["cms"]
     bcert, bkey = pki["server"]
     sim = make_sim("CMS-A", ("--tls-certificate", cert, "--tls-key", key, "--broker-ca", pki["ca"]),
                    ca=pki["ca"])
     broker = make_broker(
-        cms_urls={"CMS-A": sim.url}, probe="200ms", listen_attrs={"ici": tls_attrs(bcert, bkey)},
-        extra="")
-    # The CMS's CA is given by tlsCaFile on its <cms>.
-    text = open(broker.config_path).read().replace(
-        f'url="{sim.url}"', f'url="{sim.url}" tlsCaFile="{pki["ca"]}"')
-    broker.write_config(text)
+        cms_urls={"CMS-A": sim.url}, probe="200ms", listen_attrs={"ici": tls_attrs(bcert, bkey)})
+    cms_with_tls(broker, sim, f'tlsCaFile="{pki["ca"]}"')  # the CMS's CA
     broker.start()
     wait_for(lambda: sim.state()["subscribed"], what="the broker subscribes over https")
     systems = broker.status()["systems"]
@@ -145,9 +147,7 @@ def test_a_cms_whose_certificate_the_ca_did_not_sign_is_unavailable(make_broker,
     cert, key = pki["cms"]
     sim = make_sim("CMS-A", ("--tls-certificate", cert, "--tls-key", key), ca=pki["ca"])
     broker = make_broker(cms_urls={"CMS-A": sim.url}, probe="200ms", probe_timeout="1s")
-    text = open(broker.config_path).read().replace(
-        f'url="{sim.url}"', f'url="{sim.url}" tlsCaFile="{pki["other_ca"]}"')
-    broker.write_config(text)
+    cms_with_tls(broker, sim, f'tlsCaFile="{pki["other_ca"]}"')
     broker.start()
 
     def refused():
@@ -249,3 +249,27 @@ def test_an_encrypted_key_is_refused_at_start_without_asking_for_a_passphrase(ma
     broker.proc.wait(timeout=15)  # a prompt on the terminal would hang here
     assert broker.proc.returncode != 0
     assert "is encrypted" in broker.log_text()
+
+
+def test_the_broker_presents_its_client_certificate_to_a_cms_that_asks(make_broker, make_sim, pki):
+    cert, key = pki["cms"]
+    client_cert, client_key = pki["renewed"]  # signed by the test CA, for clientAuth too
+    sim = make_sim("CMS-A", ("--tls-certificate", cert, "--tls-key", key, "--tls-client-ca", pki["ca"]),
+                   ca=pki["ca"], client_cert=pki["cms"])
+    without = make_broker(cms_urls={"CMS-A": sim.url}, probe="200ms", probe_timeout="1s")
+    cms_with_tls(without, sim, f'tlsCaFile="{pki["ca"]}"')
+    without.start()
+
+    def refused():
+        link = without.admin("GET", "/admin/v1/systems")[1]["systems"][0]
+        return link["available"] is False and "certificate required" in link.get("lastError", "")
+    wait_for(refused, what="the CMS refuses a broker without a client certificate")
+    assert not sim.state()["subscribed"]
+    without.stop()
+
+    broker = make_broker(cms_urls={"CMS-A": sim.url}, probe="200ms")
+    cms_with_tls(broker, sim,
+                 f'tlsCaFile="{pki["ca"]}" tlsCertificate="{client_cert}" tlsKey="{client_key}"')
+    broker.start()
+    wait_for(lambda: sim.state()["subscribed"], what="the broker subscribes with its certificate")
+    assert "client certificate /CN=broker-renewed" in broker.log_text()
