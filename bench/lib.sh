@@ -23,11 +23,12 @@ start_cmss() {
   cms_port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$dir/cmss.out")
 }
 
-# start_ici_broker DIR SYNC [LISTEN_ATTRS]: writes DIR/c.xml (one I/O thread, the ici listener
-# with LISTEN_ATTRS, journal sync SYNC and $JOURNAL_ATTRS, CMS-A's inbound account bench/bench
-# with hash $hash), starts commbrokerd on CPU 1, adds its PID to `pids`, and sets `port`.
+# start_ici_broker DIR SYNC [LISTEN_ATTRS [EXTRA_XML]]: writes DIR/c.xml (one I/O thread, the
+# ici listener with LISTEN_ATTRS, journal sync SYNC and $JOURNAL_ATTRS, CMS-A's inbound account
+# bench/bench with hash $hash, the agent alice the events name, EXTRA_XML), starts commbrokerd on CPU 1, adds its PID to `pids`,
+# and sets `port`.
 start_ici_broker() {
-  local d=$1 sync=$2 listen_attrs=${3:-}
+  local d=$1 sync=$2 listen_attrs=${3:-} extra=${4:-}
   cat > "$d/c.xml" <<XML
 <commbroker>
   <node id="bench" threads="1"/>
@@ -35,7 +36,9 @@ start_ici_broker() {
   <adminSocket path="$d/admin.sock"/>
   <journal path="$d/journal.db" sync="$sync" ${JOURNAL_ATTRS:-}/>
   <cms id="CMS-A" url="http://127.0.0.1:9/cms" inboundUser="bench" inboundPasswordHash="$hash"/>
+  <agent id="alice" passwordHash="$hash" cms="CMS-A"/>
   <log level="warn"/>
+  $extra
 </commbroker>
 XML
   taskset -c 1 "$build/daemon/commbrokerd" --config "$d/c.xml" 2> "$d/log" &

@@ -185,6 +185,17 @@ void LogonDoor::check(const std::string& address, std::string user, std::string 
     namespace net = boost::asio;
     using Clock = std::chrono::steady_clock;
     if (hash && cache_.known(user, password, *hash)) return done({Verdict::ok, {}});
+    bool known_user = hash != nullptr;
+    std::string checked = known_user ? *hash : stand_in_;
+    auto flight = cache_.tag_of(user, password) + '\n' + checked;
+    {
+        // The same credential is being checked: its verdict is this request's too.
+        std::lock_guard lock(flights_mutex_);
+        if (auto it = flights_.find(flight); it != flights_.end()) {
+            it->second.push_back(std::move(done));
+            return;
+        }
+    }
     if (auto wait = guard_.admit(address, user, Clock::now()); wait > Clock::duration::zero()) {
         // Refused unchecked, and as late as the latest failure: a guesser that gets its refusal
         // at once only asks again at once, and each refusal still costs a request's work here.
@@ -194,34 +205,52 @@ void LogonDoor::check(const std::string& address, std::string user, std::string 
                               const boost::system::error_code&) { done(locked); });
         return;
     }
-    bool known_user = hash != nullptr;
-    std::string checked = known_user ? *hash : stand_in_;
+    {
+        std::lock_guard lock(flights_mutex_);
+        flights_.try_emplace(flight);
+    }
     // The verdict comes on a verifier thread; `done` (and what it holds: a session, a request)
     // is moved on to an I/O thread, so that it is never let go of on the verifier thread.
-    verifier_.verify(
-        user, std::move(password), std::move(checked),
-        [this, address, user, known_user,
-         done = std::move(done)](PasswordVerifier::Verdict v) mutable {
-            if (v == PasswordVerifier::Verdict::busy) {
-                guard_.abandoned(address, user);
-                return net::post(io_, [done = std::move(done)] {
-                    done({Verdict::busy, std::chrono::seconds(1)});
-                });
-            }
-            if (v == PasswordVerifier::Verdict::ok && known_user) {
-                guard_.succeeded(address, user);
-                return net::post(io_, [done = std::move(done)] { done({Verdict::ok, {}}); });
-            }
-            auto hold = guard_.failed(address, user, Clock::now());
-            if (hold <= Clock::duration::zero())
-                return net::post(io_, [done = std::move(done)] { done({Verdict::wrong, {}}); });
-            // The answer is held back; the connection with it (its listener's budget bounds
-            // how many a source can keep waiting).
-            auto timer = std::make_shared<net::steady_timer>(io_, hold);
-            timer->async_wait([timer, done = std::move(done)](const boost::system::error_code&) {
-                done({Verdict::wrong, {}});
-            });
-        });
+    verifier_.verify(user, std::move(password), std::move(checked),
+                     [this, address, user, known_user, flight,
+                      done = std::move(done)](PasswordVerifier::Verdict v) mutable {
+                         if (v == PasswordVerifier::Verdict::busy) {
+                             guard_.abandoned(address, user);
+                             return answer(flight, std::move(done),
+                                           {Verdict::busy, std::chrono::seconds(1)}, {});
+                         }
+                         if (v == PasswordVerifier::Verdict::ok && known_user) {
+                             guard_.succeeded(address, user);
+                             return answer(flight, std::move(done), {Verdict::ok, {}}, {});
+                         }
+                         // Held back after a failure; the connections with it too (their listener's
+                         // budget bounds how many a source can keep waiting).
+                         answer(flight, std::move(done), {Verdict::wrong, {}},
+                                guard_.failed(address, user, Clock::now()));
+                     });
+}
+
+void LogonDoor::answer(const std::string& flight, Done first, Result result,
+                       std::chrono::steady_clock::duration hold) {
+    namespace net = boost::asio;
+    std::vector<Done> all;
+    {
+        std::lock_guard lock(flights_mutex_);
+        if (auto it = flights_.find(flight); it != flights_.end()) {
+            all = std::move(it->second);
+            flights_.erase(it);
+        }
+    }
+    all.push_back(std::move(first));
+    auto deliver = [all = std::move(all), result]() mutable {
+        for (auto& done : all)
+            done(result);
+    };
+    if (hold <= std::chrono::steady_clock::duration::zero())
+        return net::post(io_, std::move(deliver));
+    auto timer = std::make_shared<net::steady_timer>(io_, hold);
+    timer->async_wait([timer, deliver = std::move(deliver)](
+                          const boost::system::error_code&) mutable { deliver(); });
 }
 
 std::string ResumeKeys::hash_of(std::string_view key) {

@@ -41,10 +41,11 @@ class CredentialCache {
     bool verify(std::string_view user, std::string_view password, std::string_view hash);
     /// True if this credential was verified against `hash` before: a keyed hash, no PBKDF2.
     bool known(std::string_view user, std::string_view password, std::string_view hash) const;
-
-  private:
+    /// The credential's keyed hash (HMAC with a random key of this process): names it without
+    /// keeping the password.
     std::string tag_of(std::string_view user, std::string_view password) const;
 
+  private:
     std::string key_;
     std::size_t max_entries_;
     mutable std::mutex mutex_;
@@ -112,7 +113,10 @@ std::string stand_in_hash(unsigned iterations);
 ///   the iterations of the door's first configured user (taken at start; a reload that changes
 ///   them leaves the stand-in as it was), so that a user's existence cannot be told by the time
 ///   of the answer;
-/// - a failure is answered after the guard's delay (`wrong`), a full queue at once (`busy`).
+/// - a failure is answered after the guard's delay (`wrong`), a full queue at once (`busy`);
+/// - a credential already being checked is not checked again: the request waits for that check
+///   and gets its verdict (a vendor opening its 50 connections at once with one account costs
+///   one PBKDF2, and is not refused for having more checks in flight than `maxChecking`).
 /// Thread-safe.
 class LogonDoor {
   public:
@@ -140,9 +144,16 @@ class LogonDoor {
     void stop() { verifier_.stop(); }
 
   private:
+    /// Answers the check of `flight` and every request that joined it.
+    void answer(const std::string& flight, Done first, Result result,
+                std::chrono::steady_clock::duration hold);
+
     boost::asio::io_context& io_;
     CredentialCache& cache_;
     LogonGuard guard_;
+    std::mutex flights_mutex_;
+    // credential (tag and hash checked against) -> the requests waiting for its check in flight
+    std::unordered_map<std::string, std::vector<Done>> flights_;
     std::string stand_in_;       // the hash an unknown user is checked against
     PasswordVerifier verifier_;  // last: stopped (its callbacks answered) before the rest goes
 };

@@ -3,6 +3,7 @@
 // orphans, audit records). Everything here runs on the core strand, but contact(), which posts.
 #include "channels/item_json.hpp"
 #include "daemon/broker.hpp"
+#include "daemon/logging.hpp"
 #include "protocol/desktop_codec.hpp"
 
 #include <boost/asio/bind_executor.hpp>
@@ -329,10 +330,14 @@ void Broker::inspect(std::vector<channels::Change>& changes) {
                 if (orphan) continue;
                 if (auto o = registry_.orphan(i.system, i.id, "unknownAgent", stored->at)) {
                     auto& record = std::get<channels::OrphanStored>(*o).orphan;
-                    spdlog::warn(
-                        "recovery: {}/{} belongs to {}, an agent this broker does not "
-                        "know: orphaned",
-                        i.system, i.id, *i.agent_id);
+                    // A CMS that reports many agents the config lacks would write a line
+                    // per item: 20 a minute at most (every one is in the audit log).
+                    static LogLimit lines;
+                    if (std::uint64_t left_out = 0; lines.allow(left_out))
+                        spdlog::warn(
+                            "recovery: {}/{} belongs to {}, an agent this broker does not "
+                            "know: orphaned{}",
+                            i.system, i.id, *i.agent_id, left_out_note(left_out));
                     announce("itemOrphaned", i, record);
                     audit("itemOrphaned", *i.agent_id, i.system, i.id, "unknownAgent",
                           json::serialize(channels::to_json(i)));

@@ -371,3 +371,35 @@ TEST_CASE("HandshakeRate: a bucket per source, refilled with time, forgotten whe
     for (int i = 0; i < 100; ++i)
         CHECK(r.take("10.0.0.1", t0 + 2s));
 }
+
+TEST_CASE("a logon door checks a credential once however many requests bring it at once") {
+    boost::asio::io_context io;
+    CredentialCache cache;
+    // maxChecking 32 in the policy: 50 separate checks of one user would refuse 18.
+    LogonDoor door(io, cache, "test", test_policy, 10000, 1, 256);
+    auto hash = cb::config::hash_password("secret", 10000);
+    std::vector<LogonDoor::Verdict> verdicts;
+    auto work = boost::asio::make_work_guard(io);
+    for (int i = 0; i < 50; ++i)
+        door.check("10.0.0.1", "alice", "secret", &hash,
+                   [&](LogonDoor::Result r) { verdicts.push_back(r.verdict); });
+    auto deadline = Clock::now() + 10s;
+    while (verdicts.size() < 50 && Clock::now() < deadline)
+        io.run_one_for(1s);
+    REQUIRE(verdicts.size() == 50);
+    CHECK(std::count(verdicts.begin(), verdicts.end(), LogonDoor::Verdict::ok) == 50);
+    CHECK(door.verifier().counters().hashed == 1);
+
+    // So are 50 requests with the same wrong password: one check, one failure counted.
+    verdicts.clear();
+    for (int i = 0; i < 50; ++i)
+        door.check("10.0.0.2", "alice", "guess", &hash,
+                   [&](LogonDoor::Result r) { verdicts.push_back(r.verdict); });
+    deadline = Clock::now() + 10s;
+    while (verdicts.size() < 50 && Clock::now() < deadline)
+        io.run_one_for(1s);
+    REQUIRE(verdicts.size() == 50);
+    CHECK(std::count(verdicts.begin(), verdicts.end(), LogonDoor::Verdict::wrong) == 50);
+    CHECK(door.verifier().counters().hashed == 2);
+    CHECK(door.counters().failures == 1);
+}
