@@ -110,7 +110,8 @@ class Broker {
             after_core_state(std::move(actions));
         });
     }
-    /// The agent's desktop was heard from (any thread): the heartbeat monitor's contact.
+    /// The agent's desktop was heard from (any thread): the heartbeat monitor's contact. Queued;
+    /// one post to the core carries every contact queued until it runs.
     void contact(const std::string& agent, heartbeat::Contact c);
     /// The heartbeat profile of an agent under the running config.
     heartbeat::Profile profile_of(const std::string& agent) const;
@@ -278,6 +279,10 @@ class Broker {
     DesktopStats desktop_stats_;  // refreshed by the sweep, guarded by desktop_stats_mutex_
     net::steady_timer sweep_timer_;
     heartbeat::Monitor monitor_;                      // core only
+    // Contacts on their way to the monitor: one post to the core carries all that come
+    // meanwhile, not one post (and wake-up) each.
+    std::mutex contacts_mutex_;
+    std::vector<std::pair<std::string, heartbeat::Contact>> contacts_;
     heartbeat::CmsProbes probes_;                     // core only: on the heartbeat timer too
     net::steady_timer heartbeat_timer_;               // core only
     std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to

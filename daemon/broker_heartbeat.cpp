@@ -34,8 +34,24 @@ heartbeat::Profile Broker::profile_of(const std::string& agent) const {
 }
 
 void Broker::contact(const std::string& agent, heartbeat::Contact c) {
-    net::post(core_, [this, agent, c = std::move(c)]() mutable {
-        after_core_state(monitor_.contact(agent, std::move(c)));
+    {
+        std::lock_guard lock(contacts_mutex_);
+        contacts_.emplace_back(agent, std::move(c));
+        if (contacts_.size() > 1) return;  // the post on its way takes this one too
+    }
+    net::post(core_, [this] {
+        std::vector<std::pair<std::string, heartbeat::Contact>> batch;
+        {
+            std::lock_guard lock(contacts_mutex_);
+            batch.swap(contacts_);
+        }
+        std::vector<heartbeat::Action> actions;
+        for (auto& [agent, c] : batch) {
+            auto more = monitor_.contact(agent, std::move(c));
+            actions.insert(actions.end(), std::make_move_iterator(more.begin()),
+                           std::make_move_iterator(more.end()));
+        }
+        after_core_state(std::move(actions));
     });
 }
 
