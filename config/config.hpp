@@ -94,7 +94,7 @@ struct LogonGuard {
     unsigned lock_after = 10;                          // failures that lock the address or user
     Duration lock_for = std::chrono::minutes(1);       // refused unchecked meanwhile
     Duration forget_after = std::chrono::minutes(10);  // quiet this long: starts afresh
-    unsigned max_checking = 32;  // password checks in flight per address or user
+    unsigned max_checking = 32;  // checks in flight per user, and per address once it has failed
 };
 
 struct Recovery {

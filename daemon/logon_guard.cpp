@@ -64,7 +64,10 @@ LogonGuard::Clock::duration LogonGuard::admit(const std::string& address, const 
     auto* a = slot(by_address_, address, p, now);
     auto* u = slot(by_user_, ukey, p, now);
     Clock::duration wait{0};
-    auto consider = [&](Entry* e) {
+    // `always_bounded`: maxChecking applies even before a failure (a user's checks); an
+    // address's only once it has failed in this burst, since one address may be a whole site
+    // behind NAT whose desktops log on together (the verifier's queue bounds them then).
+    auto consider = [&](Entry* e, bool always_bounded) {
         if (!e) return void(wait = std::max<Clock::duration>(wait, std::chrono::seconds(1)));
         if (e->locked_until > now) wait = std::max(wait, e->locked_until - now);
         // Checks in flight count against what is left before the lock once the address or
@@ -73,13 +76,13 @@ LogonGuard::Clock::duration LogonGuard::admit(const std::string& address, const 
         bool quiet = e->failures > 0 && now - e->last >= p.forget_after;
         unsigned failures = quiet ? 0 : e->failures;
         if ((failures > 0 && e->pending > 0 && failures + e->pending >= p.lock_after) ||
-            e->pending >= p.max_checking)
+            ((always_bounded || failures > 0) && e->pending >= p.max_checking))
             wait = std::max<Clock::duration>(wait, std::chrono::seconds(1));
     };
-    consider(a);
+    consider(a, false);
     // A user who has logged on from this address before is not locked out by guesses at the
     // name from elsewhere (but a table too full to track the name refuses it all the same).
-    if (!trusted || !u) consider(u);
+    if (!trusted || !u) consider(u, true);
     if (wait > Clock::duration::zero()) {
         ++counters_.refused;
         return wait;

@@ -26,7 +26,8 @@ struct LogonPolicy {
     std::chrono::milliseconds lock_for{60000};
     /// An address or user quiet this long starts afresh (its burst has ended).
     std::chrono::milliseconds forget_after{600000};
-    unsigned max_checking = 32;        ///< password checks in flight per address or user
+    unsigned max_checking =
+        32;  ///< password checks in flight per user, and per address once it failed
     std::size_t max_tracked = 100000;  ///< addresses and users remembered, each
 };
 
@@ -37,8 +38,9 @@ std::string printable(std::string_view text, std::size_t max = 128);
 /// address and per user. The first `free_failures` of each are answered at once; later ones are
 /// held back, longer each time; after `lock_after` the address (or user) is refused without a
 /// password check for `lock_for` (LogonDoor holds those refusals back `max_delay` too). Checks
-/// in flight count too: at most `max_checking` per address or user, and, once it has failed in
-/// this burst, no more than are left before the lock. A user who has logged on from an address
+/// in flight count too: at most `max_checking` per user, and per address once it has failed in
+/// this burst (one address may be a site behind NAT), and then no more than are left before the
+/// lock. A user who has logged on from an address
 /// is not refused there because the name is locked (guesses from elsewhere); a credential the
 /// broker has verified before is let in before this guard is asked at all.
 ///

@@ -191,14 +191,26 @@ TEST_CASE("checks in flight count: a burst sent at once is not all checked") {
     };
     LogonGuard guard("test", policy);
     auto t = Clock::time_point{} + 1h;
-    // At most max_checking at once from one address, failures or not.
-    for (int i = 0; i < 4; ++i)
+    // A site behind one address logs on together: its address is not bounded before a failure.
+    for (int i = 0; i < 10; ++i)
         CHECK(guard.admit("10.0.0.9", "u" + std::to_string(i), t) == Clock::duration::zero());
-    CHECK(guard.admit("10.0.0.9", "u4", t) == 1s);
-    guard.succeeded("10.0.0.9", "u0");
-    CHECK(guard.admit("10.0.0.9", "u5", t) == Clock::duration::zero());
-    for (auto* u : {"u1", "u2", "u3", "u5"})
-        guard.abandoned("10.0.0.9", u);
+    for (int i = 0; i < 10; ++i)
+        guard.succeeded("10.0.0.9", "u" + std::to_string(i));
+    // One user: at most max_checking at once, from wherever.
+    for (int i = 0; i < 4; ++i)
+        CHECK(guard.admit("10.0.1." + std::to_string(i), "bob", t) == Clock::duration::zero());
+    CHECK(guard.admit("10.0.1.9", "bob", t) == 1s);
+    guard.succeeded("10.0.1.0", "bob");
+    CHECK(guard.admit("10.0.1.9", "bob", t) == Clock::duration::zero());
+    for (auto* a : {"10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.9"})
+        guard.abandoned(a, "bob");
+    // An address that has failed: at most max_checking at once (one failure, five left).
+    fail(guard, "10.0.0.8", "x", t);
+    for (int i = 0; i < 4; ++i)
+        CHECK(guard.admit("10.0.0.8", "y" + std::to_string(i), t) == Clock::duration::zero());
+    CHECK(guard.admit("10.0.0.8", "y9", t) == 1s);
+    for (int i = 0; i < 4; ++i)
+        guard.abandoned("10.0.0.8", "y" + std::to_string(i));
 
     // Once an address has failed, what is in flight counts against what is left before the
     // lock (lock_after 6): with 4 failures, 2 more may be checked at once, not 4.
