@@ -239,7 +239,7 @@ void Broker::start() {
             l.max_body_bytes = cfg->limits.max_body_bytes;
             l.max_header_bytes = cfg->limits.max_header_bytes;
             l.idle_timeout = cfg->limits.http_idle_timeout;
-            l.handshake_timeout = cfg->limits.tls_handshake_timeout;
+            l.tls_handshake_timeout = cfg->limits.tls_handshake_timeout;
             l.tls_handshakes_per_source = cfg->limits.tls_handshakes_per_source;
             l.max_connections = cfg->limits.max_connections;
             l.max_connections_per_address = cfg->limits.max_connections_per_address;

@@ -318,23 +318,9 @@ DesktopServer::~DesktopServer() {
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port,
                                     std::shared_ptr<transport::TlsCredentials> tls) {
-    transport::ListenerOptions o;
-    o.name =
-        std::string(tls ? "TLS " : "") + "desktop listener " + address + ":" + std::to_string(port);
-    o.budget = transport::listener_budget(std::weak_ptr<Shared>(shared_));
-    o.parent = shared_->all;
-    o.tls = std::move(tls);
-    o.handshake_timeout = [shared = std::weak_ptr<Shared>(shared_)] {
-        auto s = shared.lock();
-        return s ? s->limits().tls_handshake_timeout : std::chrono::milliseconds(10000);
-    };
-    o.counters = shared_->listener_counters;
-    if (o.tls)
-        o.handshake_rate =
-            std::make_shared<transport::HandshakeRate>([shared = std::weak_ptr<Shared>(shared_)] {
-                auto s = shared.lock();
-                return s ? s->limits().tls_handshakes_per_source : 0u;
-            });
+    auto o = transport::owned_listener_options(
+        "desktop listener " + address + ":" + std::to_string(port), shared_, shared_->all,
+        std::move(tls), shared_->listener_counters);
     auto l = transport::Listener::tcp(
         ioc_, address, port, std::move(o),
         [shared = shared_](transport::Stream&& stream, transport::PeerInfo peer,

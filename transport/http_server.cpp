@@ -245,22 +245,8 @@ OnConnection session_maker(std::shared_ptr<HttpServer::Shared> shared,
 tcp::endpoint HttpServer::listen_tcp(const std::string& address, std::uint16_t port,
                                      std::shared_ptr<HttpHandler> handler,
                                      std::shared_ptr<TlsCredentials> tls) {
-    ListenerOptions o;
-    o.name = std::string(tls ? "TLS " : "") + "listener " + address + ":" + std::to_string(port);
-    o.budget = listener_budget(std::weak_ptr<Shared>(shared_));
-    o.parent = all_;
-    o.tls = std::move(tls);
-    o.handshake_timeout = [shared = std::weak_ptr<Shared>(shared_)] {
-        auto s = shared.lock();
-        return s ? s->limits().handshake_timeout : std::chrono::milliseconds(10000);
-    };
-    o.counters = shared_->listener_counters;
-    if (o.tls)
-        o.handshake_rate =
-            std::make_shared<HandshakeRate>([shared = std::weak_ptr<Shared>(shared_)] {
-                auto s = shared.lock();
-                return s ? s->limits().tls_handshakes_per_source : 0u;
-            });
+    auto o = owned_listener_options("listener " + address + ":" + std::to_string(port), shared_,
+                                    all_, std::move(tls), shared_->listener_counters);
     auto l = Listener::tcp(ioc_, address, port, std::move(o),
                            session_maker(shared_, std::move(handler)));
     std::lock_guard lock(shared_->mutex);

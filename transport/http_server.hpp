@@ -46,7 +46,7 @@ struct HttpLimits {
     std::size_t max_body_bytes = 65536;
     std::size_t max_header_bytes = 8192;
     std::chrono::milliseconds idle_timeout{60000};
-    std::chrono::milliseconds handshake_timeout{10000};  ///< TLS, from accept to its end
+    std::chrono::milliseconds tls_handshake_timeout{10000};  ///< from accept to TLS's end
     unsigned tls_handshakes_per_source = 200;  ///< new TLS handshakes a second per source; 0: any
     unsigned max_connections = 20000;          ///< per TCP listener
     unsigned max_connections_per_address = 1000;  ///< per TCP listener and source; 0: no bound

@@ -56,6 +56,34 @@ struct ListenerOptions {
     std::shared_ptr<ListenerCounters> counters;
 };
 
+/// The options of a TCP listener whose limits its owner decides while it lives: `Owner` has
+/// limits(), a struct with max_connections, max_connections_per_address,
+/// tls_handshake_timeout and tls_handshakes_per_source (read at each connection).
+template <typename Owner>
+ListenerOptions owned_listener_options(std::string name, const std::shared_ptr<Owner>& owner,
+                                       std::shared_ptr<ConnectionBudget> parent,
+                                       std::shared_ptr<TlsCredentials> tls,
+                                       std::shared_ptr<ListenerCounters> counters) {
+    std::weak_ptr<Owner> weak = owner;
+    ListenerOptions o;
+    o.name = std::string(tls ? "TLS " : "") + std::move(name);
+    o.budget = listener_budget(weak);
+    o.parent = std::move(parent);
+    o.tls = std::move(tls);
+    o.handshake_timeout = [weak] {
+        auto s = weak.lock();
+        return s ? std::chrono::milliseconds(s->limits().tls_handshake_timeout)
+                 : std::chrono::milliseconds(10000);
+    };
+    if (o.tls)
+        o.handshake_rate = std::make_shared<HandshakeRate>([weak] {
+            auto s = weak.lock();
+            return s ? s->limits().tls_handshakes_per_source : 0u;
+        });
+    o.counters = std::move(counters);
+    return o;
+}
+
 /// Gets each connection, ready (TLS handshake done), on the connection's own strand.
 using OnConnection = std::function<void(Stream&& stream, PeerInfo peer, ConnectionBudget::Ticket)>;
 
