@@ -202,6 +202,18 @@ std::unique_ptr<recovery::Journal> open_journal(const config::Journal& j,
 
 }  // namespace
 
+namespace {
+/// What every TCP listener takes from the config's limits.
+transport::ListenerLimits listener_limits(const config::Limits& c) {
+    transport::ListenerLimits l;
+    l.max_connections = c.max_connections;
+    l.max_connections_per_address = c.max_connections_per_address;
+    l.tls_handshake_timeout = c.tls_handshake_timeout;
+    l.tls_handshakes_per_source = c.tls_handshakes_per_source;
+    return l;
+}
+}  // namespace
+
 void Broker::start() {
     auto c = config();
     journal_ = open_journal(c->journal, c->limits.max_chat_postings, start_empty_);
@@ -236,13 +248,10 @@ void Broker::start() {
         [this] {
             auto cfg = config();
             transport::HttpLimits l;
+            static_cast<transport::ListenerLimits&>(l) = listener_limits(cfg->limits);
             l.max_body_bytes = cfg->limits.max_body_bytes;
             l.max_header_bytes = cfg->limits.max_header_bytes;
             l.idle_timeout = cfg->limits.http_idle_timeout;
-            l.tls_handshake_timeout = cfg->limits.tls_handshake_timeout;
-            l.tls_handshakes_per_source = cfg->limits.tls_handshakes_per_source;
-            l.max_connections = cfg->limits.max_connections;
-            l.max_connections_per_address = cfg->limits.max_connections_per_address;
             l.unix_max_connections = cfg->admin_socket.max_connections;
             return l;
         },
@@ -254,12 +263,9 @@ void Broker::start() {
         [this] {
             auto cfg = config();
             DesktopLimits l;
+            static_cast<transport::ListenerLimits&>(l) = listener_limits(cfg->limits);
             l.max_frame_bytes = cfg->limits.max_frame_bytes;
-            l.max_connections = cfg->limits.max_connections;
-            l.max_connections_per_address = cfg->limits.max_connections_per_address;
             l.hello_timeout = cfg->limits.hello_timeout;
-            l.tls_handshake_timeout = cfg->limits.tls_handshake_timeout;
-            l.tls_handshakes_per_source = cfg->limits.tls_handshakes_per_source;
             return l;
         },
         all_connections_);

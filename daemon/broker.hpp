@@ -278,7 +278,7 @@ class Broker {
     mutable std::mutex desktop_stats_mutex_;
     DesktopStats desktop_stats_;  // refreshed by the sweep, guarded by desktop_stats_mutex_
     net::steady_timer sweep_timer_;
-    heartbeat::Monitor monitor_;                      // core only
+    heartbeat::Monitor monitor_;  // core only
     // Contacts on their way to the monitor: one post to the core carries all that come
     // meanwhile, not one post (and wake-up) each.
     std::mutex contacts_mutex_;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "channels/desktop_hub.hpp"
+#include "transport/listener.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,24 +23,15 @@
 #include <memory>
 #include <string>
 
-namespace cb::transport {
-class ConnectionBudget;
-class TlsCredentials;
-}  // namespace cb::transport
-
 namespace cb::daemon {
 
 class DesktopSession;
 
-struct DesktopLimits {
+struct DesktopLimits : transport::ListenerLimits {
     std::size_t max_frame_bytes = 65536;
-    unsigned max_connections = 20000;                    ///< per listener
-    unsigned max_connections_per_address = 1000;         ///< per listener and source; 0: no bound
     std::chrono::milliseconds hello_timeout{5000};       ///< from the upgrade to the first frame
     std::chrono::milliseconds handshake_timeout{10000};  ///< the WebSocket upgrade
-    std::chrono::milliseconds tls_handshake_timeout{10000};  ///< from accept to TLS's end
-    unsigned tls_handshakes_per_source = 200;  ///< new TLS handshakes a second per source; 0: any
-    std::chrono::milliseconds close_timeout{5000};  ///< a closing socket that cannot write
+    std::chrono::milliseconds close_timeout{5000};       ///< a closing socket that cannot write
 };
 
 /// What the desktop protocol does with a connection. Called on the session's strand.

@@ -42,15 +42,11 @@ class HttpHandler {
     virtual void handle(Request&& request, const PeerInfo& peer, Respond respond) = 0;
 };
 
-struct HttpLimits {
+struct HttpLimits : ListenerLimits {
     std::size_t max_body_bytes = 65536;
     std::size_t max_header_bytes = 8192;
     std::chrono::milliseconds idle_timeout{60000};
-    std::chrono::milliseconds tls_handshake_timeout{10000};  ///< from accept to TLS's end
-    unsigned tls_handshakes_per_source = 200;  ///< new TLS handshakes a second per source; 0: any
-    unsigned max_connections = 20000;          ///< per TCP listener
-    unsigned max_connections_per_address = 1000;  ///< per TCP listener and source; 0: no bound
-    unsigned unix_max_connections = 64;           ///< the Unix socket's own budget
+    unsigned unix_max_connections = 64;  ///< the Unix socket's own budget
 };
 
 /// Why sessions ended, counted for /metrics.

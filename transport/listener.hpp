@@ -45,6 +45,14 @@ struct ListenerCounters {
     std::atomic<std::uint64_t> tls_rate_limited{0};     ///< over the source's handshake rate
 };
 
+/// The limits every TCP listener has, whatever it serves (read at each connection).
+struct ListenerLimits {
+    unsigned max_connections = 20000;             ///< per listener
+    unsigned max_connections_per_address = 1000;  ///< per listener and source; 0: no bound
+    std::chrono::milliseconds tls_handshake_timeout{10000};  ///< from accept to TLS's end
+    unsigned tls_handshakes_per_source = 200;  ///< new TLS handshakes a second per source; 0: any
+};
+
 struct ListenerOptions {
     std::string name;  ///< for the log: "ici listener 0.0.0.0:8450"
     std::function<BudgetLimits()> budget;
@@ -57,8 +65,7 @@ struct ListenerOptions {
 };
 
 /// The options of a TCP listener whose limits its owner decides while it lives: `Owner` has
-/// limits(), a struct with max_connections, max_connections_per_address,
-/// tls_handshake_timeout and tls_handshakes_per_source (read at each connection).
+/// limits(), which returns a ListenerLimits (or a struct derived from it).
 template <typename Owner>
 ListenerOptions owned_listener_options(std::string name, const std::shared_ptr<Owner>& owner,
                                        std::shared_ptr<ConnectionBudget> parent,
