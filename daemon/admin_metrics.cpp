@@ -135,6 +135,11 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
     auto& h = b.http().counters();
     auto& hl = b.http().listener_counters();
     out +=
+        "# HELP commbroker_open_connections Connections open on all TCP listeners together "
+        "(limits maxOpenConnections), TLS handshakes in progress included.\n"
+        "# TYPE commbroker_open_connections gauge\ncommbroker_open_connections " +
+        std::to_string(b.open_connections()) + "\n";
+    out +=
         "# HELP commbroker_http_connections Open HTTP connections (ici and admin).\n"
         "# TYPE commbroker_http_connections gauge\ncommbroker_http_connections " +
         std::to_string(b.http().connections()) + "\n";

@@ -143,6 +143,10 @@ std::shared_ptr<const config::Config> Broker::config() const {
     return config_;
 }
 
+std::size_t Broker::open_connections() const {
+    return all_connections_ ? all_connections_->open() : 0;
+}
+
 std::chrono::seconds Broker::uptime() const {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                             started_);

@@ -156,6 +156,9 @@ class Broker {
     LatencyRecorder& desktop_latency() { return desktop_latency_; }
     /// Desktop connections open (any thread).
     std::size_t desktop_connections() const { return desktop_ ? desktop_->connections() : 0; }
+    /// Connections open on all TCP listeners together (TLS handshakes in progress included):
+    /// what limits maxOpenConnections bounds.
+    std::size_t open_connections() const;
     /// The hub's counters and sizes, copied on the core: for status and metrics.
     struct DesktopStats {
         std::size_t sessions = 0;

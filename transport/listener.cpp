@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/beast/core/error.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -59,10 +60,18 @@ void clear_socket_path(const std::string& path) {
 }
 
 /// A connection between accept and the end of its TLS handshake.
+/// A connection between accept and the end of its TLS handshake. Until the client's first
+/// bytes arrive it is a bare socket and a timer: the TLS state (some 70 KiB of buffers) is made
+/// only then, so that a connection that never speaks costs little while it waits.
 struct Handshake {
-    Handshake(Stream s, PeerInfo p, ConnectionBudget::Ticket t)
-        : stream(std::move(s)), peer(std::move(p)), ticket(std::move(t)) {}
-    Stream stream;
+    Handshake(tcp::socket s, PeerInfo p, ConnectionBudget::Ticket t)
+        : socket(std::move(s)),
+          timer(socket.get_executor()),
+          peer(std::move(p)),
+          ticket(std::move(t)) {}
+    tcp::socket socket;
+    net::steady_timer timer;  // the handshake's deadline while the socket waits to be read
+    std::optional<Stream> stream;
     PeerInfo peer;
     ConnectionBudget::Ticket ticket;
 };
@@ -169,33 +178,50 @@ void on_accept(const std::shared_ptr<Listener>& self, Listener::Impl& m,
         boost::system::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
         auto hs =
-            std::make_shared<Handshake>(Stream(TcpStream(std::move(socket)), o.tls->current()),
-                                        std::move(peer), std::move(ticket));
-        auto ex = hs->stream.get_executor();
+            std::make_shared<Handshake>(std::move(socket), std::move(peer), std::move(ticket));
         auto timeout =
             o.handshake_timeout ? o.handshake_timeout() : std::chrono::milliseconds(10000);
-        net::post(ex, [hs, on_connection, counters = o.counters, timeout, name = o.name,
-                       closed = m.closed] {
-            if (closed->load()) return hs->stream.close();  // the listener stopped meanwhile
-            hs->stream.expires_after(timeout);
-            hs->stream.tls_stream().async_handshake(
-                net::ssl::stream_base::server,
-                [hs, on_connection, counters, name, closed](boost::system::error_code ec) {
-                    if (closed->load()) return hs->stream.close();
-                    if (ec) {
-                        // Plain text on a TLS port, a protocol or cipher it does not offer, a
-                        // certificate it does not trust, or silence: counted, not logged per
-                        // connection (anyone can cause it).
-                        counters->tls_failures.fetch_add(1);
-                        spdlog::debug("{}: TLS handshake with {} failed: {}", name,
-                                      hs->peer.address, ec.message());
-                        hs->stream.close();
-                        return;
-                    }
-                    hs->stream.expires_never();
-                    on_connection(std::move(hs->stream), std::move(hs->peer),
-                                  std::move(hs->ticket));
-                });
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        auto failed = [counters = o.counters, name = o.name](Handshake& h,
+                                                             const boost::system::error_code& ec) {
+            // Plain text on a TLS port, a protocol or cipher it does not offer, a certificate it
+            // does not trust, or silence: counted, not logged per connection (anyone can
+            // cause it).
+            counters->tls_failures.fetch_add(1);
+            spdlog::debug("{}: TLS handshake with {} failed: {}", name, h.peer.address,
+                          ec.message());
+        };
+        net::post(hs->socket.get_executor(), [hs, on_connection, tls = o.tls, deadline, failed,
+                                              closed = m.closed] {
+            if (closed->load()) return;  // the listener stopped meanwhile
+            hs->timer.expires_at(deadline);
+            hs->timer.async_wait([hs](const boost::system::error_code& ec) {
+                boost::system::error_code ignored;
+                if (!ec) hs->socket.close(ignored);  // silent until the deadline
+            });
+            hs->socket.async_wait(tcp::socket::wait_read, [hs, on_connection, tls, deadline, failed,
+                                                           closed](boost::system::error_code ec) {
+                hs->timer.cancel();
+                if (closed->load()) return;
+                if (ec)
+                    return failed(*hs, ec == net::error::operation_aborted
+                                           ? make_error_code(beast::error::timeout)
+                                           : ec);
+                auto& stream = hs->stream.emplace(TcpStream(std::move(hs->socket)), tls->current());
+                stream.expires_at(deadline);
+                stream.tls_stream().async_handshake(
+                    net::ssl::stream_base::server,
+                    [hs, on_connection, failed, closed](boost::system::error_code ec) {
+                        if (closed->load()) return hs->stream->close();
+                        if (ec) {
+                            failed(*hs, ec);
+                            return hs->stream->close();
+                        }
+                        hs->stream->expires_never();
+                        on_connection(std::move(*hs->stream), std::move(hs->peer),
+                                      std::move(hs->ticket));
+                    });
+            });
         });
     }
     accept_next(self, m);

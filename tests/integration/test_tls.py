@@ -215,8 +215,12 @@ def test_a_silent_client_on_a_tls_port_is_closed_after_the_handshake_timeout(mak
     broker = make_broker(listen_attrs={"ici": tls_attrs(cert, key)},
                          limits='tlsHandshakeTimeout="300ms"').start()
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as s:
+        wait_for(lambda: "commbroker_open_connections 1\n" in broker.admin_text("/metrics"),
+                 what="the silent connection counted as open")
         # Nothing sent: the broker closes the connection, without an answer, well before 10 s.
         assert s.recv(4096) == b""
+    wait_for(lambda: "commbroker_open_connections 0\n" in broker.admin_text("/metrics"),
+             what="its place given back")
     wait_for(lambda: 'commbroker_http_closed_total{reason="tlsHandshake"} 1' in broker.admin_text("/metrics"),
              what="the silent handshake counted")
 
