@@ -122,6 +122,7 @@ Attached DesktopHub::attach(const std::string& agent, const std::optional<Resume
     Attached a;
     Session* s = find(agent);
     if (s) {
+        set_over(*s, std::nullopt);
         a.replaced = std::move(s->link);
         if (a.replaced) a.replaced->hub_waiting.store(false);
     }
@@ -173,7 +174,6 @@ Attached DesktopHub::attach(const std::string& agent, const std::optional<Resume
     a.seq = s->seq;
     a.system = s->system;
     s->link = std::move(link);
-    s->over_since.reset();
     return a;
 }
 
@@ -181,7 +181,7 @@ bool DesktopHub::detach(const std::string& agent, const DesktopLink* link) {
     Session* s = find(agent);
     if (!s || s->link.get() != link) return false;  // replaced already
     s->link.reset();
-    s->over_since.reset();
+    set_over(*s, std::nullopt);
     return true;
 }
 
@@ -310,7 +310,7 @@ void DesktopHub::deliver(Session& s, const EventPtr& e, SteadyTime now) {
     pump(s.agent, now);
     if (s.pending.size() + s.link->unwritten() > limits_.queue) {
         if (!s.over_since) {
-            s.over_since = now;
+            set_over(s, now);
             ++counters_.overloads;
             boost::json::object o{{"type", "overload"},
                                   {"queued", s.pending.size() + s.link->unwritten()}};
@@ -346,7 +346,7 @@ void DesktopHub::pump(const std::string& agent, SteadyTime now) {
     // The link may have written everything between the check above and the flag: look again.
     if (!s->pending.empty() && link.unwritten() < limits_.window) return pump(agent, now);
     if (s->over_since && s->pending.size() + link.unwritten() <= limits_.queue)
-        s->over_since.reset();
+        set_over(*s, std::nullopt);
 }
 
 void DesktopHub::save_replay(Session& s) {
@@ -398,12 +398,18 @@ void DesktopHub::cut_off(Session& s) {
     ++counters_.too_slow;
     s.link->close(ByeReason::too_slow);
     s.link.reset();
-    s.over_since.reset();
+    set_over(s, std::nullopt);
     s.pending.clear();
     s.lost_events = true;  // its resume is a resync
 }
 
+void DesktopHub::set_over(Session& s, std::optional<SteadyTime> since) {
+    if (s.over_since.has_value() != since.has_value()) since ? ++over_ : --over_;
+    s.over_since = since;
+}
+
 void DesktopHub::sweep(SteadyTime now) {
+    if (over_ == 0) return;  // the usual case: no pass over every session
     for (auto& [agent, s] : sessions_)
         if (s.link && s.over_since && now - *s.over_since > limits_.slow_timeout) cut_off(s);
 }
@@ -414,6 +420,7 @@ bool DesktopHub::end_session(const std::string& agent, ByeReason reason) {
     if (it->second.link) it->second.link->close(reason);
     journal_.push_back(SessionEnded{it->second.token});
     set_monitor(agent, false);
+    set_over(it->second, std::nullopt);
     sessions_.erase(it);
     return true;
 }

@@ -237,6 +237,8 @@ class DesktopHub {
     EventPtr make_event(std::string name, std::string data, std::string key, SteadyTime received);
     Session* find(const std::string& agent);
     void set_monitor(const std::string& agent, bool on);
+    /// Sets or clears the session's over_since, keeping over_ (sessions over budget) true.
+    void set_over(Session& s, std::optional<SteadyTime> since);
 
     HubLimits limits_;
     TokenSource tokens_;
@@ -245,6 +247,7 @@ class DesktopHub {
     std::vector<std::string> monitors_;                    // agents with a monitor scope
     std::vector<std::string> unsaved_;                     // agents with unsaved replay records
     std::uint64_t last_event_id_ = 0;
+    std::size_t over_ = 0;  // sessions with over_since set: the sweep looks only if any
     std::vector<Change> journal_;
     HubCounters counters_;
 };

@@ -160,7 +160,7 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
            std::to_string(h.bad_requests.load()) + "\n";
     out += "commbroker_http_closed_total{reason=\"timeout\"} " + std::to_string(h.timeouts.load()) +
            "\n";
-    auto ds = b.desktop_stats();
+    auto& ds = d;
     out +=
         "# HELP commbroker_heartbeat_watched Agents the heartbeat monitor watches.\n"
         "# TYPE commbroker_heartbeat_watched gauge\ncommbroker_heartbeat_watched " +

@@ -112,6 +112,7 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       hub_(hub_limits(*config_), new_token),
       cms_(ioc_),
       sweep_timer_(ioc_),
+      contacts_timer_(ioc_),
       heartbeat_timer_(ioc_),
       // room for every configured credential twice over (an old and a new password), so that
       // a credential verified since the start stays known
@@ -520,19 +521,15 @@ void Broker::schedule_sweep() {
             hub_.sweep(std::chrono::steady_clock::now());
             orphan_untouched();
             flush_hub(true);
-            DesktopStats stats{hub_.sessions(),     hub_.connected(),        hub_.queued(),
-                               hub_.counters(),     monitor_.size(),         monitor_.suspects(),
-                               monitor_.counters(), registry_.orphan_count()};
-            std::lock_guard lock(desktop_stats_mutex_);
-            desktop_stats_ = stats;
         });
         schedule_sweep();
     });
 }
 
 Broker::DesktopStats Broker::desktop_stats() const {
-    std::lock_guard lock(desktop_stats_mutex_);
-    return desktop_stats_;
+    return DesktopStats{hub_.sessions(),     hub_.connected(),        hub_.queued(),
+                        hub_.counters(),     monitor_.size(),         monitor_.suspects(),
+                        monitor_.counters(), registry_.orphan_count()};
 }
 
 void Broker::system_changed(const std::string& system, bool available) {
@@ -611,7 +608,10 @@ void Broker::shutdown(const std::string& why) {
     prune_timer_.cancel();
     watchdog_timer_.cancel();
     sweep_timer_.cancel();
-    net::post(core_, [this] { heartbeat_timer_.cancel(); });
+    net::post(core_, [this] {
+        heartbeat_timer_.cancel();
+        contacts_timer_.cancel();
+    });
     if (desktop_) desktop_->stop();
     cms_.stop();
     if (http_) http_->drain();

@@ -110,9 +110,17 @@ class Broker {
             after_core_state(std::move(actions));
         });
     }
-    /// The agent's desktop was heard from (any thread): the heartbeat monitor's contact. Queued;
-    /// one post to the core carries every contact queued until it runs.
+    /// The agent's desktop was heard from (any thread): the heartbeat monitor's contact. Queued
+    /// with its own time; the core applies the queue kContactBatch after the first contact of a
+    /// batch, and at once before it judges a deadline or an offer (apply_contacts()).
     void contact(const std::string& agent, heartbeat::Contact c);
+    /// How long contacts gather before the core applies them: one wake-up of the core for all
+    /// the heartbeats of that time, not one each. A contact's time is when it came, so the
+    /// batch delays only the clearing of a suspicion, never a deadline.
+    static constexpr std::chrono::milliseconds kContactBatch{100};
+    /// The heartbeat timer's resolution: deadlines (and CMS probes) are judged at most this
+    /// late, all that fall in one tick at one wake-up of the core.
+    static constexpr std::chrono::milliseconds kHeartbeatTick{100};
     /// The heartbeat profile of an agent under the running config.
     heartbeat::Profile profile_of(const std::string& agent) const;
 
@@ -159,7 +167,8 @@ class Broker {
     /// Connections open on all TCP listeners together (TLS handshakes in progress included):
     /// what limits maxOpenConnections bounds.
     std::size_t open_connections() const;
-    /// The hub's counters and sizes, copied on the core: for status and metrics.
+    /// Core only: the hub's and the monitor's sizes and counters, counted when asked (a pass
+    /// over every session), for status and /metrics, which run on the core.
     struct DesktopStats {
         std::size_t sessions = 0;
         std::size_t connected = 0;
@@ -216,6 +225,9 @@ class Broker {
     void schedule_sweep();
     void system_changed(const std::string& system, bool available);
     void after_core_state(std::vector<heartbeat::Action> actions);
+    /// Core: hands the contacts queued so far to the monitor, appending what they cause (a
+    /// suspicion cleared) to `actions`.
+    void apply_contacts(std::vector<heartbeat::Action>& actions);
     /// Core: carries out what the heartbeat monitor decided.
     void run_heartbeat(std::vector<heartbeat::Action> actions);
     /// Core: sets the heartbeat timer to the next deadline of the monitor or the CMS probes, if
@@ -278,14 +290,14 @@ class Broker {
     std::vector<std::pair<std::string, std::shared_ptr<transport::TlsCredentials>>> tls_;
     std::unique_ptr<DesktopServer> desktop_;
     LatencyRecorder desktop_latency_;
-    mutable std::mutex desktop_stats_mutex_;
-    DesktopStats desktop_stats_;  // refreshed by the sweep, guarded by desktop_stats_mutex_
     net::steady_timer sweep_timer_;
     heartbeat::Monitor monitor_;  // core only
-    // Contacts on their way to the monitor: one post to the core carries all that come
-    // meanwhile, not one post (and wake-up) each.
+    // Contacts on their way to the monitor (contact()): the first of a batch sets
+    // contacts_timer_ (core only), whose completion applies all that came meanwhile.
     std::mutex contacts_mutex_;
     std::vector<std::pair<std::string, heartbeat::Contact>> contacts_;
+    bool contacts_due_ = false;  // under contacts_mutex_: the batch's timer is set or on its way
+    net::steady_timer contacts_timer_;
     heartbeat::CmsProbes probes_;                     // core only: on the heartbeat timer too
     net::steady_timer heartbeat_timer_;               // core only
     std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to

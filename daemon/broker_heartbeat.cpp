@@ -1,6 +1,6 @@
 // The broker's side of the heartbeat monitor (DESIGN.md section 6): contacts, the one timer,
 // and carrying out what the monitor decides (CMS requests, session ends, supervisors' events,
-// orphans, audit records). Everything here runs on the core strand, but contact(), which posts.
+// orphans, audit records). Everything here runs on the core strand, but contact(), which queues.
 #include "channels/item_json.hpp"
 #include "daemon/broker.hpp"
 #include "daemon/logging.hpp"
@@ -37,22 +37,35 @@ void Broker::contact(const std::string& agent, heartbeat::Contact c) {
     {
         std::lock_guard lock(contacts_mutex_);
         contacts_.emplace_back(agent, std::move(c));
-        if (contacts_.size() > 1) return;  // the post on its way takes this one too
+        if (contacts_due_) return;  // the batch being gathered takes this one too
+        contacts_due_ = true;
     }
+    // The first contact of a batch sets the batch's timer; the rest only queue.
     net::post(core_, [this] {
-        std::vector<std::pair<std::string, heartbeat::Contact>> batch;
-        {
-            std::lock_guard lock(contacts_mutex_);
-            batch.swap(contacts_);
-        }
-        std::vector<heartbeat::Action> actions;
-        for (auto& [agent, c] : batch) {
-            auto more = monitor_.contact(agent, std::move(c));
-            actions.insert(actions.end(), std::make_move_iterator(more.begin()),
-                           std::make_move_iterator(more.end()));
-        }
-        after_core_state(std::move(actions));
+        if (stopping_.load()) return;
+        contacts_timer_.expires_after(kContactBatch);
+        contacts_timer_.async_wait(
+            net::bind_executor(core_, [this](const boost::system::error_code& ec) {
+                if (ec || stopping_.load()) return;
+                std::vector<heartbeat::Action> actions;
+                apply_contacts(actions);
+                after_core_state(std::move(actions));
+            }));
     });
+}
+
+void Broker::apply_contacts(std::vector<heartbeat::Action>& actions) {
+    std::vector<std::pair<std::string, heartbeat::Contact>> batch;
+    {
+        std::lock_guard lock(contacts_mutex_);
+        batch.swap(contacts_);
+        contacts_due_ = false;
+    }
+    for (auto& [agent, c] : batch) {
+        auto more = monitor_.contact(agent, std::move(c));
+        actions.insert(actions.end(), std::make_move_iterator(more.begin()),
+                       std::make_move_iterator(more.end()));
+    }
 }
 
 void Broker::after_core_state(std::vector<heartbeat::Action> actions) {
@@ -65,7 +78,16 @@ void Broker::arm_heartbeat() {
     if (stopping_.load()) return;
     auto next = monitor_.next_deadline();
     if (auto probe = probes_.next_deadline(); probe && (!next || *probe < *next)) next = probe;
-    if (!next || (heartbeat_armed_ && *heartbeat_armed_ <= *next)) return;
+    if (!next) return;
+    // Rounded up to the tick: one wake-up judges every deadline of the tick. Each agent's
+    // deadline passes every lag or so even while it heartbeats (the monitor then finds the
+    // later contact and queues the next), so 10,000 agents would otherwise wake the core
+    // about 2,000 times a second.
+    auto ticks =
+        (next->time_since_epoch() + kHeartbeatTick - heartbeat::Time::duration(1)) / kHeartbeatTick;
+    next = heartbeat::Time(
+        std::chrono::duration_cast<heartbeat::Time::duration>(ticks * kHeartbeatTick));
+    if (heartbeat_armed_ && *heartbeat_armed_ <= *next) return;
     heartbeat_armed_ = *next;
     heartbeat_timer_.expires_at(*next);
     heartbeat_timer_.async_wait(
@@ -74,7 +96,13 @@ void Broker::arm_heartbeat() {
             heartbeat_armed_.reset();
             auto now = std::chrono::steady_clock::now();
             run_probes(probes_.advance(now));
-            after_core_state(monitor_.advance(now));
+            // Contacts still gathering in a batch count before any deadline is judged.
+            std::vector<heartbeat::Action> actions;
+            apply_contacts(actions);
+            auto due = monitor_.advance(now);
+            actions.insert(actions.end(), std::make_move_iterator(due.begin()),
+                           std::make_move_iterator(due.end()));
+            after_core_state(std::move(actions));
         }));
 }
 
@@ -316,9 +344,15 @@ void Broker::inspect(std::vector<channels::Change>& changes) {
     std::vector<heartbeat::Action> actions;
     std::shared_ptr<const config::Config> cfg;
     std::vector<channels::Change> more;
+    bool contacts_applied = false;
     for (auto& c : changes) {
         if (auto* stored = std::get_if<channels::ItemStored>(&c)) {
             auto& i = stored->item;
+            if (is_offer(i) && !contacts_applied) {
+                // Whether the agent is silent is judged with every contact that came so far.
+                apply_contacts(actions);
+                contacts_applied = true;
+            }
             if (is_offer(i))
                 if (auto a = monitor_.offered(*i.agent_id, i.id, i.channel, steady_now)) {
                     a->system = i.system;

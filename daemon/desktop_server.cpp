@@ -255,6 +255,15 @@ void DesktopSession::send_urgent(std::string frame) {
     enqueue(std::move(frame), true);
 }
 
+void DesktopSession::reply(std::string frame) {
+    auto& m = *impl_;
+    if (m.finished || m.bye_queued) return;
+    unwritten_.fetch_add(1);
+    Impl::Frame f;
+    f.text = std::move(frame);
+    m.push(std::move(f));
+}
+
 void DesktopSession::enqueue(std::string frame, bool urgent) {
     unwritten_.fetch_add(1);
     net::post(impl_->ws.get_executor(), [o = shared_from_this(), frame = std::move(frame), urgent] {

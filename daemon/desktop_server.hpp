@@ -71,6 +71,9 @@ class DesktopSession : public channels::DesktopLink,
     /// A hello waits for its password check (session strand only).
     bool hello_pending() const { return hello_pending_; }
     void set_hello_pending(bool pending) { hello_pending_ = pending; }
+    /// Queues an answer to the frame being read behind what is queued, with no post: session
+    /// strand only (DesktopService::on_text). send_frame() is the same from any thread.
+    void reply(std::string frame);
     /// Runs `fn` on the session's strand (any thread); the session lives until it has run.
     void post(std::function<void()> fn);
 

@@ -235,8 +235,8 @@ void DesktopProtocol::request(const std::shared_ptr<DesktopSession>& session, De
         case DesktopType::hello:
             return session->send_frame(
                 proto::result_error_frame(id, "invalidMessage", "hello was said already"));
-        case DesktopType::heartbeat:
-            return session->send_frame(proto::heartbeat_frame(ch::iso_utc()));
+        case DesktopType::heartbeat:  // answered from the read, with no post
+            return session->reply(proto::heartbeat_frame(ch::iso_utc()));
         case DesktopType::ack:
             return broker_.on_core_state(
                 [agent = session->agent(), seq = m.seq](auto& core) { core.hub.ack(agent, seq); });

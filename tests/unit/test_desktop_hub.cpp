@@ -207,6 +207,39 @@ TEST_CASE("a desktop that stays over budget gets overload, then bye tooSlow, and
     CHECK(again.resync);
 }
 
+TEST_CASE("the sweep finds a slow desktop after others went over and caught up, moved or ended") {
+    // The sweep looks at the sessions only while some are over budget: that count must follow
+    // every way a session stops being over.
+    Fixture f;
+    auto over = [&](const std::string& agent, int from) {
+        for (int i = from; i < from + 12; ++i)
+            f.call(agent + "-" + std::to_string(i), 1, agent);
+    };
+    auto carol = f.attach("carol");
+    over("carol", 0);
+    carol->write();
+    f.hub.pump("carol", f.now);  // caught up: no longer over
+    auto dave = f.attach("dave");
+    over("dave", 0);
+    f.attach("dave");  // a new connection replaces the one over budget
+    auto erin = f.attach("erin");
+    over("erin", 0);
+    CHECK(f.hub.end_session("erin", ByeReason::heartbeat_lost));
+    auto frank = f.attach("frank");
+    over("frank", 0);
+    f.hub.detach("frank", frank.get());  // its socket went away
+    f.now += 2s;
+    f.hub.sweep(f.now);
+    CHECK(f.hub.counters().too_slow == 0);  // nobody is over any more
+    auto bob = f.attach("bob");
+    over("bob", 0);
+    f.now += 2s;
+    f.hub.sweep(f.now);
+    CHECK(bob->bye == ByeReason::too_slow);
+    CHECK_FALSE(carol->bye);
+    CHECK(f.hub.counters().too_slow == 1);
+}
+
 TEST_CASE("a desktop far behind is cut off at once at twice its budget") {
     Fixture f;
     auto slow = f.attach("bob");
