@@ -392,6 +392,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
                 r.error("id must be 1-128 of [A-Za-z0-9._:@-]");
             r.string("publicUrl", c->node.public_url);
             r.number("threads", c->node.threads, 0, 256);
+            r.number("desktopThreads", c->node.desktop_threads, 0, 256);
             r.check_unknown();
         } else if (tag == "listen") {
             read_listen(n, errors, *c, base_dir);
@@ -594,6 +595,7 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
         kept.push_back("journal.fileCheckInterval");
     if (a.node.id != b.node.id) kept.push_back("node.id");
     if (a.node.threads != b.node.threads) kept.push_back("node.threads");
+    if (a.node.desktop_threads != b.node.desktop_threads) kept.push_back("node.desktopThreads");
     if (a.limits.max_chat_postings != b.limits.max_chat_postings)
         kept.push_back("limits.maxChatPostings");
     if (a.limits.password_threads != b.limits.password_threads)

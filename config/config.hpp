@@ -33,8 +33,9 @@ struct Listen {
 
 struct Node {
     std::string id = "broker-1";
-    std::string public_url;  // appURL given to CMSs; empty: derived from the ici listener
-    unsigned threads = 0;    // I/O threads; 0 = one per core
+    std::string public_url;        // appURL given to CMSs; empty: derived from the ici listener
+    unsigned threads = 0;          // I/O threads; 0 = one per core
+    unsigned desktop_threads = 0;  // the desktop connections' own threads; 0 = as many as threads
 };
 
 struct AdminSocket {

@@ -100,12 +100,15 @@ std::function<LogonPolicy()> logon_policy(const Broker* broker) {
     };
 }
 
+/// The I/O threads: `node threads`, else one per core.
+unsigned io_threads(const config::Config& c) {
+    return c.node.threads ? c.node.threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
 }  // namespace
 
 Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
-    : ioc_(static_cast<int>(config->node.threads
-                                ? config->node.threads
-                                : std::max(1u, std::thread::hardware_concurrency()))),
+    : ioc_(static_cast<int>(io_threads(*config))),
       core_(net::make_strand(ioc_)),
       config_(std::move(config)),
       registry_(registry_limits(*config_)),
@@ -134,6 +137,11 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       start_empty_(start_empty) {}
 
 Broker::~Broker() {
+    // The desktop connections' threads reach the doors and the core: they stop first.
+    if (desktop_) {
+        desktop_->stop();
+        desktop_->join();
+    }
     for (auto* door : {&ici_door_, &desktop_door_, &admin_door_})
         door->stop();
     if (journal_) journal_->stop();
@@ -273,7 +281,7 @@ void Broker::start() {
             l.hello_timeout = cfg->limits.hello_timeout;
             return l;
         },
-        all_connections_);
+        all_connections_, c->node.desktop_threads ? c->node.desktop_threads : io_threads(*c));
     for (auto& l : c->listens) {
         std::string what = std::string(config::to_string(l.service)) + " on " + l.address + ":" +
                            std::to_string(l.port);
@@ -357,15 +365,14 @@ void Broker::start() {
 }
 
 int Broker::run() {
-    auto c = config();
-    unsigned threads =
-        c->node.threads ? c->node.threads : std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::thread> pool;
-    for (unsigned i = 1; i < threads; ++i)
+    for (unsigned i = 1; i < io_threads(*config()); ++i)
         pool.emplace_back([this] { ioc_.run(); });
     ioc_.run();
     for (auto& t : pool)
         t.join();
+    // The drain is over (or has given up): what a desktop connection still had is dropped.
+    if (desktop_) desktop_->join();
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include "transport/listener.hpp"
 #include "transport/stream.hpp"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -16,8 +17,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
+#include <thread>
 #include <variant>
 
 namespace cb::daemon {
@@ -312,10 +315,41 @@ void DesktopSession::close(channels::ByeReason reason) {
     });
 }
 
+struct DesktopServer::Threads {
+    explicit Threads(unsigned n) {
+        for (unsigned i = 0; i < std::max(1u, n); ++i) {
+            // One thread each: the io_context needs no locking and wakes no other thread.
+            auto& c = contexts.emplace_back(std::make_unique<net::io_context>(1));
+            guards.push_back(net::make_work_guard(*c));
+        }
+        for (auto& c : contexts)
+            threads.emplace_back([&ctx = *c] { ctx.run(); });
+    }
+    ~Threads() { join(); }
+
+    /// A strand for a new connection, on the next context in turn.
+    net::any_io_executor pick() {
+        auto i = next.fetch_add(1, std::memory_order_relaxed) % contexts.size();
+        return net::make_strand(*contexts[i]);
+    }
+
+    void join() {
+        for (auto& c : contexts)
+            c->stop();
+        for (auto& t : threads)
+            if (t.joinable()) t.join();
+    }
+
+    std::vector<std::unique_ptr<net::io_context>> contexts;
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
+    std::vector<std::thread> threads;
+    std::atomic<unsigned> next{0};
+};
+
 DesktopServer::DesktopServer(net::io_context& ioc, std::shared_ptr<DesktopService> service,
                              std::function<DesktopLimits()> limits,
-                             std::shared_ptr<transport::ConnectionBudget> all)
-    : ioc_(ioc), shared_(std::make_shared<Shared>()) {
+                             std::shared_ptr<transport::ConnectionBudget> all, unsigned threads)
+    : ioc_(ioc), shared_(std::make_shared<Shared>()), threads_(std::make_shared<Threads>(threads)) {
     shared_->all = std::move(all);
     shared_->service = std::move(service);
     shared_->limits = std::move(limits);
@@ -323,6 +357,11 @@ DesktopServer::DesktopServer(net::io_context& ioc, std::shared_ptr<DesktopServic
 
 DesktopServer::~DesktopServer() {
     stop();
+    join();
+}
+
+void DesktopServer::join() {
+    threads_->join();
 }
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port,
@@ -330,6 +369,7 @@ tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t po
     auto o = transport::owned_listener_options(
         "desktop listener " + address + ":" + std::to_string(port), shared_, shared_->all,
         std::move(tls), shared_->listener_counters);
+    o.connection_executor = [threads = threads_] { return threads->pick(); };
     auto l = transport::Listener::tcp(
         ioc_, address, port, std::move(o),
         [shared = shared_](transport::Stream&& stream, transport::PeerInfo peer,

@@ -98,9 +98,14 @@ class DesktopSession : public channels::DesktopLink,
 class DesktopServer {
   public:
     /// `all`: the budget of every TCP listener, which each desktop connection also takes from.
+    /// The acceptors run on `ioc`; the connections on `threads` threads of the server's own,
+    /// each with an io_context of its own, a connection on one of them from its accept to its
+    /// end (round robin). So a storm of desktops does not queue ahead of the SOAP connections'
+    /// work, and a heartbeat wakes one thread, not two.
     DesktopServer(boost::asio::io_context& ioc, std::shared_ptr<DesktopService> service,
                   std::function<DesktopLimits()> limits,
-                  std::shared_ptr<transport::ConnectionBudget> all = {});
+                  std::shared_ptr<transport::ConnectionBudget> all = {}, unsigned threads = 1);
+    /// Stops accepting, then stops the server's threads (join()).
     ~DesktopServer();
 
     /// Starts accepting on a TCP address, under TLS (wss) if `tls` is given.
@@ -108,6 +113,9 @@ class DesktopServer {
                                           std::shared_ptr<transport::TlsCredentials> tls = {});
     /// Stops accepting: each acceptor is closed on its own strand. Any thread.
     void stop();
+    /// Stops the connections' threads and waits for them: whatever a connection still had to
+    /// do is dropped. Call once the drain is over (or has given up), not from those threads.
+    void join();
     std::size_t connections() const;
     struct Counters {
         std::uint64_t refused_over_limit = 0;   ///< a listener's budget was full
@@ -120,9 +128,12 @@ class DesktopServer {
 
     struct Shared;
 
+    struct Threads;
+
   private:
     boost::asio::io_context& ioc_;
     std::shared_ptr<Shared> shared_;
+    std::shared_ptr<Threads> threads_;  // the listeners' connection_executor holds it too
 };
 
 }  // namespace cb::daemon

@@ -230,7 +230,9 @@ void on_accept(const std::shared_ptr<Listener>& self, Listener::Impl& m,
 void accept_next(const std::shared_ptr<Listener>& self, Listener::Impl& m) {
     if (!m.open()) return;
     if (m.tcp_acceptor)
-        m.tcp_acceptor->async_accept(net::make_strand(m.ioc),
+        m.tcp_acceptor->async_accept(m.options.connection_executor
+                                         ? m.options.connection_executor()
+                                         : net::any_io_executor(net::make_strand(m.ioc)),
                                      [self, &m](boost::system::error_code ec, tcp::socket s) {
                                          on_accept(self, m, ec, std::move(s));
                                      });

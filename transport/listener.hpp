@@ -5,8 +5,9 @@
 //
 // Ownership: the acceptor, its back-off and its retry timer live on the acceptor's own strand;
 // close() posts there, so an accept that completes after the close finds the acceptor closed
-// and ends the loop. Each connection gets a strand of its own at accept; its handshake runs
-// there, and so does the owner's callback. A connection that fails its handshake (plain text
+// and ends the loop. Each connection gets a strand of its own at accept (on the listener's
+// io_context, or where the owner's connection_executor puts it); its handshake runs there, and
+// so does the owner's callback. A connection that fails its handshake (plain text
 // on a TLS port, an old protocol version, a client that does not trust the certificate) or
 // does not finish it within handshakeTimeout is closed and counted; so is one from a source over
 // its rate of new handshakes (HandshakeRate), before any TLS work is done for it.
@@ -15,6 +16,7 @@
 #include "transport/admission.hpp"
 #include "transport/tls.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -62,6 +64,9 @@ struct ListenerOptions {
     std::shared_ptr<HandshakeRate> handshake_rate;
     std::function<std::chrono::milliseconds()> handshake_timeout;  ///< read at each handshake
     std::shared_ptr<ListenerCounters> counters;
+    /// The executor each new connection lives on (a strand of some io_context); empty: a strand
+    /// of the listener's own io_context.
+    std::function<boost::asio::any_io_executor()> connection_executor;
 };
 
 /// The options of a TCP listener whose limits its owner decides while it lives: `Owner` has

@@ -143,6 +143,23 @@ TEST_CASE("a CMS's largest response is a bounded setting that needs a restart") 
     CHECK(!parse(text("lots"), "word").config);
 }
 
+TEST_CASE("the desktop connections' threads: as many as the I/O threads unless set") {
+    auto text = [](const char* node) {
+        return std::string(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/>)") +
+               R"(<journal path="/a"/>)" + node + "</commbroker>";
+    };
+    auto plain = parse(text(""), "plain");
+    REQUIRE(plain.config);
+    CHECK(plain.config->node.desktop_threads == 0);
+    auto four = parse(text(R"(<node id="b" threads="2" desktopThreads="4"/>)"), "four");
+    REQUIRE_MESSAGE(four.config, all_errors(four));
+    CHECK(four.config->node.desktop_threads == 4);
+    auto kept = reload_diff(*plain.config, *four.config);
+    CHECK(std::find(kept.begin(), kept.end(), "node.desktopThreads") != kept.end());
+    CHECK_FALSE(parse(text(R"(<node id="b" desktopThreads="257"/>)"), "many").config);
+    CHECK_FALSE(parse(text(R"(<node id="b" desktopThreads="two"/>)"), "word").config);
+}
+
 TEST_CASE("the journal's backend and the age that makes an untouched item an orphan") {
     auto text = [](const char* journal, const char* recovery) {
         return std::string(R"(<commbroker><listen service="ici" address="127.0.0.1" port="1"/>)") +
