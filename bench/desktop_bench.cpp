@@ -287,13 +287,15 @@ int main(int argc, char** argv) {
                 std::lock_guard lock(log.mutex);
                 log.sent[sent] = Clock::now();
             }
-            client->post(std::move(body), "", std::chrono::seconds(10),
-                         [&](cb::transport::HttpReply r) {
-                             if (r.ok && r.status == 200)
-                                 acked.fetch_add(1);
-                             else
-                                 refused.fetch_add(1);
-                         });
+            client->post(
+                std::move(body), "", std::chrono::seconds(10), [&](cb::transport::HttpReply r) {
+                    if (r.ok && r.status == 200)
+                        acked.fetch_add(1);
+                    else if (refused.fetch_add(1) < 3)
+                        std::fprintf(
+                            stderr, "SOAP refused: %s\n",
+                            r.ok ? ("HTTP " + std::to_string(r.status)).c_str() : r.error.c_str());
+                });
         }
         if (sent >= planned) return;
         tick.expires_after(std::chrono::milliseconds(1));

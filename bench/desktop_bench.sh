@@ -35,7 +35,8 @@ start_cmss "$work"
   echo "  <listen service=\"desktop\" address=\"127.0.0.1\" port=\"0\"/>"
   echo "  <adminSocket path=\"$work/admin.sock\" mode=\"0600\"/>"
   echo "  <journal path=\"$work/journal.db\" sync=\"$sync\"/>"
-  echo "  <limits maxConnections=\"30000\" maxConnectionsPerAddress=\"0\"/>"
+  # The client keeps up to 400 hellos waiting, each a password check: the queue takes them all.
+  echo "  <limits maxConnections=\"30000\" maxConnectionsPerAddress=\"0\" passwordThreads=\"2\" passwordQueue=\"1000\"/>"
   echo "  <cms id=\"CMS-A\" url=\"http://127.0.0.1:$cms_port/cms\" user=\"broker\" password=\"bench\""
   echo "       inboundUser=\"cms-a\" inboundPasswordHash=\"$hash\" connections=\"8\"/>"
   for i in $(seq 0 $((agents - 1))); do

@@ -81,17 +81,20 @@ bool CredentialCache::verify(std::string_view user, std::string_view password,
     return true;
 }
 
-PasswordVerifier::PasswordVerifier(CredentialCache& cache, unsigned threads, std::size_t max_queue)
-    : cache_(cache), max_queue_(max_queue) {
+PasswordVerifier::PasswordVerifier(CredentialCache& cache, unsigned threads, std::size_t max_queue,
+                                   bool urgent_lane)
+    : cache_(cache), max_queue_(max_queue), urgent_lane_(urgent_lane) {
     for (unsigned i = 0; i < std::max(1u, threads); ++i)
-        threads_.emplace_back([this] { run(); });
+        threads_.emplace_back([this] { run(false); });
+    if (urgent_lane_) threads_.emplace_back([this] { run(true); });
 }
 
 PasswordVerifier::~PasswordVerifier() {
     stop();
 }
 
-void PasswordVerifier::verify(std::string user, std::string password, std::string hash, Done done) {
+void PasswordVerifier::verify(std::string user, std::string password, std::string hash, Done done,
+                              bool urgent) {
     if (cache_.known(user, password, hash)) {
         {
             std::lock_guard lock(mutex_);
@@ -101,6 +104,12 @@ void PasswordVerifier::verify(std::string user, std::string password, std::strin
     }
     {
         std::lock_guard lock(mutex_);
+        if (!stopping_ && urgent && urgent_lane_ && urgent_jobs_.size() < kUrgentQueue) {
+            urgent_jobs_.push_back(
+                {std::move(user), std::move(password), std::move(hash), std::move(done)});
+            wake_urgent_.notify_one();
+            return;
+        }
         if (!stopping_ && jobs_.size() < max_queue_) {
             jobs_.push_back(
                 {std::move(user), std::move(password), std::move(hash), std::move(done)});
@@ -112,22 +121,28 @@ void PasswordVerifier::verify(std::string user, std::string password, std::strin
     done(Verdict::busy);
 }
 
-void PasswordVerifier::run() {
+void PasswordVerifier::run(bool urgent) {
     // PBKDF2 yields to the I/O threads: a verifier thread runs 10 nice steps below the process
     // (Linux sets the nice value per thread), so that a flood of logons to check takes the CPU
-    // the vendors' requests leave, not theirs. Where that is not allowed, it runs as it is.
-    errno = 0;
-    int nice = ::getpriority(PRIO_PROCESS, 0);
-    if (errno == 0)
-        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
-                      std::min(nice + 10, 19));
+    // the vendors' requests leave, not theirs. Where that is not allowed, it runs as it is. The
+    // urgent lane keeps the process's priority: what its door sends there is not a flood.
+    if (!urgent) {
+        errno = 0;
+        int nice = ::getpriority(PRIO_PROCESS, 0);
+        if (errno == 0)
+            ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+                          std::min(nice + 10, 19));
+    }
+    auto& jobs = urgent ? urgent_jobs_ : jobs_;
+    auto& wake = urgent ? wake_urgent_ : wake_;
     std::unique_lock lock(mutex_);
     for (;;) {
-        wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        wake.wait(lock, [this, &jobs] { return stopping_ || !jobs.empty(); });
         if (stopping_) return;
-        auto job = std::move(jobs_.front());
-        jobs_.pop_front();
+        auto job = std::move(jobs.front());
+        jobs.pop_front();
         ++counters_.hashed;
+        if (urgent) ++counters_.urgent;
         lock.unlock();
         bool ok = cache_.verify(job.user, job.password, job.hash);
         job.done(ok ? Verdict::ok : Verdict::wrong);
@@ -142,10 +157,14 @@ void PasswordVerifier::stop() {
         std::lock_guard lock(mutex_);
         stopping_ = true;
         left.swap(jobs_);
+        for (auto& job : urgent_jobs_)
+            left.push_back(std::move(job));
+        urgent_jobs_.clear();
         threads.swap(threads_);
         counters_.busy += left.size();
     }
     wake_.notify_all();
+    wake_urgent_.notify_all();
     for (auto& t : threads)
         if (t.joinable()) t.join();
     for (auto& job : left)
@@ -159,7 +178,7 @@ PasswordVerifier::Counters PasswordVerifier::counters() const {
 
 std::size_t PasswordVerifier::queued() const {
     std::lock_guard lock(mutex_);
-    return jobs_.size();
+    return jobs_.size() + urgent_jobs_.size();
 }
 
 std::string stand_in_hash(unsigned iterations) {
@@ -173,12 +192,12 @@ std::string stand_in_hash(unsigned iterations) {
 
 LogonDoor::LogonDoor(boost::asio::io_context& io, CredentialCache& cache, std::string door,
                      std::function<LogonPolicy()> policy, unsigned stand_in_iterations,
-                     unsigned threads, std::size_t max_queue)
+                     unsigned threads, std::size_t max_queue, bool urgent_lane)
     : io_(io),
       cache_(cache),
       guard_(std::move(door), std::move(policy)),
       stand_in_(stand_in_hash(stand_in_iterations)),
-      verifier_(cache, threads, max_queue) {}
+      verifier_(cache, threads, max_queue, urgent_lane) {}
 
 void LogonDoor::check(const std::string& address, std::string user, std::string password,
                       const std::string* hash, Done done) {
@@ -209,25 +228,30 @@ void LogonDoor::check(const std::string& address, std::string user, std::string 
         std::lock_guard lock(flights_mutex_);
         flights_.try_emplace(flight);
     }
+    // A known user nobody has failed as (here or anywhere) lately goes to the urgent lane, if
+    // the door has one; any failure sends the user's next checks to the ordinary queue.
+    bool urgent = known_user && guard_.clean(address, user, Clock::now());
     // The verdict comes on a verifier thread; `done` (and what it holds: a session, a request)
     // is moved on to an I/O thread, so that it is never let go of on the verifier thread.
-    verifier_.verify(user, std::move(password), std::move(checked),
-                     [this, address, user, known_user, flight,
-                      done = std::move(done)](PasswordVerifier::Verdict v) mutable {
-                         if (v == PasswordVerifier::Verdict::busy) {
-                             guard_.abandoned(address, user);
-                             return answer(flight, std::move(done),
-                                           {Verdict::busy, std::chrono::seconds(1)}, {});
-                         }
-                         if (v == PasswordVerifier::Verdict::ok && known_user) {
-                             guard_.succeeded(address, user);
-                             return answer(flight, std::move(done), {Verdict::ok, {}}, {});
-                         }
-                         // Held back after a failure; the connections with it too (their listener's
-                         // budget bounds how many a source can keep waiting).
-                         answer(flight, std::move(done), {Verdict::wrong, {}},
-                                guard_.failed(address, user, Clock::now()));
-                     });
+    verifier_.verify(
+        user, std::move(password), std::move(checked),
+        [this, address, user, known_user, flight,
+         done = std::move(done)](PasswordVerifier::Verdict v) mutable {
+            if (v == PasswordVerifier::Verdict::busy) {
+                guard_.abandoned(address, user);
+                return answer(flight, std::move(done), {Verdict::busy, std::chrono::seconds(1)},
+                              {});
+            }
+            if (v == PasswordVerifier::Verdict::ok && known_user) {
+                guard_.succeeded(address, user);
+                return answer(flight, std::move(done), {Verdict::ok, {}}, {});
+            }
+            // Held back after a failure; the connections with it too (their listener's
+            // budget bounds how many a source can keep waiting).
+            answer(flight, std::move(done), {Verdict::wrong, {}},
+                   guard_.failed(address, user, Clock::now()));
+        },
+        urgent);
 }
 
 void LogonDoor::answer(const std::string& flight, Done first, Result result,

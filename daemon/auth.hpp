@@ -58,7 +58,10 @@ class CredentialCache {
 /// the cache knows is answered at once on the caller's thread; any other waits in a bounded
 /// queue for one of a few threads of its own, and a full queue is refused at once (`busy`), so a
 /// flood of logons waits here rather than in the vendors' latency. The threads run at a lower
-/// priority (nice +10) than the I/O threads. Thread-safe.
+/// priority (nice +10) than the I/O threads. A verifier may have an urgent lane besides: one
+/// thread at the process's own priority with a queue of kUrgentQueue, for the checks its door
+/// trusts not to be a flood (a CMS's own account with no failure on record), so that such a
+/// check is not starved by a busy machine. Thread-safe.
 class PasswordVerifier {
   public:
     enum class Verdict { ok, wrong, busy };
@@ -67,16 +70,22 @@ class PasswordVerifier {
         std::uint64_t cached = 0;  ///< answered from the cache
         std::uint64_t hashed = 0;  ///< PBKDF2 runs
         std::uint64_t busy = 0;    ///< refused: the queue was full (or the verifier stopping)
+        std::uint64_t urgent = 0;  ///< of the PBKDF2 runs, those on the urgent lane
     };
+    /// Urgent checks queued at most; more go to the ordinary queue.
+    static constexpr std::size_t kUrgentQueue = 4;
 
-    PasswordVerifier(CredentialCache& cache, unsigned threads, std::size_t max_queue);
+    PasswordVerifier(CredentialCache& cache, unsigned threads, std::size_t max_queue,
+                     bool urgent_lane = false);
     ~PasswordVerifier();
     PasswordVerifier(const PasswordVerifier&) = delete;
     PasswordVerifier& operator=(const PasswordVerifier&) = delete;
 
     /// `done` runs exactly once: at once on this thread when the cache knows the credential or
-    /// the queue is full, else on a verifier thread. It must not block.
-    void verify(std::string user, std::string password, std::string hash, Done done);
+    /// the queue is full, else on a verifier thread. It must not block. `urgent`: on the urgent
+    /// lane if the verifier has one and its queue has room.
+    void verify(std::string user, std::string password, std::string hash, Done done,
+                bool urgent = false);
     /// Finishes the job in hand; queued ones are answered `busy`. Joins the threads.
     void stop();
     Counters counters() const;
@@ -87,13 +96,14 @@ class PasswordVerifier {
         std::string user, password, hash;
         Done done;
     };
-    void run();
+    void run(bool urgent);
 
     CredentialCache& cache_;
     std::size_t max_queue_;
     mutable std::mutex mutex_;
-    std::condition_variable wake_;
-    std::deque<Job> jobs_;
+    std::condition_variable wake_, wake_urgent_;
+    std::deque<Job> jobs_, urgent_jobs_;
+    bool urgent_lane_;
     bool stopping_ = false;
     Counters counters_;
     std::vector<std::thread> threads_;
@@ -130,10 +140,13 @@ class LogonDoor {
 
     /// `stand_in_iterations`: the PBKDF2 cost of the door's users (an unknown user costs the
     /// same). The door has a verifier of its own (`threads`, `max_queue`), so that a flood of
-    /// logons at one door never fills the queue of another.
+    /// logons at one door never fills the queue of another. `urgent_lane`: a known user with no
+    /// failure on record (at this address or anywhere) is checked on the verifier's urgent lane;
+    /// for a door of few machine accounts (the CMSs'), whose first request after a restart
+    /// should not wait behind a busy machine.
     LogonDoor(boost::asio::io_context& io, CredentialCache& cache, std::string door,
               std::function<LogonPolicy()> policy, unsigned stand_in_iterations, unsigned threads,
-              std::size_t max_queue);
+              std::size_t max_queue, bool urgent_lane = false);
 
     /// `hash` is the user's password hash, or null for a user the door does not know.
     void check(const std::string& address, std::string user, std::string password,

@@ -121,9 +121,11 @@ Broker::Broker(std::shared_ptr<const config::Config> config, bool start_empty)
       // a credential verified since the start stays known
       credentials_(std::max<std::size_t>(
           4096, 2 * (config_->agents.size() + config_->operators.size() + config_->cms.size()))),
+      // A CMS's own account, not failing, is checked on the urgent lane: after a restart its
+      // first request does not wait behind a busy machine.
       ici_door_(ioc_, credentials_, "ici", logon_policy(this),
                 stand_in_iterations(config_->cms, &config::Cms::inbound_password_hash),
-                config_->limits.password_threads, config_->limits.password_queue),
+                config_->limits.password_threads, config_->limits.password_queue, true),
       desktop_door_(ioc_, credentials_, "desktop", logon_policy(this),
                     stand_in_iterations(config_->agents, &config::Agent::password_hash),
                     config_->limits.password_threads, config_->limits.password_queue),

@@ -119,6 +119,9 @@ void DesktopProtocol::on_event_written(channels::SteadyTime received) {
         std::chrono::steady_clock::now() - received));
 }
 
+DesktopProtocol::DesktopProtocol(Broker& broker)
+    : broker_(broker), hellos_([&broker] { return broker.config()->limits.hellos_at_once; }) {}
+
 void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, DesktopMessage m) {
     auto config = broker_.config();
     auto* agent = config->find_agent(m.agent);
@@ -174,54 +177,64 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
     auto interval =
         std::chrono::duration_cast<std::chrono::seconds>(config->profile_of(*agent).interval)
             .count();
-    broker_.on_core_state([this, session, resume, interval, by_key, default_system = agent->cms,
-                           profile = config->profile_of(*agent), agent_id = m.agent,
-                           said = std::chrono::steady_clock::now()](Broker::CoreState& core) {
-        // A hello that reaches the core once the broker is stopping gets what the others got.
-        if (broker_.stopping()) return session->close(ch::ByeReason::shutdown);
-        // Let in by a resume key, which only ever opens the session it was issued for: if that
-        // session ended meanwhile (a heartbeat logoff), the key is no good for a new one.
-        if (by_key && !core.hub.holds(agent_id, resume->token)) {
-            spdlog::info("desktop {}: resume key of {} for a session that has ended",
-                         session->peer(), agent_id);
-            return session->close(ch::ByeReason::auth_failed);
-        }
-        // The resume key rotates with every welcome.
-        auto key = ResumeKeys::make();
-        auto a = core.hub.attach(agent_id, resume, session, default_system, key.hash);
-        broker_.resume_keys().set(agent_id, a.token, key.hash);
-        // The agent is back: items orphaned from them are theirs again.
-        broker_.agent_back(agent_id);
-        // A hello is contact: a resume inside the window clears any suspicion.
-        core.actions = core.monitor.watch(
-            agent_id, a.system, profile,
-            heartbeat::Contact{said, heartbeat::ContactKind::hello, session->peer()});
-        if (a.replaced) {
-            spdlog::info("desktop {}: a new hello replaces the connection of {}", session->peer(),
-                         agent_id);
-            a.replaced->close(ch::ByeReason::replaced);
-        }
-        session->send_frame(proto::welcome_frame(
-            a.token, a.seq, a.resumed, static_cast<std::uint64_t>(std::max<long long>(1, interval)),
-            key.key));
-        if (!a.replay.empty()) session->send_events(std::move(a.replay));
-        if (a.snapshot) {
-            // Lookups by key only: a hello must not cost a pass over every agent or item.
-            std::string agent_json;
-            if (auto* state = core.registry.find_agent(a.system.empty() ? default_system : a.system,
-                                                       agent_id))
-                agent_json = json::serialize(ch::to_json(*state));
-            ch::ItemFilter filter;
-            filter.agent = agent_id;
-            json::array items;
-            for (auto& i : core.registry.items(filter))
-                items.push_back(ch::to_json(i));
-            session->send_frame(
-                proto::snapshot_frame(a.seq, agent_json, json::serialize(items), a.resync));
-        }
-        spdlog::info("desktop {}: {} {} (session seq {}{})", session->peer(), agent_id,
-                     a.resumed ? "resumed" : "logged in", a.seq, a.resync ? ", resync" : "");
-        core.hub.pump(agent_id, std::chrono::steady_clock::now());
+    // Through the core a few at a time: a storm of thousands of hellos (a restart) waits here,
+    // not on the core strand ahead of the CMSs' events.
+    hellos_.run([this, session, resume, interval, by_key, default_system = agent->cms,
+                 profile = config->profile_of(*agent), agent_id = m.agent,
+                 said = std::chrono::steady_clock::now()] {
+        broker_.on_core_state([this, session, resume, interval, by_key, default_system, profile,
+                               agent_id, said](Broker::CoreState& core) {
+            // However this ends, the next hello waiting gets its turn.
+            struct Turn {
+                transport::InFlightLimit& limit;
+                ~Turn() { limit.done(); }
+            } turn{hellos_};
+            // A hello that reaches the core once the broker is stopping gets what the others got.
+            if (broker_.stopping()) return session->close(ch::ByeReason::shutdown);
+            // Let in by a resume key, which only ever opens the session it was issued for: if that
+            // session ended meanwhile (a heartbeat logoff), the key is no good for a new one.
+            if (by_key && !core.hub.holds(agent_id, resume->token)) {
+                spdlog::info("desktop {}: resume key of {} for a session that has ended",
+                             session->peer(), agent_id);
+                return session->close(ch::ByeReason::auth_failed);
+            }
+            // The resume key rotates with every welcome.
+            auto key = ResumeKeys::make();
+            auto a = core.hub.attach(agent_id, resume, session, default_system, key.hash);
+            broker_.resume_keys().set(agent_id, a.token, key.hash);
+            // The agent is back: items orphaned from them are theirs again.
+            broker_.agent_back(agent_id);
+            // A hello is contact: a resume inside the window clears any suspicion.
+            core.actions = core.monitor.watch(
+                agent_id, a.system, profile,
+                heartbeat::Contact{said, heartbeat::ContactKind::hello, session->peer()});
+            if (a.replaced) {
+                spdlog::info("desktop {}: a new hello replaces the connection of {}",
+                             session->peer(), agent_id);
+                a.replaced->close(ch::ByeReason::replaced);
+            }
+            session->send_frame(proto::welcome_frame(
+                a.token, a.seq, a.resumed,
+                static_cast<std::uint64_t>(std::max<long long>(1, interval)), key.key));
+            if (!a.replay.empty()) session->send_events(std::move(a.replay));
+            if (a.snapshot) {
+                // Lookups by key only: a hello must not cost a pass over every agent or item.
+                std::string agent_json;
+                if (auto* state = core.registry.find_agent(
+                        a.system.empty() ? default_system : a.system, agent_id))
+                    agent_json = json::serialize(ch::to_json(*state));
+                ch::ItemFilter filter;
+                filter.agent = agent_id;
+                json::array items;
+                for (auto& i : core.registry.items(filter))
+                    items.push_back(ch::to_json(i));
+                session->send_frame(
+                    proto::snapshot_frame(a.seq, agent_json, json::serialize(items), a.resync));
+            }
+            spdlog::info("desktop {}: {} {} (session seq {}{})", session->peer(), agent_id,
+                         a.resumed ? "resumed" : "logged in", a.seq, a.resync ? ", resync" : "");
+            core.hub.pump(agent_id, std::chrono::steady_clock::now());
+        });
     });
 }
 

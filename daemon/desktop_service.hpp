@@ -10,6 +10,7 @@
 
 #include "daemon/desktop_server.hpp"
 #include "protocol/desktop_codec.hpp"
+#include "transport/admission.hpp"
 
 #include <optional>
 #include <string>
@@ -20,7 +21,7 @@ class Broker;
 
 class DesktopProtocol : public DesktopService {
   public:
-    explicit DesktopProtocol(Broker& broker) : broker_(broker) {}
+    explicit DesktopProtocol(Broker& broker);
 
     void on_text(const std::shared_ptr<DesktopSession>& session, std::string text) override;
     void on_binary(const std::shared_ptr<DesktopSession>& session) override;
@@ -39,6 +40,9 @@ class DesktopProtocol : public DesktopService {
     void item_command(const std::shared_ptr<DesktopSession>& session, protocol::DesktopMessage m);
 
     Broker& broker_;
+    // Admitted hellos on their way through the core: at most `limits hellosAtOnce` queue there
+    // at once, the rest wait here in order; each one done lets the next onto the core.
+    transport::InFlightLimit hellos_;
 };
 
 }  // namespace cb::daemon

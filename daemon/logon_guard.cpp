@@ -55,6 +55,17 @@ LogonGuard::Entry* LogonGuard::slot(Map& map, const std::string& key, const Logo
     return &map[key];
 }
 
+bool LogonGuard::clean(const std::string& address, const std::string& user,
+                       Clock::time_point now) const {
+    auto p = policy_();
+    std::lock_guard lock(mutex_);
+    auto failing = [&](const Map& map, const std::string& key) {
+        auto it = map.find(key);
+        return it != map.end() && it->second.failures > 0 && now - it->second.last < p.forget_after;
+    };
+    return !failing(by_address_, address) && !failing(by_user_, user_key(user));
+}
+
 LogonGuard::Clock::duration LogonGuard::admit(const std::string& address, const std::string& user,
                                               Clock::time_point now) {
     auto p = policy_();

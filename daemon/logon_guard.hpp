@@ -70,6 +70,9 @@ class LogonGuard {
     void succeeded(const std::string& address, const std::string& user);
     /// The check did not happen (the verifier was busy).
     void abandoned(const std::string& address, const std::string& user);
+    /// True if neither the address nor the user has a failure on record that is not yet
+    /// forgotten (forgetAfter).
+    bool clean(const std::string& address, const std::string& user, Clock::time_point now) const;
     Counters counters() const;
     LogonPolicy policy() const { return policy_(); }
 

@@ -177,4 +177,43 @@ void AcceptPacer::accepted() {
     failures_ = 0;
 }
 
+// --- InFlightLimit -------------------------------------------------------------------------
+
+void InFlightLimit::run(std::function<void()> start) {
+    {
+        std::lock_guard lock(mutex_);
+        if (in_flight_ >= std::max(1u, limit_())) {
+            waiting_.push_back(std::move(start));
+            return;
+        }
+        ++in_flight_;
+    }
+    start();
+}
+
+void InFlightLimit::done() {
+    std::function<void()> next;
+    {
+        std::lock_guard lock(mutex_);
+        // A lowered limit lets the jobs in flight end before the next one starts.
+        if (waiting_.empty() || in_flight_ > std::max(1u, limit_())) {
+            --in_flight_;
+            return;
+        }
+        next = std::move(waiting_.front());
+        waiting_.pop_front();
+    }
+    next();
+}
+
+std::size_t InFlightLimit::in_flight() const {
+    std::lock_guard lock(mutex_);
+    return in_flight_;
+}
+
+std::size_t InFlightLimit::waiting() const {
+    std::lock_guard lock(mutex_);
+    return waiting_.size();
+}
+
 }  // namespace cb::transport

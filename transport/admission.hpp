@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -122,6 +123,28 @@ class HandshakeRate {
     std::mutex mutex_;
     std::unordered_map<std::string, Bucket> buckets_;
     Clock::time_point last_sweep_{};
+};
+
+/// At most `limit()` jobs in flight; the rest wait, in order, for one to end. A job is started
+/// with run() and must call done() once when it ends: done() starts the next waiting job on its
+/// own thread. For work that must not crowd a queue it shares (the hellos of a storm of desktops
+/// on the core strand, ahead of the CMSs' events). Thread-safe.
+class InFlightLimit {
+  public:
+    explicit InFlightLimit(std::function<unsigned()> limit) : limit_(std::move(limit)) {}
+    /// Calls `start` now, on this thread, if fewer than limit() jobs are in flight; else queues
+    /// it.
+    void run(std::function<void()> start);
+    /// A job ended: the next waiting one starts (on this thread), else the count goes down.
+    void done();
+    std::size_t in_flight() const;
+    std::size_t waiting() const;
+
+  private:
+    std::function<unsigned()> limit_;
+    mutable std::mutex mutex_;
+    std::size_t in_flight_ = 0;
+    std::deque<std::function<void()>> waiting_;
 };
 
 /// The back-off of one accept loop. After a failed accept it says how long to wait before the

@@ -324,6 +324,54 @@ TEST_CASE("a logon door: known credentials pass even while their user is locked"
     CHECK(door.counters().failures == 6);
 }
 
+TEST_CASE("a logon door with an urgent lane sends there only known users nobody fails as") {
+    boost::asio::io_context io;
+    CredentialCache cache;
+    LogonDoor door(io, cache, "test", test_policy, 10000, 1, 16, true);
+    auto hash = cb::config::hash_password("secret", 10000);
+    using V = LogonDoor::Verdict;
+    CHECK(check_once(io, door, "10.0.0.1", "cms-a", "secret", &hash).verdict == V::ok);
+    CHECK(door.verifier().counters().urgent == 1);
+    CHECK(check_once(io, door, "10.0.0.1", "nobody", "guess", nullptr).verdict == V::wrong);
+    CHECK(door.verifier().counters().urgent == 1);  // an unknown user never
+    CHECK(check_once(io, door, "10.0.0.2", "cms-b", "guess", &hash).verdict == V::wrong);
+    CHECK(door.verifier().counters().urgent == 2);  // the first guess at a clean name does
+    // From then on the name has a failure on record: its checks wait with everyone else's,
+    // from any address, and so do any from the address that failed.
+    CHECK(check_once(io, door, "10.0.0.3", "cms-b", "secret", &hash).verdict == V::ok);
+    CHECK(check_once(io, door, "10.0.0.2", "cms-c", "secret", &hash).verdict == V::ok);
+    CHECK(door.verifier().counters().urgent == 2);
+    CHECK(door.verifier().counters().hashed == 5);
+}
+
+TEST_CASE("an in-flight limit starts jobs up to its limit and the rest in order as jobs end") {
+    unsigned limit = 2;
+    transport::InFlightLimit l([&] { return limit; });
+    std::vector<int> started;
+    for (int i = 0; i < 5; ++i)
+        l.run([&, i] { started.push_back(i); });
+    CHECK(started == std::vector<int>{0, 1});
+    CHECK(l.in_flight() == 2);
+    CHECK(l.waiting() == 3);
+    l.done();
+    CHECK(started == std::vector<int>{0, 1, 2});
+    CHECK(l.in_flight() == 2);
+    // Lowered: a job that ends lets the others in flight go down to the limit first.
+    limit = 1;
+    l.done();
+    CHECK(started.size() == 3);
+    CHECK(l.in_flight() == 1);
+    l.done();
+    CHECK(started == std::vector<int>{0, 1, 2, 3});
+    l.done();
+    CHECK(started == std::vector<int>{0, 1, 2, 3, 4});
+    l.done();
+    CHECK(l.in_flight() == 0);
+    CHECK(l.waiting() == 0);
+    l.run([&] { started.push_back(5); });  // room again: at once
+    CHECK(started.back() == 5);
+}
+
 TEST_CASE("a stand-in hash is a well-formed hash of the given cost that no password matches") {
     auto h = stand_in_hash(12345);
     CHECK_FALSE(cb::config::check_password_hash(h));  // no complaint: well formed

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -91,6 +93,48 @@ TEST_CASE("the password verifier refuses at once when its queue is full, and at 
     CHECK(v.counters().busy == 9);
     // After stop, nothing waits: a new check is refused at once.
     CHECK(verdict_of(v, "x", "secret", h).first == Verdict::busy);
+}
+
+TEST_CASE("an urgent check overtakes a busy ordinary queue on the urgent lane, and only there") {
+    CredentialCache cache;
+    auto slow = cb::config::hash_password("secret", 400000);
+    auto quick = cb::config::hash_password("secret", 10000);
+    std::mutex m;
+    std::vector<std::string> order;
+    std::atomic<int> answered{0};
+    auto note = [&](std::string name) {
+        return [&, name](Verdict) {
+            std::lock_guard lock(m);
+            order.push_back(name);
+            answered.fetch_add(1);
+        };
+    };
+    auto wait_all = [&](int n) {
+        for (int i = 0; i < 2000 && answered.load() < n; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        REQUIRE(answered.load() == n);
+    };
+    {
+        PasswordVerifier v(cache, 1, 8, true);
+        for (int i = 0; i < 3; ++i)
+            v.verify("u" + std::to_string(i), "nope", slow, note("slow" + std::to_string(i)));
+        v.verify("cms", "secret", quick, note("urgent"), true);
+        wait_all(4);
+        CHECK(order.front() == "urgent");  // not behind the three slow ones
+        CHECK(v.counters().urgent == 1);
+        CHECK(v.counters().hashed == 4);
+    }
+    order.clear();
+    answered = 0;
+    {
+        // Without the lane, urgent means nothing: the queue's order holds.
+        PasswordVerifier v(cache, 1, 8);
+        v.verify("u0", "nope", slow, note("slow0"));
+        v.verify("cms2", "secret", quick, note("urgent"), true);
+        wait_all(2);
+        CHECK(order == std::vector<std::string>{"slow0", "urgent"});
+        CHECK(v.counters().urgent == 0);
+    }
 }
 
 TEST_CASE("a resume key lets in its agent's session only, and stops working when replaced") {
