@@ -199,6 +199,7 @@ class DesktopHub {
 
     std::size_t sessions() const { return sessions_.size(); }
     std::size_t connected() const;
+    bool has_session(const std::string& agent) const { return sessions_.count(agent) > 0; }
     /// True if the agent's session has a link (a desktop connected).
     bool attached(const std::string& agent) const;
     /// The agent's resume key stops working (its password changed): the session's hash is

@@ -235,8 +235,13 @@ class Broker {
     void arm_heartbeat();
     /// Core: sends the probes that are due and reports the systems that stopped answering.
     void run_probes(std::vector<heartbeat::ProbeAction> actions);
-    /// Core: gives every restored desktop session a fresh window (at readiness).
+    /// Core: gives every restored desktop session, and every agent with live items, a fresh
+    /// window from readiness: kRestoredSlice of them per turn of the core, so that a CMS's
+    /// events wait behind one slice, not behind all of them.
     void watch_restored_sessions();
+    struct RestoredWatch;
+    void watch_restored(std::shared_ptr<RestoredWatch> w);
+    static constexpr std::size_t kRestoredSlice = 500;
     /// Core: sets the agent's work mode at `system` (the heartbeat's restore), not waited for.
     void set_work_mode(const std::string& agent, const std::string& system,
                        const std::string& mode);
@@ -270,10 +275,18 @@ class Broker {
     /// Core: tells supervisors of `system` about an orphan (itemOrphaned, itemRecovered).
     void announce(const std::string& event, const channels::Item& item,
                   const channels::OrphanRecord& orphan, const std::string& how = {});
-    /// Core: settles one system with its getItems answer (or failure).
+    /// Core: settles one system with its getItems answer (or failure). The answer's items are
+    /// applied kReconcileSlice at a time, each slice committed on its own, so that a CMS's
+    /// events wait behind one slice, not behind the whole reconciliation.
     void finish_reconcile(const std::string& system,
                           std::unordered_map<std::string, std::uint64_t> held,
                           cms::CmsResult result);
+    struct ReconcileRun;
+    void reconcile_slice(std::shared_ptr<ReconcileRun> run);
+    /// Core: the reconciliation of `system` has ended: its waiters are told, another round runs
+    /// if one was asked for meanwhile.
+    void end_reconcile(const std::string& system);
+    static constexpr std::size_t kReconcileSlice = 500;
     /// Core: the orphans of `system` become unknown (its CMS cannot be asked).
     void orphans_unknown(const std::string& system);
 

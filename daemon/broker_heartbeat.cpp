@@ -132,31 +132,63 @@ void Broker::run_probes(std::vector<heartbeat::ProbeAction> actions) {
     }
 }
 
+struct Broker::RestoredWatch {
+    std::vector<channels::SessionInfo> sessions;              // kept in the journal
+    std::vector<std::pair<std::string, std::string>> owners;  // agents with live items, system
+    heartbeat::Contact restart;
+    std::size_t next = 0;  // into sessions, then owners
+    std::size_t sessions_watched = 0, owners_watched = 0;
+};
+
 void Broker::watch_restored_sessions() {
-    heartbeat::Contact restart{
-        std::chrono::steady_clock::now(), heartbeat::ContactKind::restart, {}};
-    for (auto& s : hub_.session_infos())
-        monitor_.watch(s.agent, s.system, profile_of(s.agent), restart);
-    auto sessions = monitor_.size();
-    // An agent who owns live items but had no desktop session kept gets the same window: if no
-    // desktop of theirs is back by its end, the agent is logged off and the items orphaned.
-    // Not one whose items are all orphans already: that logoff happened before the restart.
+    auto w = std::make_shared<RestoredWatch>();
+    w->sessions = hub_.session_infos();
+    w->owners = registry_.owners();
+    w->restart = {std::chrono::steady_clock::now(), heartbeat::ContactKind::restart, {}};
+    watch_restored(std::move(w));
+}
+
+void Broker::watch_restored(std::shared_ptr<RestoredWatch> w) {
     auto cfg = config();
-    for (auto& [agent, system] : registry_.owners()) {
-        if (monitor_.view(agent) || !cfg->find_agent(agent)) continue;
+    auto total = w->sessions.size() + w->owners.size();
+    for (auto end = std::min(total, w->next + kRestoredSlice); w->next < end; ++w->next) {
+        if (w->next < w->sessions.size()) {
+            auto& s = w->sessions[w->next];
+            // A desktop whose hello came first is watched already, from its hello; a session
+            // ended meanwhile has nobody left to watch.
+            if (monitor_.watching(s.agent) || !hub_.has_session(s.agent)) continue;
+            monitor_.watch(s.agent, s.system, profile_of(s.agent), w->restart);
+            ++w->sessions_watched;
+            continue;
+        }
+        // An agent who owns live items but had no desktop session kept gets the same window: if
+        // no desktop of theirs is back by its end, the agent is logged off and the items
+        // orphaned. Not one whose items are all orphans already: that logoff happened before
+        // the restart.
+        auto& [agent, system] = w->owners[w->next - w->sessions.size()];
+        if (monitor_.watching(agent) || !cfg->find_agent(agent)) continue;
         channels::ItemFilter f;
         f.agent = agent;
         auto items = registry_.items(f);
         if (std::all_of(items.begin(), items.end(),
                         [&](auto& i) { return registry_.find_orphan(i.system, i.id) != nullptr; }))
             continue;
-        monitor_.watch(agent, system, profile_of(agent), restart);
+        monitor_.watch(agent, system, profile_of(agent), w->restart);
+        ++w->owners_watched;
     }
-    if (monitor_.size() > 0)
+    after_core_state({});
+    if (w->next < total) {
+        // The rest after whatever queued meanwhile (a CMS's events): a slice at a time.
+        net::post(core_, [this, w = std::move(w)]() mutable {
+            if (!stopping_.load()) watch_restored(std::move(w));
+        });
+        return;
+    }
+    if (w->sessions_watched + w->owners_watched > 0)
         spdlog::info(
             "heartbeat: {} restored desktop session(s) and {} agent(s) with live items get a "
-            "fresh window from now",
-            sessions, monitor_.size() - sessions);
+            "fresh window from readiness",
+            w->sessions_watched, w->owners_watched);
 }
 
 void Broker::audit(std::string action, const std::string& agent, const std::string& system,

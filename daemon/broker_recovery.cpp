@@ -211,12 +211,20 @@ void Broker::reconcile(const std::string& only, std::string trigger, std::functi
     });
 }
 
+struct Broker::ReconcileRun {
+    std::string system;
+    std::unordered_map<std::string, std::uint64_t> held;  // versions when getItems went out
+    recovery::ReconcilePlan plan;
+    std::unordered_set<std::string> at_cms;
+    std::size_t next = 0;  // into refresh, then adopt, then gone
+    std::size_t refused = 0;
+};
+
 void Broker::finish_reconcile(const std::string& system,
                               std::unordered_map<std::string, std::uint64_t> held,
                               cms::CmsResult result) {
     using State = recovery::SystemReconcile::State;
     auto& st = reconciles_.at(system);
-    auto at = now();
     if (auto* f = std::get_if<protocol::CmsFault>(&result)) {
         st.state = State::failed;
         st.error = f->code + ": " + f->message;
@@ -224,66 +232,99 @@ void Broker::finish_reconcile(const std::string& system,
         st.unknown = registry_.orphans(system).size();
         spdlog::warn("recovery: cannot reconcile {} ({}); its {} orphan(s) stay unknown", system,
                      st.error, st.unknown);
-    } else {
-        auto& reply = std::get<protocol::CmsReply>(result);
-        st.cms_items = reply.items.size();
-        auto plan = recovery::plan_reconcile(system, std::move(reply.items), held, registry_);
-        std::vector<Change> changes;
-        std::unordered_set<std::string> at_cms;
-        std::size_t refused = 0;
-        for (auto* list : {&plan.refresh, &plan.adopt}) {
-            bool adopting = list == &plan.adopt;
-            for (auto& item : *list) {
-                at_cms.insert(item.id);
-                auto r = registry_.apply(item, at);
-                if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
-                    if (++refused <= 3)
-                        spdlog::warn("recovery: {} sent {} in getItems, refused: {}: {}", system,
-                                     item.id, rejection->error.field, rejection->error.message);
-                    continue;
-                }
-                if (!r.accepted()) continue;
-                if (adopting) {
-                    ++st.adopted;
-                    audit("reconcileAdopted", item.agent_id.value_or(""), system, item.id,
-                          "the CMS has it and the broker did not",
-                          details(nullptr, &item, nullptr));
-                } else {
-                    ++st.refreshed;
-                }
-                for (auto& c : r.changes)
-                    changes.push_back(std::move(c));
-            }
-        }
-        if (refused > 3)
-            spdlog::warn("recovery: {} more item(s) of {} refused", refused - 3, system);
-        for (auto& id : plan.gone) {
-            const auto* item = registry_.find(system, id);
-            if (!item) continue;
-            auto before = *item;
-            std::optional<channels::OrphanRecord> orphan;
-            if (const auto* o = registry_.find_orphan(system, id)) orphan = *o;
-            audit("reconcileGone", before.agent_id.value_or(""), system, id,
-                  "the CMS no longer has it: closed here",
-                  details(&before, nullptr, orphan ? &*orphan : nullptr));
-            ++st.gone;
-            for (auto& c : registry_.end_locally(system, id, at))
-                changes.push_back(std::move(c));
-        }
-        for (auto& o : registry_.orphans(system)) {
-            if (!at_cms.count(o.id)) continue;  // changed since the request: the next round
-            ++st.alive;
-            if (auto c = registry_.classify(system, o.id, channels::Classification::alive, at))
-                changes.push_back(std::move(*c));
-        }
-        st.state = State::done;
-        commit_local(std::move(changes));
-        spdlog::info(
-            "recovery: {} reconciled: {} item(s) at the CMS, {} refreshed, {} adopted, {} closed "
-            "as gone, {} orphan(s) alive",
-            system, st.cms_items, st.refreshed, st.adopted, st.gone, st.alive);
+        return end_reconcile(system);
     }
-    st.finished = at;
+    auto& reply = std::get<protocol::CmsReply>(result);
+    st.cms_items = reply.items.size();
+    auto run = std::make_shared<ReconcileRun>();
+    run->system = system;
+    run->plan = recovery::plan_reconcile(system, std::move(reply.items), held, registry_);
+    run->held = std::move(held);
+    for (auto* list : {&run->plan.refresh, &run->plan.adopt})
+        for (auto& item : *list)
+            run->at_cms.insert(item.id);
+    reconcile_slice(std::move(run));
+}
+
+void Broker::reconcile_slice(std::shared_ptr<ReconcileRun> run) {
+    using State = recovery::SystemReconcile::State;
+    auto& system = run->system;
+    auto& st = reconciles_.at(system);
+    auto at = now();
+    auto& plan = run->plan;
+    auto listed = plan.refresh.size() + plan.adopt.size();
+    auto total = listed + plan.gone.size();
+    std::vector<Change> changes;
+    for (auto end = std::min(total, run->next + kReconcileSlice); run->next < end; ++run->next) {
+        auto i = run->next;
+        if (i < listed) {
+            bool adopting = i >= plan.refresh.size();
+            auto& item = adopting ? plan.adopt[i - plan.refresh.size()] : plan.refresh[i];
+            // Applied like an event: one that came meanwhile and is newer wins.
+            auto r = registry_.apply(item, at);
+            if (auto* rejection = std::get_if<channels::Rejection>(&r.result)) {
+                if (++run->refused <= 3)
+                    spdlog::warn("recovery: {} sent {} in getItems, refused: {}: {}", system,
+                                 item.id, rejection->error.field, rejection->error.message);
+                continue;
+            }
+            if (!r.accepted()) continue;
+            if (adopting) {
+                ++st.adopted;
+                audit("reconcileAdopted", item.agent_id.value_or(""), system, item.id,
+                      "the CMS has it and the broker did not", details(nullptr, &item, nullptr));
+            } else {
+                ++st.refreshed;
+            }
+            for (auto& c : r.changes)
+                changes.push_back(std::move(c));
+            continue;
+        }
+        auto& id = plan.gone[i - listed];
+        const auto* item = registry_.find(system, id);
+        // Changed since the request (an event between two slices): the CMS has it after all.
+        if (!item || item->version != run->held[id]) continue;
+        auto before = *item;
+        std::optional<channels::OrphanRecord> orphan;
+        if (const auto* o = registry_.find_orphan(system, id)) orphan = *o;
+        audit("reconcileGone", before.agent_id.value_or(""), system, id,
+              "the CMS no longer has it: closed here",
+              details(&before, nullptr, orphan ? &*orphan : nullptr));
+        ++st.gone;
+        for (auto& c : registry_.end_locally(system, id, at))
+            changes.push_back(std::move(c));
+    }
+    if (run->next < total) {
+        commit_local(std::move(changes));
+        // The rest after whatever queued meanwhile (a CMS's events): a slice at a time.
+        net::post(core_, [this, run = std::move(run)]() mutable {
+            if (!stopping_.load()) return reconcile_slice(std::move(run));
+            auto& st = reconciles_.at(run->system);
+            st.state = State::failed;
+            st.error = "the broker stopped before it was done";
+            end_reconcile(run->system);
+        });
+        return;
+    }
+    if (run->refused > 3)
+        spdlog::warn("recovery: {} more item(s) of {} refused", run->refused - 3, system);
+    for (auto& o : registry_.orphans(system)) {
+        if (!run->at_cms.count(o.id)) continue;  // changed since the request: the next round
+        ++st.alive;
+        if (auto c = registry_.classify(system, o.id, channels::Classification::alive, at))
+            changes.push_back(std::move(*c));
+    }
+    st.state = State::done;
+    commit_local(std::move(changes));
+    spdlog::info(
+        "recovery: {} reconciled: {} item(s) at the CMS, {} refreshed, {} adopted, {} closed "
+        "as gone, {} orphan(s) alive",
+        system, st.cms_items, st.refreshed, st.adopted, st.gone, st.alive);
+    end_reconcile(system);
+}
+
+void Broker::end_reconcile(const std::string& system) {
+    reconciles_.at(system).finished = now();
     auto waiters = std::move(reconcile_waiters_[system]);
     reconcile_waiters_.erase(system);
     if (reconcile_again_.erase(system) && !stopping_.load()) reconcile(system, "orphaned");

@@ -127,6 +127,7 @@ class Monitor {
     std::optional<Time> next_deadline();
 
     std::optional<AgentView> view(const std::string& agent) const;
+    bool watching(const std::string& agent) const { return agents_.count(agent) > 0; }
     std::vector<AgentView> views() const;
     std::size_t size() const { return agents_.size(); }
     std::size_t suspects() const;
