@@ -284,6 +284,7 @@ void Broker::start() {
             return l;
         },
         all_connections_, c->node.desktop_threads ? c->node.desktop_threads : io_threads(*c));
+    desktop_contexts_ = desktop_->contexts();
     for (auto& l : c->listens) {
         std::string what = std::string(config::to_string(l.service)) + " on " + l.address + ":" +
                            std::to_string(l.port);

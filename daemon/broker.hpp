@@ -290,6 +290,11 @@ class Broker {
     /// Core: the orphans of `system` become unknown (its CMS cannot be asked).
     void orphans_unknown(const std::string& system);
 
+    // The desktop connections' io_contexts (DesktopServer::contexts()), declared before ioc_ so
+    // that they are destroyed after it and after everything that may hold a desktop session
+    // (handlers queued in ioc_, the hub, the CMS links): a session's sockets and timers must
+    // not outlive the io_context they belong to.
+    std::shared_ptr<void> desktop_contexts_;
     net::io_context ioc_;
     net::strand<net::io_context::executor_type> core_;
     mutable std::mutex config_mutex_;

@@ -318,7 +318,8 @@ void DesktopSession::close(channels::ByeReason reason) {
 struct DesktopServer::Threads {
     explicit Threads(unsigned n) {
         for (unsigned i = 0; i < std::max(1u, n); ++i) {
-            // One thread each: the io_context needs no locking and wakes no other thread.
+            // One thread each: the io_context never wakes another thread to take over its epoll
+            // wait (other threads still post to it, under its lock).
             auto& c = contexts.emplace_back(std::make_unique<net::io_context>(1));
             guards.push_back(net::make_work_guard(*c));
         }
@@ -362,6 +363,10 @@ DesktopServer::~DesktopServer() {
 
 void DesktopServer::join() {
     threads_->join();
+}
+
+std::shared_ptr<void> DesktopServer::contexts() const {
+    return threads_;
 }
 
 tcp::endpoint DesktopServer::listen(const std::string& address, std::uint16_t port,

@@ -68,7 +68,7 @@ class DesktopSession : public channels::DesktopLink,
     /// The source's key (source_of(): the address, or an IPv6 /64), for the logon guard.
     const std::string& ip() const { return ip_; }
     bool closing() const { return closing_.load(); }
-    /// A hello waits for its password check (session strand only).
+    /// A hello waits for its password check or its turn on the core (session strand only).
     bool hello_pending() const { return hello_pending_; }
     void set_hello_pending(bool pending) { hello_pending_ = pending; }
     /// Queues an answer to the frame being read behind what is queued, with no post: session
@@ -101,7 +101,8 @@ class DesktopServer {
     /// The acceptors run on `ioc`; the connections on `threads` threads of the server's own,
     /// each with an io_context of its own, a connection on one of them from its accept to its
     /// end (round robin). So a storm of desktops does not queue ahead of the SOAP connections'
-    /// work, and a heartbeat wakes one thread, not two.
+    /// work, and a heartbeat wakes one thread, not two (an io_context with one thread never
+    /// wakes another to wait on epoll in its place).
     DesktopServer(boost::asio::io_context& ioc, std::shared_ptr<DesktopService> service,
                   std::function<DesktopLimits()> limits,
                   std::shared_ptr<transport::ConnectionBudget> all = {}, unsigned threads = 1);
@@ -116,6 +117,10 @@ class DesktopServer {
     /// Stops the connections' threads and waits for them: whatever a connection still had to
     /// do is dropped. Call once the drain is over (or has given up), not from those threads.
     void join();
+    /// The connections' io_contexts: whoever holds this keeps them (not their threads) alive.
+    /// A connection's sockets and timers must be gone before its io_context is, so the owner of
+    /// everything that may hold a connection keeps this until all of that is destroyed.
+    std::shared_ptr<void> contexts() const;
     std::size_t connections() const;
     struct Counters {
         std::uint64_t refused_over_limit = 0;   ///< a listener's budget was full

@@ -62,10 +62,10 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
         return session->send_frame(proto::result_error_frame(e->id, e->code, e->message));
     }
     auto& m = std::get<DesktopMessage>(parsed);
+    // A second message while the hello's password is being checked, or while the hello waits
+    // for its turn on the core: the desktop did not wait for its welcome.
+    if (session->hello_pending()) return session->close(ch::ByeReason::protocol_error);
     if (!authed) {
-        // A second message while the hello's password is being checked: the desktop did not
-        // wait for its welcome.
-        if (session->hello_pending()) return session->close(ch::ByeReason::protocol_error);
         if (m.type != DesktopType::hello) return session->close(ch::ByeReason::auth_required);
         return hello(session, std::move(m));
     }
@@ -177,11 +177,17 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
     auto interval =
         std::chrono::duration_cast<std::chrono::seconds>(config->profile_of(*agent).interval)
             .count();
+    // The hello is contact now, whatever the wait below: an agent watched since the restart is
+    // not judged silent while its hello waits for its turn.
+    auto said = std::chrono::steady_clock::now();
+    broker_.contact(m.agent,
+                    heartbeat::Contact{said, heartbeat::ContactKind::hello, session->peer()});
+    // Until the core has attached it, anything more from this desktop is refused (on_text).
+    session->set_hello_pending(true);
     // Through the core a few at a time: a storm of thousands of hellos (a restart) waits here,
     // not on the core strand ahead of the CMSs' events.
     hellos_.run([this, session, resume, interval, by_key, default_system = agent->cms,
-                 profile = config->profile_of(*agent), agent_id = m.agent,
-                 said = std::chrono::steady_clock::now()] {
+                 profile = config->profile_of(*agent), agent_id = m.agent, said] {
         broker_.on_core_state([this, session, resume, interval, by_key, default_system, profile,
                                agent_id, said](Broker::CoreState& core) {
             // However this ends, the next hello waiting gets its turn.
@@ -189,6 +195,9 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
                 transport::InFlightLimit& limit;
                 ~Turn() { limit.done(); }
             } turn{hellos_};
+            // Closed while it waited: its detach has passed already, and attaching it now would
+            // replace a live connection of the agent with a dead one.
+            if (session->closing()) return;
             // A hello that reaches the core once the broker is stopping gets what the others got.
             if (broker_.stopping()) return session->close(ch::ByeReason::shutdown);
             // Let in by a resume key, which only ever opens the session it was issued for: if that
@@ -213,6 +222,9 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
                              session->peer(), agent_id);
                 a.replaced->close(ch::ByeReason::replaced);
             }
+            // Attached: from the welcome on, the session takes requests. Posted ahead of the
+            // welcome, so that the strand has cleared it before the desktop can answer that.
+            session->post([session] { session->set_hello_pending(false); });
             session->send_frame(proto::welcome_frame(
                 a.token, a.seq, a.resumed,
                 static_cast<std::uint64_t>(std::max<long long>(1, interval)), key.key));
