@@ -171,6 +171,8 @@ def test_a_restart_gives_every_desktop_a_fresh_window_and_logs_off_those_that_st
     assert alice.expect_type("welcome")["resumed"] is True
     keep_alive([alice], lambda: sim_agent(loop.sim, "bob") == "loggedOff", what="bob logged off")
     assert sim_agent(loop.sim, "alice") == "ready"
+    # The audit record is journaled beside the logoff request, not before it: wait for it.
+    wait_for(lambda: [r for r in audit(loop) if r[0] == "heartbeatLogoff"], what="the logoff audited")
     records = [r for r in audit(loop) if r[0] == "heartbeatLogoff"]
     assert [r[1] for r in records] == ["bob"]
     assert '"contact":"restart"' in records[0][5]
