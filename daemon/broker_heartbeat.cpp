@@ -380,16 +380,15 @@ void Broker::inspect(std::vector<channels::Change>& changes) {
     for (auto& c : changes) {
         if (auto* stored = std::get_if<channels::ItemStored>(&c)) {
             auto& i = stored->item;
-            if (is_offer(i) && !contacts_applied) {
+            if (is_offer(i)) {
                 // Whether the agent is silent is judged with every contact that came so far.
-                apply_contacts(actions);
+                if (!contacts_applied) apply_contacts(actions);
                 contacts_applied = true;
-            }
-            if (is_offer(i))
                 if (auto a = monitor_.offered(*i.agent_id, i.id, i.channel, steady_now)) {
                     a->system = i.system;
                     actions.push_back(std::move(*a));
                 }
+            }
             if (channels::is_terminal(i.state)) continue;
             auto* orphan = registry_.find_orphan(i.system, i.id);
             // The orphan has an owner again, or someone works on it: recovered.
