@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <variant>
 
@@ -75,6 +76,11 @@ struct DesktopSession::Impl {
     bool finished = false;  // on_closed has been called
     bool bye_queued = false;
     bool heard = false;  // a frame came: the hello deadline is over
+    struct Held {
+        bool text = true;
+        std::string frame;
+    };
+    std::optional<Held> held;  // read while the hello was pending (take_requests())
     DesktopSession* self = nullptr;
 
     std::shared_ptr<DesktopSession> owner() { return self->shared_from_this(); }
@@ -162,13 +168,23 @@ struct DesktopSession::Impl {
                 m.heard = true;
                 m.hello_timer.cancel();
             }
-            if (!m.ws.got_text()) {
-                m.shared->service->on_binary(o);
-            } else {
-                m.shared->service->on_text(o, beast::buffers_to_string(m.buffer.data()));
+            // Sent before the hello's answer (a desktop need not wait for its welcome): kept
+            // for take_requests(), and the next frames stay in the socket until then.
+            if (o->hello_pending()) {
+                m.held = Held{m.ws.got_text(), beast::buffers_to_string(m.buffer.data())};
+                return;
             }
-            if (!o->closing()) m.read();
+            m.deliver(o, m.ws.got_text(), beast::buffers_to_string(m.buffer.data()));
         });
+    }
+
+    /// A frame read: to the service, then the next read.
+    void deliver(const std::shared_ptr<DesktopSession>& o, bool text, std::string frame) {
+        if (!text)
+            shared->service->on_binary(o);
+        else
+            shared->service->on_text(o, std::move(frame));
+        if (!o->closing()) read();
     }
 
     void push(Frame f) {
@@ -248,6 +264,15 @@ void DesktopSession::send_events(std::vector<std::pair<std::uint64_t, channels::
         }
         if (!m.writing && m.open) m.write_next();
     });
+}
+
+void DesktopSession::take_requests() {
+    hello_pending_ = false;
+    auto& m = *impl_;
+    if (!m.held || m.finished || closing()) return;
+    auto held = std::move(*m.held);
+    m.held.reset();
+    m.deliver(shared_from_this(), held.text, std::move(held.frame));
 }
 
 void DesktopSession::send_frame(std::string frame) {

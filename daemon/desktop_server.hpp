@@ -68,9 +68,15 @@ class DesktopSession : public channels::DesktopLink,
     /// The source's key (source_of(): the address, or an IPv6 /64), for the logon guard.
     const std::string& ip() const { return ip_; }
     bool closing() const { return closing_.load(); }
-    /// A hello waits for its password check or its turn on the core (session strand only).
+    /// The hello waits for its password check or its turn on the core (session strand only).
+    /// Meanwhile the session reads on, to see the desktop go; the first frame to arrive is held
+    /// and nothing more is read (TCP holds the rest) until the hello is answered.
     bool hello_pending() const { return hello_pending_; }
-    void set_hello_pending(bool pending) { hello_pending_ = pending; }
+    void hold_requests() { hello_pending_ = true; }
+    /// The hello is answered (its welcome queued): the held frame is handed to the service, as
+    /// if it had just been read, and reading goes on (session strand only). A hello refused
+    /// ends with a bye instead, and what was held is dropped with the connection.
+    void take_requests();
     /// Queues an answer to the frame being read behind what is queued, with no post: session
     /// strand only (DesktopService::on_text). send_frame() is the same from any thread.
     void reply(std::string frame);

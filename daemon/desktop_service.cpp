@@ -62,9 +62,7 @@ void DesktopProtocol::on_text(const std::shared_ptr<DesktopSession>& session, st
         return session->send_frame(proto::result_error_frame(e->id, e->code, e->message));
     }
     auto& m = std::get<DesktopMessage>(parsed);
-    // A second message while the hello's password is being checked, or while the hello waits
-    // for its turn on the core: the desktop did not wait for its welcome.
-    if (session->hello_pending()) return session->close(ch::ByeReason::protocol_error);
+    // While a hello is pending the session holds what comes next (DesktopSession::take_requests).
     if (!authed) {
         if (m.type != DesktopType::hello) return session->close(ch::ByeReason::auth_required);
         return hello(session, std::move(m));
@@ -132,8 +130,8 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
     if (agent && m.resume_key && m.resume_session &&
         broker_.resume_keys().check(m.agent, *m.resume_session, *m.resume_key))
         return admit(session, std::move(m), {});
-    // Until the verdict comes, anything more from this desktop is refused (on_text).
-    session->set_hello_pending(true);
+    // Until the hello is answered, anything more from this desktop waits (take_requests()).
+    session->hold_requests();
     auto password = std::exchange(m.password, std::string());
     std::optional<std::string> checked;
     if (agent) checked = agent->password_hash;
@@ -144,7 +142,6 @@ void DesktopProtocol::hello(const std::shared_ptr<DesktopSession>& session, Desk
         [this, session, m = std::move(m), checked](LogonDoor::Result r) mutable {
             session->post(
                 [this, session, m = std::move(m), checked = std::move(checked), r]() mutable {
-                    session->set_hello_pending(false);
                     if (session->closing()) return;
                     switch (r.verdict) {
                         case LogonDoor::Verdict::ok:
@@ -182,8 +179,8 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
     auto said = std::chrono::steady_clock::now();
     broker_.contact(m.agent,
                     heartbeat::Contact{said, heartbeat::ContactKind::hello, session->peer()});
-    // Until the core has attached it, anything more from this desktop is refused (on_text).
-    session->set_hello_pending(true);
+    // Until the core has attached it, anything more from this desktop waits (take_requests()).
+    session->hold_requests();
     // Through the core a few at a time: a storm of thousands of hellos (a restart) waits here,
     // not on the core strand ahead of the CMSs' events.
     hellos_.run([this, session, resume, interval, by_key, default_system = agent->cms,
@@ -222,9 +219,6 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
                              session->peer(), agent_id);
                 a.replaced->close(ch::ByeReason::replaced);
             }
-            // Attached: from the welcome on, the session takes requests. Posted ahead of the
-            // welcome, so that the strand has cleared it before the desktop can answer that.
-            session->post([session] { session->set_hello_pending(false); });
             session->send_frame(proto::welcome_frame(
                 a.token, a.seq, a.resumed,
                 static_cast<std::uint64_t>(std::max<long long>(1, interval)), key.key));
@@ -243,6 +237,9 @@ void DesktopProtocol::admit(const std::shared_ptr<DesktopSession>& session, Desk
                 session->send_frame(
                     proto::snapshot_frame(a.seq, agent_json, json::serialize(items), a.resync));
             }
+            // Attached: the session takes requests, the one it held first. Posted behind the
+            // welcome (and the replay and snapshot), so an answer comes after them.
+            session->post([session] { session->take_requests(); });
             spdlog::info("desktop {}: {} {} (session seq {}{})", session->peer(), agent_id,
                          a.resumed ? "resumed" : "logged in", a.seq, a.resync ? ", resync" : "");
             core.hub.pump(agent_id, std::chrono::steady_clock::now());

@@ -302,6 +302,45 @@ def test_a_resume_key_replaces_the_password_once_and_survives_a_restart(make_loo
     assert d.expect_type("welcome")["resumed"] is True
 
 
+def send_together(d, *messages):
+    """Sends the messages as WebSocket frames in one TCP write: the broker reads the later ones
+    while the first (a hello) is still pending."""
+    from websocket import ABNF
+    d.ws.sock.sendall(b"".join(ABNF.create_frame(json.dumps(m), ABNF.OPCODE_TEXT).format()
+                               for m in messages))
+
+
+def test_frames_sent_right_after_the_hello_are_answered_after_its_welcome(make_loop):
+    loop = make_loop()
+    # A desktop need not wait for its welcome: a heartbeat and a request sent behind a hello
+    # (its password being checked, then its turn on the core) are answered after the welcome,
+    # in order, and the session goes on.
+    d = Desktop(loop, hello=False)
+    send_together(d, {"type": "hello", "agent": "alice", "password": "pw-alice"},
+                  {"type": "heartbeat"}, {"type": "noSuchThing", "id": 7})
+    d.expect(lambda f: f.get("type") == "result" and f.get("id") == 7, what="the request's result")
+    types = [f["type"] for f in d.frames]
+    assert types == ["welcome", "snapshot", "heartbeat", "result"], types
+    assert d.frames[3]["error"]["code"] == "unknownType"
+    welcome = d.frames[0]
+    d.close()
+    # The same behind a resume, after a restart (every desktop's timer keeps running).
+    loop.stop()
+    loop.start()
+    d = Desktop(loop, hello=False)
+    send_together(d, {"type": "hello", "agent": "alice",
+                      "resume": {"session": welcome["session"], "lastSeq": welcome["seq"],
+                                 "key": welcome["resumeKey"]}},
+                  {"type": "heartbeat"}, {"type": "heartbeat"})
+    w = d.expect_type("welcome")
+    assert w["resumed"] is True
+    d.expect_type("heartbeat")
+    d.expect_type("heartbeat")
+    assert not any(f["type"] == "bye" for f in d.frames)
+    assert [f["type"] for f in d.frames].index("welcome") == 0
+    assert d.request({"type": "noSuchThing"})["error"]["code"] == "unknownType"
+
+
 def test_logons_beyond_the_password_queue_get_bye_busy_and_the_broker_keeps_answering(make_loop):
     import subprocess
     from harness import CTL
