@@ -453,6 +453,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.number("maxOpenConnections", l.max_open_connections, 0, 10000000);
             r.duration("helloTimeout", l.hello_timeout, 100 * kMs, std::chrono::minutes(5));
             r.number("hellosAtOnce", l.hellos_at_once, 1, 100000);
+            r.duration("desktopIdleTimeout", l.desktop_idle_timeout, std::chrono::seconds(1), kDay);
             r.duration("tlsHandshakeTimeout", l.tls_handshake_timeout, 100 * kMs,
                        std::chrono::minutes(5));
             r.number("tlsHandshakesPerSource", l.tls_handshakes_per_source, 0, 1000000);

@@ -74,6 +74,7 @@ struct Limits {
     // journal, the CMS links and the rest
     unsigned max_open_connections = 0;
     Duration hello_timeout = std::chrono::seconds(5);  // a desktop's upgrade to its first frame
+    Duration desktop_idle_timeout = std::chrono::minutes(5);  // nothing from a desktop: closed
     unsigned hellos_at_once = 16;  // admitted hellos on their way through the core at one time
     Duration tls_handshake_timeout = std::chrono::seconds(10);  // accept to the end of TLS's
     unsigned tls_handshakes_per_source = 200;  // new TLS handshakes a second per source; 0: any

@@ -131,7 +131,12 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
         "\ncommbroker_desktop_refused_total{reason=\"tlsHandshake\"} " +
         std::to_string(dc.tls_failures) +
         "\ncommbroker_desktop_refused_total{reason=\"tlsRate\"} " +
-        std::to_string(dc.tls_rate_limited) + "\n";
+        std::to_string(dc.tls_rate_limited) +
+        "\n# HELP commbroker_desktop_idle_closed_total Desktop connections closed after nothing "
+        "was heard from them for limits desktopIdleTimeout.\n"
+        "# TYPE commbroker_desktop_idle_closed_total "
+        "counter\ncommbroker_desktop_idle_closed_total " +
+        std::to_string(dc.idle_timeouts) + "\n";
     auto& h = b.http().counters();
     auto& hl = b.http().listener_counters();
     out +=

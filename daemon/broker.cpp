@@ -281,6 +281,7 @@ void Broker::start() {
             static_cast<transport::ListenerLimits&>(l) = listener_limits(cfg->limits);
             l.max_frame_bytes = cfg->limits.max_frame_bytes;
             l.hello_timeout = cfg->limits.hello_timeout;
+            l.idle_timeout = cfg->limits.desktop_idle_timeout;
             return l;
         },
         all_connections_, c->node.desktop_threads ? c->node.desktop_threads : io_threads(*c));

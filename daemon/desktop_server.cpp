@@ -38,6 +38,7 @@ struct DesktopServer::Shared {
     std::shared_ptr<transport::ListenerCounters> listener_counters =
         std::make_shared<transport::ListenerCounters>();
     std::atomic<std::uint64_t> hello_timeouts{0};
+    std::atomic<std::uint64_t> idle_timeouts{0};
     std::shared_ptr<transport::ConnectionBudget> all;  // of every TCP listener; may be null
     std::mutex mutex;
     std::vector<std::shared_ptr<transport::Listener>> listeners;
@@ -57,6 +58,7 @@ struct DesktopSession::Impl {
         : ws(std::move(stream)),
           timer(ws.get_executor()),
           hello_timer(ws.get_executor()),
+          idle_timer(ws.get_executor()),
           shared(std::move(shared)),
           ticket(std::move(ticket)) {}
 
@@ -64,6 +66,11 @@ struct DesktopSession::Impl {
     websocket::stream<transport::CombiningStream<transport::Stream>> ws;
     net::steady_timer timer;
     net::steady_timer hello_timer;  // from the upgrade to the first frame: helloTimeout
+    // desktopIdleTimeout after what was last heard. Armed for that moment, and when it comes
+    // armed again for the new one if the desktop spoke meanwhile: a frame costs a clock read,
+    // not a timer (Beast's own idle timeout re-arms one on every read; it is off).
+    net::steady_timer idle_timer;
+    std::chrono::steady_clock::time_point last_heard;
     std::shared_ptr<DesktopServer::Shared> shared;
     transport::ConnectionBudget::Ticket ticket;  // this connection's place in its listener's budget
     beast::flat_buffer buffer;
@@ -121,6 +128,7 @@ struct DesktopSession::Impl {
         beast::get_lowest_layer(ws).expires_never();
         auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
         timeouts.handshake_timeout = limits.handshake_timeout;
+        timeouts.idle_timeout = websocket::stream_base::none();  // idle_timer instead
         ws.set_option(timeouts);
         ws.read_message_max(limits.max_frame_bytes);
         ws.auto_fragment(false);
@@ -134,6 +142,7 @@ struct DesktopSession::Impl {
                 spdlog::debug("desktop {}: a ping before hello; closed", self->peer());
                 return finish();
             }
+            last_heard = std::chrono::steady_clock::now();
             shared->service->on_ping(owner(), kind == websocket::frame_type::pong);
         });
         ws.async_accept(upgrade, [o = owner()](beast::error_code ec) {
@@ -148,6 +157,8 @@ struct DesktopSession::Impl {
                 m.shared->hello_timeouts.fetch_add(1);
                 o->close(channels::ByeReason::auth_required);
             });
+            m.last_heard = std::chrono::steady_clock::now();
+            m.watch_idle(m.last_heard + m.shared->limits().idle_timeout);
             m.read();
         });
     }
@@ -164,6 +175,7 @@ struct DesktopSession::Impl {
                                  o->peer(), o->agent(), left_out_note(left_out));
                 return m.finish();
             }
+            m.last_heard = std::chrono::steady_clock::now();
             if (!m.heard) {
                 m.heard = true;
                 m.hello_timer.cancel();
@@ -175,6 +187,28 @@ struct DesktopSession::Impl {
                 return;
             }
             m.deliver(o, m.ws.got_text(), beast::buffers_to_string(m.buffer.data()));
+        });
+    }
+
+    /// Closes the connection once nothing has been heard from it for desktopIdleTimeout (as
+    /// configured when the timer comes due); looks again at `due`.
+    void watch_idle(std::chrono::steady_clock::time_point due) {
+        idle_timer.expires_at(due);
+        idle_timer.async_wait([o = owner()](beast::error_code ec) {
+            auto& m = *o->impl_;
+            if (ec || m.finished) return;
+            auto timeout = m.shared->limits().idle_timeout;
+            auto now = std::chrono::steady_clock::now();
+            // A desktop waiting for its welcome is not idle.
+            if (o->hello_pending()) return m.watch_idle(now + timeout);
+            if (now < m.last_heard + timeout) return m.watch_idle(m.last_heard + timeout);
+            m.shared->idle_timeouts.fetch_add(1);
+            static LogLimit limit;
+            if (std::uint64_t left_out = 0; limit.allow(left_out))
+                spdlog::info(
+                    "desktop {} {}: nothing heard for {} ms (desktopIdleTimeout), closed{}",
+                    o->peer(), o->agent(), timeout.count(), left_out_note(left_out));
+            m.finish();
         });
     }
 
@@ -229,6 +263,7 @@ struct DesktopSession::Impl {
         finished = true;
         timer.cancel();
         hello_timer.cancel();
+        idle_timer.cancel();
         beast::get_lowest_layer(ws).close();
         self->closing_.store(true);
         shared->connections.fetch_sub(1);
@@ -353,10 +388,11 @@ struct DesktopServer::Threads {
     }
     ~Threads() { join(); }
 
-    /// A strand for a new connection, on the next context in turn.
+    /// The next context in turn, for a new connection. Its one thread is the connection's
+    /// strand: no strand of Asio's is needed, nor its lock and queue on every handler.
     net::any_io_executor pick() {
         auto i = next.fetch_add(1, std::memory_order_relaxed) % contexts.size();
-        return net::make_strand(*contexts[i]);
+        return contexts[i]->get_executor();
     }
 
     void join() {
@@ -430,8 +466,9 @@ std::size_t DesktopServer::connections() const {
 
 DesktopServer::Counters DesktopServer::counters() const {
     auto& l = *shared_->listener_counters;
-    return {l.refused_over_limit.load(), l.refused_per_address.load(),
-            shared_->hello_timeouts.load(), l.tls_failures.load(), l.tls_rate_limited.load()};
+    return {l.refused_over_limit.load(),    l.refused_per_address.load(),
+            shared_->hello_timeouts.load(), shared_->idle_timeouts.load(),
+            l.tls_failures.load(),          l.tls_rate_limited.load()};
 }
 
 }  // namespace cb::daemon

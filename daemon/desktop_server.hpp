@@ -8,7 +8,8 @@
 // agent's session in the hub, so the core hands it frames (send_event, send_frame, close), which
 // it posts to its strand. Writes never wait for the core; reads are answered by the service. A
 // desktop that upgrades has helloTimeout to send its first frame, and nothing it sends before
-// (a ping) is answered.
+// (a ping) is answered; one that then sends nothing (no frame, ping or pong) for
+// desktopIdleTimeout is closed. The session's strand is the one thread of its io_context.
 #pragma once
 
 #include "channels/desktop_hub.hpp"
@@ -30,6 +31,7 @@ class DesktopSession;
 struct DesktopLimits : transport::ListenerLimits {
     std::size_t max_frame_bytes = 65536;
     std::chrono::milliseconds hello_timeout{5000};       ///< from the upgrade to the first frame
+    std::chrono::milliseconds idle_timeout{300000};      ///< no frame, ping or pong: closed
     std::chrono::milliseconds handshake_timeout{10000};  ///< the WebSocket upgrade
     std::chrono::milliseconds close_timeout{5000};       ///< a closing socket that cannot write
 };
@@ -132,6 +134,7 @@ class DesktopServer {
         std::uint64_t refused_over_limit = 0;   ///< a listener's budget was full
         std::uint64_t refused_per_address = 0;  ///< the source's share of it was full
         std::uint64_t hello_timeouts = 0;       ///< upgraded, then silent for helloTimeout
+        std::uint64_t idle_timeouts = 0;        ///< nothing heard for desktopIdleTimeout
         std::uint64_t tls_failures = 0;         ///< TLS handshakes that failed or timed out
         std::uint64_t tls_rate_limited = 0;     ///< over the source's rate of handshakes
     };

@@ -182,6 +182,25 @@ def test_a_silent_websocket_is_closed_after_hello_timeout_and_a_ping_first_is_no
     assert d.expect_type("welcome")
 
 
+def test_a_desktop_that_sends_nothing_for_desktop_idle_timeout_is_closed(make_loop):
+    from harness import keep_alive
+    loop = make_loop(limits='desktopIdleTimeout="1s"')
+    alice = Desktop(loop, "alice")
+    alice.expect_type("welcome")
+    bob = Desktop(loop, "bob")
+    bob.expect_type("welcome")
+    # Alice says nothing after her hello; bob sends a heartbeat every 200 ms.
+    keep_alive([bob], lambda: metric(loop, "commbroker_desktop_idle_closed_total") == 1,
+               what="alice's connection closed as idle")
+    assert alice.wait_closed(5)
+    assert not any(f["type"] == "bye" for f in alice.frames)
+    # Bob, heard from all along, is served well past the timeout.
+    since = time.monotonic()
+    keep_alive([bob], lambda: time.monotonic() - since > 1.5, what="1.5 s of heartbeats")
+    assert bob.request({"type": "noSuchThing"})["error"]["code"] == "unknownType"
+    assert metric(loop, "commbroker_desktop_idle_closed_total") == 1
+
+
 def start_with_descriptor_limit(b, limit):
     import subprocess
     from harness import DAEMON

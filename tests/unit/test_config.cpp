@@ -215,13 +215,15 @@ TEST_CASE("the admission limits and the logon guard parse with their bounds") {
     auto& d = *plain.config;
     CHECK(d.limits.max_connections_per_address == 1000);
     CHECK(d.limits.hello_timeout == std::chrono::seconds(5));
+    CHECK(d.limits.desktop_idle_timeout == std::chrono::minutes(5));
     CHECK(d.admin_socket.max_connections == 64);
     CHECK(d.logon_guard.free_failures == 3);
     CHECK(d.logon_guard.lock_after == 10);
     CHECK(d.logon_guard.lock_for == std::chrono::minutes(1));
 
     auto set =
-        parse(text(R"(<limits maxConnections="50" maxConnectionsPerAddress="0" helloTimeout="2s"/>)"
+        parse(text(R"(<limits maxConnections="50" maxConnectionsPerAddress="0" helloTimeout="2s" )"
+                   R"(desktopIdleTimeout="30s"/>)"
                    R"(<logonGuard freeFailures="0" firstDelay="100ms" maxDelay="1s" lockAfter="5" )"
                    R"(lockFor="10m" forgetAfter="1h"/>)"
                    R"(<cms id="A" url="http://127.0.0.1:1/cms" maxQueuedRequests="10"/>)"),
@@ -230,6 +232,7 @@ TEST_CASE("the admission limits and the logon guard parse with their bounds") {
     auto& c = *set.config;
     CHECK(c.limits.max_connections_per_address == 0);
     CHECK(c.limits.hello_timeout == std::chrono::seconds(2));
+    CHECK(c.limits.desktop_idle_timeout == std::chrono::seconds(30));
     CHECK(c.logon_guard.free_failures == 0);
     CHECK(c.logon_guard.max_delay == std::chrono::seconds(1));
     CHECK(c.logon_guard.lock_for == std::chrono::minutes(10));
