@@ -276,8 +276,9 @@ class Broker {
     void announce(const std::string& event, const channels::Item& item,
                   const channels::OrphanRecord& orphan, const std::string& how = {});
     /// Core: settles one system with its getItems answer (or failure). The answer's items are
-    /// applied kReconcileSlice at a time, each slice committed on its own, so that a CMS's
-    /// events wait behind one slice, not behind the whole reconciliation.
+    /// applied kReconcileSlice at a time, each slice committed on its own, and the next slice
+    /// is taken once the journal has committed the last: so a CMS's events wait behind one
+    /// slice, on the core and in the journal, not behind the whole reconciliation.
     void finish_reconcile(const std::string& system,
                           std::unordered_map<std::string, std::uint64_t> held,
                           cms::CmsResult result);
@@ -286,7 +287,7 @@ class Broker {
     /// Core: the reconciliation of `system` has ended: its waiters are told, another round runs
     /// if one was asked for meanwhile.
     void end_reconcile(const std::string& system);
-    static constexpr std::size_t kReconcileSlice = 500;
+    static constexpr std::size_t kReconcileSlice = 100;
     /// Core: the orphans of `system` become unknown (its CMS cannot be asked).
     void orphans_unknown(const std::string& system);
 

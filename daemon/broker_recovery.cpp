@@ -295,14 +295,17 @@ void Broker::reconcile_slice(std::shared_ptr<ReconcileRun> run) {
             changes.push_back(std::move(c));
     }
     if (run->next < total) {
-        commit_local(std::move(changes));
-        // The rest after whatever queued meanwhile (a CMS's events): a slice at a time.
-        net::post(core_, [this, run = std::move(run)]() mutable {
-            if (!stopping_.load()) return reconcile_slice(std::move(run));
-            auto& st = reconciles_.at(run->system);
-            st.state = State::failed;
-            st.error = "the broker stopped before it was done";
-            end_reconcile(run->system);
+        // The rest a slice at a time, each once the journal has this one (a failed commit too:
+        // the journal answers it when it gives up or recovers), behind whatever queued
+        // meanwhile on the core and in the journal (a CMS's events).
+        commit_local(std::move(changes), [this, run = std::move(run)](bool) mutable {
+            net::post(core_, [this, run = std::move(run)]() mutable {
+                if (!stopping_.load()) return reconcile_slice(std::move(run));
+                auto& st = reconciles_.at(run->system);
+                st.state = State::failed;
+                st.error = "the broker stopped before it was done";
+                end_reconcile(run->system);
+            });
         });
         return;
     }
