@@ -3,7 +3,8 @@
 # default password hashes (100,000 PBKDF2 iterations) log on, heartbeat every 5 s (the broker's
 # CPU for that is measured), live through a broker restart under vendor events at RATE per
 # second (time until all are back, SOAP latency meanwhile), and then SILENT of them stop
-# sending heartbeats at once (how close to its deadline each logoff came).
+# sending heartbeats at once (how close to its deadline each logoff came). Then the same
+# heartbeat load against a bare TCP server and a bare WebSocket server, for the floor.
 # usage: bench/heartbeat_bench.sh [AGENTS] [SILENT] [RATE]   (default 10000 1000 1000)
 # ITERATIONS=N in the environment makes the agents' hashes cheaper, for quicker logons while
 # looking into something else (the resumes after the restart use no PBKDF2 either way).
@@ -55,5 +56,14 @@ echo "heartbeat benchmark: $agents desktops (password hashes of ${ITERATIONS:-th
 "$build/bench/heartbeat_bench" --daemon "$build/daemon/commbrokerd" --config "$work/c.xml" \
   --admin-socket "$work/admin.sock" --desktop-port "$desktop" --ici-port "$ici" \
   --agents "$agents" --silent "$silent" --rate "$rate" --interval-ms 5000 --lag-ms 10000 \
-  --grace-ms 5000 2> "$work/bench.err" || { cat "$work/bench.err" >&2; exit 1; }
+  --grace-ms 5000 2> "$work/bench.err" | tee "$work/bench.out" || { cat "$work/bench.err" >&2; exit 1; }
 head -5 "$work/bench.err" >&2 || true
+
+# The same heartbeat load against bare servers (bench/heartbeat_floor.cpp): what the kernel,
+# Asio and Beast cost on this machine before the broker does anything.
+broker_cpu=$(sed -n 's/^heartbeats: .*broker CPU \([0-9.]*\) %.*/\1/p' "$work/bench.out")
+for kind in tcp websocket; do
+  line=$("$build/bench/heartbeat_floor" "$kind" --connections "$agents" --interval-ms 5000)
+  floor=$(sed -n 's/.*server CPU \([0-9.]*\) %.*/\1/p' <<< "$line")
+  echo "$line; the broker: $(awk -v b="$broker_cpu" -v f="$floor" 'BEGIN { printf "%.1f", b / f }')x"
+done

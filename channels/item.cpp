@@ -1,7 +1,6 @@
 #include "channels/item.hpp"
 
 #include <cstdio>
-#include <ctime>
 
 #include <algorithm>
 #include <array>
@@ -209,15 +208,36 @@ std::string cut_utf8(std::string text, std::size_t max_bytes) {
 }
 
 std::string iso_utc(std::chrono::system_clock::time_point t) {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-    std::time_t secs = ms / 1000;
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms % 1000));
-    return buf;
+    // By the calendar arithmetic of <chrono>, not gmtime_r and printf: every heartbeat answer
+    // and every event carries one, and glibc's gmtime_r takes the time zone lock.
+    using namespace std::chrono;
+    auto ms = floor<milliseconds>(t);
+    auto day = floor<days>(ms);
+    year_month_day date{day};
+    hh_mm_ss time{ms - day};
+    int y = static_cast<int>(date.year());
+    if (y < 0 || y > 9999) {  // more than ISO 8601's four digits: written as they are
+        char wide[64];
+        std::snprintf(
+            wide, sizeof wide, "%d-%02u-%02uT%02d:%02d:%02d.%03dZ", y,
+            static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
+            static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
+            static_cast<int>(time.seconds().count()), static_cast<int>(time.subseconds().count()));
+        return wide;
+    }
+    char buf[] = "0000-00-00T00:00:00.000Z";
+    auto put = [&buf](std::size_t at, unsigned value, int digits) {
+        for (int i = digits - 1; i >= 0; --i, value /= 10)
+            buf[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+    };
+    put(0, static_cast<unsigned>(y), 4);
+    put(5, static_cast<unsigned>(date.month()), 2);
+    put(8, static_cast<unsigned>(date.day()), 2);
+    put(11, static_cast<unsigned>(time.hours().count()), 2);
+    put(14, static_cast<unsigned>(time.minutes().count()), 2);
+    put(17, static_cast<unsigned>(time.seconds().count()), 2);
+    put(20, static_cast<unsigned>(time.subseconds().count()), 3);
+    return std::string(buf, sizeof buf - 1);
 }
 
 }  // namespace cb::channels

@@ -71,3 +71,14 @@ TEST_CASE("text is cut at a character boundary and says so") {
     CHECK(cut_utf8("ab€€€", 9) == "ab€\xe2\x80\xa6");
     CHECK(cut_utf8("abc", 2) == "ab");  // no room for the ellipsis
 }
+
+TEST_CASE("iso_utc writes UTC with milliseconds, on any day of the calendar") {
+    using std::chrono::milliseconds;
+    auto at = [](long long ms) { return std::chrono::system_clock::time_point(milliseconds(ms)); };
+    CHECK(iso_utc(at(0)) == "1970-01-01T00:00:00.000Z");
+    CHECK(iso_utc(at(1796624509123)) == "2026-12-07T06:21:49.123Z");
+    CHECK(iso_utc(at(1709251199999)) == "2024-02-29T23:59:59.999Z");
+    CHECK(iso_utc(at(1709251200000)) == "2024-03-01T00:00:00.000Z");
+    CHECK(iso_utc(at(946684800000)) == "2000-01-01T00:00:00.000Z");
+    CHECK(iso_utc(at(-1)) == "1969-12-31T23:59:59.999Z");  // before the epoch: floored
+}
