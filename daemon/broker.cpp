@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <iterator>
 #include <thread>
 
 namespace cb::daemon {
@@ -521,7 +522,25 @@ void Broker::apply_config(const config::Config& c) {
 
 void Broker::flush_hub(bool with_replay) {
     auto changes = hub_.take_journal(with_replay);
-    if (!changes.empty()) journal_->submit(std::move(changes), [](bool) {});
+    std::move(changes.begin(), changes.end(), std::back_inserter(hub_backlog_));
+    submit_hub_backlog();
+}
+
+void Broker::submit_hub_backlog(bool all) {
+    if (hub_backlog_.empty() || (hub_chunk_in_flight_ && !all)) return;
+    auto n = all ? hub_backlog_.size() : std::min(kHubChunk, hub_backlog_.size());
+    std::vector<channels::Change> chunk(
+        std::make_move_iterator(hub_backlog_.begin()),
+        std::make_move_iterator(hub_backlog_.begin() + static_cast<long>(n)));
+    hub_backlog_.erase(hub_backlog_.begin(), hub_backlog_.begin() + static_cast<long>(n));
+    hub_chunk_in_flight_ = true;
+    // Committed or given up (a journal that stopped): either way the next chunk may go.
+    journal_->submit(std::move(chunk), [this](bool) {
+        net::post(core_, [this] {
+            hub_chunk_in_flight_ = false;
+            submit_hub_backlog();
+        });
+    });
 }
 
 void Broker::schedule_sweep() {
@@ -667,6 +686,7 @@ void Broker::wait_for_drain(std::chrono::steady_clock::time_point deadline) {
         // commits everything queued before its thread ends.
         net::post(core_, [this] {
             flush_hub(true);
+            submit_hub_backlog(true);
             journal_->stop();
             signals_->set.cancel();
             spdlog::info("stopped");

@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -220,8 +221,16 @@ class Broker {
     void schedule_watchdog(std::chrono::microseconds interval);
     void wait_for_drain(std::chrono::steady_clock::time_point deadline);
     void handle_signals();
-    /// Journals what the hub recorded; replay records only `with_replay` (the sweep timer).
+    /// Core: journals what the hub recorded (replay records only `with_replay`: the sweep
+    /// timer). Nobody waits for these records, and they come in bursts (a session row for each
+    /// of 10,000 hellos, a replay row for each session an event for every agent reached): they
+    /// go to the journal in their order, kHubChunk changes at a time, the next chunk once the
+    /// last is committed, so that a CMS's event waits behind one chunk, not behind the burst.
     void flush_hub(bool with_replay = false);
+    /// Core: the next chunk of `hub_backlog_` to the journal, unless one is in flight; `all`:
+    /// everything left, at once (the last thing before the journal stops).
+    void submit_hub_backlog(bool all = false);
+    static constexpr std::size_t kHubChunk = 256;
     void schedule_sweep();
     void system_changed(const std::string& system, bool available);
     void after_core_state(std::vector<heartbeat::Action> actions);
@@ -317,8 +326,11 @@ class Broker {
     std::vector<std::pair<std::string, heartbeat::Contact>> contacts_;
     bool contacts_due_ = false;  // under contacts_mutex_: the batch's timer is set or on its way
     net::steady_timer contacts_timer_;
-    heartbeat::CmsProbes probes_;                     // core only: on the heartbeat timer too
-    net::steady_timer heartbeat_timer_;               // core only
+    heartbeat::CmsProbes probes_;        // core only: on the heartbeat timer too
+    net::steady_timer heartbeat_timer_;  // core only
+    std::deque<channels::Change>
+        hub_backlog_;                   // core only: flush_hub()'s records not yet submitted
+    bool hub_chunk_in_flight_ = false;  // core only: a chunk of them is in the journal
     std::optional<heartbeat::Time> heartbeat_armed_;  // core only: when the timer is set to
     recovery::ReconcileBook reconciles_;              // core only
     // core only: reconciliations asked for while one of the same system was running, and who
