@@ -6,6 +6,7 @@
 # sending heartbeats at once (how close to its deadline each logoff came). Then the same
 # heartbeat load against a bare TCP server and a bare WebSocket server, for the floor.
 # usage: bench/heartbeat_bench.sh [AGENTS] [SILENT] [RATE]   (default 10000 1000 1000)
+# DESKTOP_NICE=N sets the broker's node desktopNice (default 0); FLOOR=0 skips the floors.
 # ITERATIONS=N in the environment makes the agents' hashes cheaper, for quicker logons while
 # looking into something else (the resumes after the restart use no PBKDF2 either way).
 set -euo pipefail
@@ -36,7 +37,7 @@ cms_hash=$(printf 'bench\n' | "$build/ctl/commbrokerctl" hash-password --iterati
 start_cmss "$work"
 {
   echo "<commbroker>"
-  echo "  <node id=\"bench\"/>"
+  echo "  <node id=\"bench\" desktopNice=\"${DESKTOP_NICE:-0}\"/>"
   echo "  <listen service=\"ici\" address=\"127.0.0.1\" port=\"$ici\"/>"
   echo "  <listen service=\"desktop\" address=\"127.0.0.1\" port=\"$desktop\"/>"
   echo "  <adminSocket path=\"$work/admin.sock\" mode=\"0600\"/>"
@@ -52,7 +53,7 @@ start_cmss "$work"
   echo "</commbroker>"
 } > "$work/c.xml"
 
-echo "heartbeat benchmark: $agents desktops (password hashes of ${ITERATIONS:-the default} iterations, passwordThreads 2), heartbeat every 5 s, lag 10 s, grace 5 s; $silent fall silent; restart under $rate events/s; $(nproc) cores"
+echo "heartbeat benchmark: $agents desktops (password hashes of ${ITERATIONS:-the default} iterations, passwordThreads 2, desktopNice ${DESKTOP_NICE:-0}), heartbeat every 5 s, lag 10 s, grace 5 s; $silent fall silent; restart under $rate events/s; $(nproc) cores"
 "$build/bench/heartbeat_bench" --daemon "$build/daemon/commbrokerd" --config "$work/c.xml" \
   --admin-socket "$work/admin.sock" --desktop-port "$desktop" --ici-port "$ici" \
   --agents "$agents" --silent "$silent" --rate "$rate" --interval-ms 5000 --lag-ms 10000 \
@@ -61,6 +62,7 @@ head -5 "$work/bench.err" >&2 || true
 
 # The same heartbeat load against bare servers (bench/heartbeat_floor.cpp): what the kernel,
 # Asio and Beast cost on this machine before the broker does anything.
+[ "${FLOOR:-1}" = 0 ] && exit 0
 broker_cpu=$(sed -n 's/^heartbeats: .*broker CPU \([0-9.]*\) %.*/\1/p' "$work/bench.out")
 for kind in tcp websocket; do
   line=$("$build/bench/heartbeat_floor" "$kind" --connections "$agents" --interval-ms 5000)

@@ -393,6 +393,7 @@ ParseResult parse(std::string_view xml, const std::string& name) {
             r.string("publicUrl", c->node.public_url);
             r.number("threads", c->node.threads, 0, 256);
             r.number("desktopThreads", c->node.desktop_threads, 0, 256);
+            r.number("desktopNice", c->node.desktop_nice, 0, 19);
             r.check_unknown();
         } else if (tag == "listen") {
             read_listen(n, errors, *c, base_dir);
@@ -598,6 +599,7 @@ std::vector<std::string> reload_diff(const Config& a, const Config& b) {
     if (a.node.id != b.node.id) kept.push_back("node.id");
     if (a.node.threads != b.node.threads) kept.push_back("node.threads");
     if (a.node.desktop_threads != b.node.desktop_threads) kept.push_back("node.desktopThreads");
+    if (a.node.desktop_nice != b.node.desktop_nice) kept.push_back("node.desktopNice");
     if (a.limits.max_chat_postings != b.limits.max_chat_postings)
         kept.push_back("limits.maxChatPostings");
     if (a.limits.password_threads != b.limits.password_threads)

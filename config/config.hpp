@@ -36,6 +36,7 @@ struct Node {
     std::string public_url;        // appURL given to CMSs; empty: derived from the ici listener
     unsigned threads = 0;          // I/O threads; 0 = one per core
     unsigned desktop_threads = 0;  // the desktop connections' own threads; 0 = as many as threads
+    unsigned desktop_nice = 0;     // those threads run this many nice steps below the process
 };
 
 struct AdminSocket {

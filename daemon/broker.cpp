@@ -17,7 +17,6 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
-#include <iterator>
 #include <thread>
 
 namespace cb::daemon {
@@ -285,7 +284,8 @@ void Broker::start() {
             l.idle_timeout = cfg->limits.desktop_idle_timeout;
             return l;
         },
-        all_connections_, c->node.desktop_threads ? c->node.desktop_threads : io_threads(*c));
+        all_connections_, c->node.desktop_threads ? c->node.desktop_threads : io_threads(*c),
+        static_cast<int>(c->node.desktop_nice));
     desktop_contexts_ = desktop_->contexts();
     for (auto& l : c->listens) {
         std::string what = std::string(config::to_string(l.service)) + " on " + l.address + ":" +
@@ -517,29 +517,6 @@ void Broker::apply_config(const config::Config& c) {
         hub_.set_limits(desktop);
         for (auto& [agent, profile] : profiles)
             monitor_.set_profile(agent, profile);
-    });
-}
-
-void Broker::flush_hub(bool with_replay) {
-    auto changes = hub_.take_journal(with_replay);
-    std::move(changes.begin(), changes.end(), std::back_inserter(hub_backlog_));
-    submit_hub_backlog();
-}
-
-void Broker::submit_hub_backlog(bool all) {
-    if (hub_backlog_.empty() || (hub_chunk_in_flight_ && !all)) return;
-    auto n = all ? hub_backlog_.size() : std::min(kHubChunk, hub_backlog_.size());
-    std::vector<channels::Change> chunk(
-        std::make_move_iterator(hub_backlog_.begin()),
-        std::make_move_iterator(hub_backlog_.begin() + static_cast<long>(n)));
-    hub_backlog_.erase(hub_backlog_.begin(), hub_backlog_.begin() + static_cast<long>(n));
-    hub_chunk_in_flight_ = true;
-    // Committed or given up (a journal that stopped): either way the next chunk may go.
-    journal_->submit(std::move(chunk), [this](bool) {
-        net::post(core_, [this] {
-            hub_chunk_in_flight_ = false;
-            submit_hub_backlog();
-        });
     });
 }
 

@@ -224,8 +224,9 @@ class Broker {
     /// Core: journals what the hub recorded (replay records only `with_replay`: the sweep
     /// timer). Nobody waits for these records, and they come in bursts (a session row for each
     /// of 10,000 hellos, a replay row for each session an event for every agent reached): they
-    /// go to the journal in their order, kHubChunk changes at a time, the next chunk once the
-    /// last is committed, so that a CMS's event waits behind one chunk, not behind the burst.
+    /// go to the journal in their order, in chunks of kHubChunk changes (or a quarter of what
+    /// waits, at most `journal maxBatch`), the next chunk once the last is committed, so that a
+    /// CMS's event waits behind one chunk, not behind the burst.
     void flush_hub(bool with_replay = false);
     /// Core: the next chunk of `hub_backlog_` to the journal, unless one is in flight; `all`:
     /// everything left, at once (the last thing before the journal stops).

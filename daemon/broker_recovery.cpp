@@ -1,6 +1,7 @@
 // The broker's side of the recovery module (DESIGN.md section 7): orphans as they arise and
 // are re-adopted, reconciliation with the CMSs (getItems, planned by recovery/reconcile.hpp),
-// and the operators' actions. Everything here runs on the core strand, but reconcile() and
+// and the operators' actions; and how local changes and the hub's records reach the journal
+// (commit_local(), flush_hub()). Everything here runs on the core strand, but reconcile() and
 // recover(), which post to it.
 #include "channels/item_json.hpp"
 #include "daemon/broker.hpp"
@@ -10,6 +11,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <iterator>
 #include <set>
 #include <unordered_set>
 
@@ -161,6 +164,34 @@ void Broker::commit_local(std::vector<Change> changes, std::function<void(bool)>
         if (done) done(ok);
     });
     flush_hub();
+}
+
+void Broker::flush_hub(bool with_replay) {
+    auto changes = hub_.take_journal(with_replay);
+    std::move(changes.begin(), changes.end(), std::back_inserter(hub_backlog_));
+    submit_hub_backlog();
+}
+
+void Broker::submit_hub_backlog(bool all) {
+    if (hub_backlog_.empty() || (hub_chunk_in_flight_ && !all)) return;
+    // A quarter of the backlog at a time when it is long (within the journal's batch), so that
+    // a steady flow of records cannot outgrow the chunks.
+    auto most = std::max(kHubChunk, hub_backlog_.size() / 4);
+    most =
+        std::min<std::size_t>(most, std::max<std::size_t>(kHubChunk, config()->journal.max_batch));
+    auto n = all ? hub_backlog_.size() : std::min(most, hub_backlog_.size());
+    std::vector<channels::Change> chunk(
+        std::make_move_iterator(hub_backlog_.begin()),
+        std::make_move_iterator(hub_backlog_.begin() + static_cast<long>(n)));
+    hub_backlog_.erase(hub_backlog_.begin(), hub_backlog_.begin() + static_cast<long>(n));
+    hub_chunk_in_flight_ = true;
+    // Committed or given up (a journal that stopped): either way the next chunk may go.
+    journal_->submit(std::move(chunk), [this](bool) {
+        net::post(core_, [this] {
+            hub_chunk_in_flight_ = false;
+            submit_hub_backlog();
+        });
+    });
 }
 
 void Broker::orphans_unknown(const std::string& system) {

@@ -77,6 +77,7 @@ struct DesktopSession::Impl {
     // not a timer (Beast's own idle timeout re-arms one on every read; it is off).
     net::steady_timer idle_timer;
     std::chrono::steady_clock::time_point last_heard;
+    std::chrono::steady_clock::time_point pinged_at;  // the last_heard a ping was sent after
     std::shared_ptr<DesktopServer::Shared> shared;
     transport::ConnectionBudget::Ticket ticket;  // this connection's place in its listener's budget
     beast::flat_buffer buffer;
@@ -205,9 +206,19 @@ struct DesktopSession::Impl {
             if (ec || m.finished) return;
             auto timeout = m.shared->limits().idle_timeout;
             auto now = std::chrono::steady_clock::now();
-            // A desktop waiting for its welcome is not idle.
-            if (o->hello_pending()) return m.watch_idle(now + timeout);
-            if (now < m.last_heard + timeout) return m.watch_idle(m.last_heard + timeout);
+            // Before the first frame the hello timer is in charge; a desktop waiting for its
+            // welcome is not idle.
+            if (!m.heard || o->hello_pending()) return m.watch_idle(now + timeout);
+            // Silent for half the timeout: a ping, which a live desktop answers with a pong
+            // (contact, and heard), as a desktop whose heartbeat interval is longer needs.
+            if (now < m.last_heard + timeout / 2) return m.watch_idle(m.last_heard + timeout / 2);
+            if (now < m.last_heard + timeout) {
+                if (m.pinged_at != m.last_heard && !o->closing() && !m.bye_queued) {
+                    m.pinged_at = m.last_heard;
+                    m.ws.async_ping({}, [o](beast::error_code) {});
+                }
+                return m.watch_idle(m.last_heard + timeout);
+            }
             m.shared->idle_timeouts.fetch_add(1);
             static LogLimit limit;
             if (std::uint64_t left_out = 0; limit.allow(left_out))
@@ -310,6 +321,7 @@ void DesktopSession::send_events(std::vector<std::pair<std::uint64_t, channels::
 void DesktopSession::take_requests() {
     hello_pending_ = false;
     auto& m = *impl_;
+    m.last_heard = std::chrono::steady_clock::now();  // idle from the welcome on, not the hello
     if (!m.held || m.finished || closing()) return;
     auto held = std::move(*m.held);
     m.held.reset();
@@ -382,8 +394,7 @@ void DesktopSession::close(channels::ByeReason reason) {
 }
 
 struct DesktopServer::Threads {
-    static constexpr int kNice = 5;
-    explicit Threads(unsigned n) {
+    Threads(unsigned n, int nice_steps) {
         for (unsigned i = 0; i < std::max(1u, n); ++i) {
             // One thread each: the io_context never wakes another thread to take over its epoll
             // wait (other threads still post to it, under its lock).
@@ -391,16 +402,18 @@ struct DesktopServer::Threads {
             guards.push_back(net::make_work_guard(*c));
         }
         for (auto& c : contexts)
-            threads.emplace_back([&ctx = *c] {
-                // kNice steps below the process (Linux sets the nice value per thread): on a
-                // saturated machine the vendors' requests, whose answer waits for the journal,
-                // go first, and 10,000 desktops reconnecting at once take the CPU they leave.
-                // Where that is not allowed, the thread runs as it is.
-                errno = 0;
-                int nice = ::getpriority(PRIO_PROCESS, 0);
-                if (errno == 0)
-                    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
-                                  std::min(nice + kNice, 19));
+            threads.emplace_back([&ctx = *c, nice_steps] {
+                // node desktopNice steps below the process (Linux sets the nice value per
+                // thread): on a saturated machine the vendors' requests, whose answers wait for
+                // the journal, then go first, and 10,000 desktops reconnecting at once take the
+                // CPU they leave. Where that is not allowed, the thread runs as it is.
+                if (nice_steps > 0) {
+                    errno = 0;
+                    int nice = ::getpriority(PRIO_PROCESS, 0);
+                    if (errno == 0)
+                        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+                                      std::min(nice + nice_steps, 19));
+                }
                 ctx.run();
             });
     }
@@ -428,8 +441,11 @@ struct DesktopServer::Threads {
 
 DesktopServer::DesktopServer(net::io_context& ioc, std::shared_ptr<DesktopService> service,
                              std::function<DesktopLimits()> limits,
-                             std::shared_ptr<transport::ConnectionBudget> all, unsigned threads)
-    : ioc_(ioc), shared_(std::make_shared<Shared>()), threads_(std::make_shared<Threads>(threads)) {
+                             std::shared_ptr<transport::ConnectionBudget> all, unsigned threads,
+                             int nice)
+    : ioc_(ioc),
+      shared_(std::make_shared<Shared>()),
+      threads_(std::make_shared<Threads>(threads, nice)) {
     shared_->all = std::move(all);
     shared_->service = std::move(service);
     shared_->limits = std::move(limits);

@@ -8,8 +8,8 @@
 // agent's session in the hub, so the core hands it frames (send_event, send_frame, close), which
 // it posts to its strand. Writes never wait for the core; reads are answered by the service. A
 // desktop that upgrades has helloTimeout to send its first frame, and nothing it sends before
-// (a ping) is answered; one that then sends nothing (no frame, ping or pong) for
-// desktopIdleTimeout is closed. The session's strand is the one thread of its io_context.
+// (a ping) is answered; one that then sends nothing (no frame, ping or pong) for half of
+// desktopIdleTimeout gets a ping, and after all of it is closed. The session's strand is the one thread of its io_context.
 #pragma once
 
 #include "channels/desktop_hub.hpp"
@@ -113,7 +113,8 @@ class DesktopServer {
     /// wakes another to wait on epoll in its place).
     DesktopServer(boost::asio::io_context& ioc, std::shared_ptr<DesktopService> service,
                   std::function<DesktopLimits()> limits,
-                  std::shared_ptr<transport::ConnectionBudget> all = {}, unsigned threads = 1);
+                  std::shared_ptr<transport::ConnectionBudget> all = {}, unsigned threads = 1,
+                  int nice = 0);
     /// Stops accepting, then stops the server's threads (join()).
     ~DesktopServer();
 

@@ -151,11 +151,16 @@ TEST_CASE("the desktop connections' threads: as many as the I/O threads unless s
     auto plain = parse(text(""), "plain");
     REQUIRE(plain.config);
     CHECK(plain.config->node.desktop_threads == 0);
-    auto four = parse(text(R"(<node id="b" threads="2" desktopThreads="4"/>)"), "four");
+    CHECK(plain.config->node.desktop_nice == 0);
+    auto four =
+        parse(text(R"(<node id="b" threads="2" desktopThreads="4" desktopNice="5"/>)"), "four");
     REQUIRE_MESSAGE(four.config, all_errors(four));
     CHECK(four.config->node.desktop_threads == 4);
+    CHECK(four.config->node.desktop_nice == 5);
     auto kept = reload_diff(*plain.config, *four.config);
     CHECK(std::find(kept.begin(), kept.end(), "node.desktopThreads") != kept.end());
+    CHECK(std::find(kept.begin(), kept.end(), "node.desktopNice") != kept.end());
+    CHECK_FALSE(parse(text(R"(<node id="b" desktopNice="20"/>)"), "nicer").config);
     CHECK_FALSE(parse(text(R"(<node id="b" desktopThreads="257"/>)"), "many").config);
     CHECK_FALSE(parse(text(R"(<node id="b" desktopThreads="two"/>)"), "word").config);
 }
