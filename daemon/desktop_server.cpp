@@ -78,6 +78,7 @@ struct DesktopSession::Impl {
     net::steady_timer idle_timer;
     std::chrono::steady_clock::time_point last_heard;
     std::chrono::steady_clock::time_point pinged_at;  // the last_heard a ping was sent after
+    bool pinging = false;                             // that ping is not done yet
     std::shared_ptr<DesktopServer::Shared> shared;
     transport::ConnectionBudget::Ticket ticket;  // this connection's place in its listener's budget
     beast::flat_buffer buffer;
@@ -213,9 +214,11 @@ struct DesktopSession::Impl {
             // (contact, and heard), as a desktop whose heartbeat interval is longer needs.
             if (now < m.last_heard + timeout / 2) return m.watch_idle(m.last_heard + timeout / 2);
             if (now < m.last_heard + timeout) {
-                if (m.pinged_at != m.last_heard && !o->closing() && !m.bye_queued) {
+                // One ping at a time (Beast holds one waiting behind a write, no more).
+                if (!m.pinging && m.pinged_at != m.last_heard && !o->closing() && !m.bye_queued) {
                     m.pinged_at = m.last_heard;
-                    m.ws.async_ping({}, [o](beast::error_code) {});
+                    m.pinging = true;
+                    m.ws.async_ping({}, [o](beast::error_code) { o->impl_->pinging = false; });
                 }
                 return m.watch_idle(m.last_heard + timeout);
             }

@@ -9,7 +9,8 @@
 // it posts to its strand. Writes never wait for the core; reads are answered by the service. A
 // desktop that upgrades has helloTimeout to send its first frame, and nothing it sends before
 // (a ping) is answered; one that then sends nothing (no frame, ping or pong) for half of
-// desktopIdleTimeout gets a ping, and after all of it is closed. The session's strand is the one thread of its io_context.
+// desktopIdleTimeout gets a ping, and after all of it is closed. The session's strand is the one
+// thread of its io_context.
 #pragma once
 
 #include "channels/desktop_hub.hpp"
