@@ -32,6 +32,10 @@ std::string metrics_text(Broker& b, std::size_t items, std::size_t agents) {
           d.counters.resumes, "counter");
     gauge("commbroker_desktop_resyncs_total", "Resumes answered with a resync snapshot.",
           d.counters.resyncs, "counter");
+    gauge("commbroker_journal_hub_backlog",
+          "Desktop session and replay records waiting to be handed to the journal (in chunks, "
+          "each once the last is committed).",
+          d.journal_backlog, "gauge");
     out +=
         "# HELP commbroker_cms_available CMS availability (1 up, 0 down, -1 unknown).\n"
         "# TYPE commbroker_cms_available gauge\n";

@@ -534,9 +534,9 @@ void Broker::schedule_sweep() {
 }
 
 Broker::DesktopStats Broker::desktop_stats() const {
-    return DesktopStats{hub_.sessions(),     hub_.connected(),        hub_.queued(),
-                        hub_.counters(),     monitor_.size(),         monitor_.suspects(),
-                        monitor_.counters(), registry_.orphan_count()};
+    return DesktopStats{hub_.sessions(),     hub_.connected(),         hub_.queued(),
+                        hub_.counters(),     monitor_.size(),          monitor_.suspects(),
+                        monitor_.counters(), registry_.orphan_count(), hub_backlog_.size()};
 }
 
 void Broker::system_changed(const std::string& system, bool available) {

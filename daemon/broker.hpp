@@ -179,7 +179,9 @@ class Broker {
         std::size_t suspects = 0;  ///< of which suspect now
         heartbeat::Counters heartbeat;
         std::size_t orphans = 0;
+        std::size_t journal_backlog = 0;  ///< hub records not yet handed to the journal
     };
+    /// Core only.
     DesktopStats desktop_stats() const;
 
     std::shared_ptr<const config::Config> config() const;

@@ -1,5 +1,6 @@
 """Agent desktops over WebSocket against the real commbrokerd and commbroker-cmss."""
 import json
+import re
 import time
 
 from harness import Desktop, logged_on, wait_for
@@ -339,6 +340,10 @@ def test_frames_sent_right_after_the_hello_are_answered_after_its_welcome(make_l
     assert not any(f["type"] == "bye" for f in d.frames)
     assert [f["type"] for f in d.frames].index("welcome") == 0
     assert d.request({"type": "noSuchThing"})["error"]["code"] == "unknownType"
+    # The session rows of these hellos went to the journal: nothing waits in the hub's backlog.
+    wait_for(lambda: re.search(r"^commbroker_journal_hub_backlog 0$",
+                               loop.admin_text("/metrics"), re.M),
+             what="the hub's records all handed to the journal")
 
 
 def test_logons_beyond_the_password_queue_get_bye_busy_and_the_broker_keeps_answering(make_loop):
