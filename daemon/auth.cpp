@@ -1,6 +1,7 @@
 #include "daemon/auth.hpp"
 
 #include "config/password.hpp"
+#include "daemon/thread_priority.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -11,12 +12,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <stdexcept>
 
 namespace cb::daemon {
@@ -126,13 +122,7 @@ void PasswordVerifier::run(bool urgent) {
     // (Linux sets the nice value per thread), so that a flood of logons to check takes the CPU
     // the vendors' requests leave, not theirs. Where that is not allowed, it runs as it is. The
     // urgent lane keeps the process's priority: what its door sends there is not a flood.
-    if (!urgent) {
-        errno = 0;
-        int nice = ::getpriority(PRIO_PROCESS, 0);
-        if (errno == 0)
-            ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
-                          std::min(nice + 10, 19));
-    }
+    if (!urgent) lower_this_thread(10);
     auto& jobs = urgent ? urgent_jobs_ : jobs_;
     auto& wake = urgent ? wake_urgent_ : wake_;
     std::unique_lock lock(mutex_);

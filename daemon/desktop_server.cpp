@@ -1,6 +1,7 @@
 #include "daemon/desktop_server.hpp"
 
 #include "daemon/logging.hpp"
+#include "daemon/thread_priority.hpp"
 #include "protocol/desktop_codec.hpp"
 #include "transport/admission.hpp"
 #include "transport/combining_stream.hpp"
@@ -16,12 +17,6 @@
 #include <boost/beast/websocket.hpp>
 
 #include <spdlog/spdlog.h>
-
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cerrno>
 
 #include <algorithm>
 #include <deque>
@@ -409,14 +404,8 @@ struct DesktopServer::Threads {
                 // node desktopNice steps below the process (Linux sets the nice value per
                 // thread): on a saturated machine the vendors' requests, whose answers wait for
                 // the journal, then go first, and 10,000 desktops reconnecting at once take the
-                // CPU they leave. Where that is not allowed, the thread runs as it is.
-                if (nice_steps > 0) {
-                    errno = 0;
-                    int nice = ::getpriority(PRIO_PROCESS, 0);
-                    if (errno == 0)
-                        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
-                                      std::min(nice + nice_steps, 19));
-                }
+                // CPU they leave.
+                lower_this_thread(nice_steps);
                 ctx.run();
             });
     }
