@@ -111,7 +111,8 @@ class DesktopServer {
     /// each with an io_context of its own, a connection on one of them from its accept to its
     /// end (round robin). So a storm of desktops does not queue ahead of the SOAP connections'
     /// work, and a heartbeat wakes one thread, not two (an io_context with one thread never
-    /// wakes another to wait on epoll in its place).
+    /// wakes another to wait on epoll in its place). Those threads run `nice` steps below the
+    /// process (node desktopNice).
     DesktopServer(boost::asio::io_context& ioc, std::shared_ptr<DesktopService> service,
                   std::function<DesktopLimits()> limits,
                   std::shared_ptr<transport::ConnectionBudget> all = {}, unsigned threads = 1,
