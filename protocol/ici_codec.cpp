@@ -193,7 +193,6 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
 
     Impl& m = *impl_;
     struct soap* s = m.soap;
-    m.reset();
     m.in = body;
     m.pos = 0;
     s->maxlevel = limits.gate.max_depth;

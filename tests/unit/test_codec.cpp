@@ -190,3 +190,54 @@ TEST_CASE("a fault that cannot be written whole is not returned, and the codec w
     }
     CHECK(codec.encode_fault(reply, fault) == whole);
 }
+
+TEST_CASE("id and href are not followed: the port is document/literal, not SOAP-encoded") {
+    auto& codec = IciServerCodec::for_this_thread();
+    std::string fields = kCallFields;
+    auto at = fields.find("<remoteNumbers>");
+    REQUIRE(at != std::string::npos);
+    fields.replace(at, fields.find("</remoteNumbers>") + 16 - at,
+                   "<remoteNumbers href=\"#caps\"/>");
+    at = fields.find("<capabilityList>");
+    fields.replace(at, 16, "<capabilityList id=\"caps\">");
+    auto r = codec.decode(envelope(kSoap11, call_body(fields)), "CMS-A", {}, SoapVersion::v11);
+    REQUIRE(std::holds_alternative<DecodedEvent>(r));
+    auto& item = std::get<ch::Item>(std::get<DecodedEvent>(r).event);
+    CHECK(item.capabilities == std::vector<std::string>{"hangup", "hold"});
+    CHECK(item.remote_numbers.empty());  // not a copy of the capabilities
+}
+
+TEST_CASE("a decode or an encode that fails leaves nothing behind for the next one") {
+    auto& codec = IciServerCodec::for_this_thread();
+    auto reply = decoded_reply(codec, kSoap11, SoapVersion::v11);
+    auto status = codec.encode_status(reply, ch::Outcome::accepted);
+    REQUIRE(status);
+    Fault fault{FaultCode::invalid_field, "missing <id>", "id"};
+    auto fault_text = codec.encode_fault(reply, fault);
+    REQUIRE(fault_text);
+
+    // Failures inside gSOAP (a list item without an element it needs, a bad enumeration) and an
+    // encode cut short.
+    std::string no_role = kCallFields;
+    no_role.erase(no_role.find("<role>agent</role>"), 18);
+    auto r = codec.decode(envelope(kSoap11, call_body(no_role)), "CMS-A", {}, SoapVersion::v11);
+    CHECK(std::holds_alternative<DecodeFailed>(r));
+    CHECK(codec.encode_status(reply, ch::Outcome::accepted) == status);
+    CHECK(codec.encode_fault(reply, fault) == fault_text);
+
+    std::string bad_state = kCallFields;
+    bad_state.replace(bad_state.find("connected"), 9, "sideways");
+    r = codec.decode(envelope(kSoap11, call_body(bad_state)), "CMS-A", {}, SoapVersion::v11);
+    CHECK(std::holds_alternative<DecodeFailed>(r));
+    CHECK(codec.encode_fault(reply, fault) == fault_text);
+    CHECK(codec.encode_status(reply, ch::Outcome::accepted) == status);
+
+    {
+        OutputLimit limit(codec, status->size() / 3);
+        CHECK_FALSE(codec.encode_status(reply, ch::Outcome::accepted));
+    }
+    r = codec.decode(envelope(kSoap11, call_body(kCallFields)), "CMS-A", {}, SoapVersion::v11);
+    REQUIRE(std::holds_alternative<DecodedEvent>(r));
+    CHECK(std::get<ch::Item>(std::get<DecodedEvent>(r).event).id == "c-1");
+    CHECK(codec.encode_status(reply, ch::Outcome::accepted) == status);
+}
