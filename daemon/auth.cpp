@@ -7,9 +7,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -38,30 +39,53 @@ std::optional<BasicCredentials> parse_basic(std::string_view header) {
     return BasicCredentials{raw.substr(0, colon), raw.substr(colon + 1)};
 }
 
-CredentialCache::CredentialCache(std::size_t max_entries)
-    : key_(32, '\0'), max_entries_(max_entries) {
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(key_.data()), static_cast<int>(key_.size())) !=
-        1)
+CredentialCache::CredentialCache(std::size_t max_entries) : max_entries_(max_entries) {
+    unsigned char key[32];
+    if (RAND_bytes(key, sizeof key) != 1)
         throw std::runtime_error("no random bytes for the credential cache key");
+    EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (hmac) mac_.reset(EVP_MAC_CTX_new(hmac));
+    EVP_MAC_free(hmac);  // the context holds its own reference
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    bool keyed = mac_ && EVP_MAC_init(mac_.get(), key, sizeof key, params) == 1;
+    OPENSSL_cleanse(key, sizeof key);
+    if (!keyed) throw std::runtime_error("no HMAC-SHA256 for the credential cache");
+}
+
+CredentialCache::~CredentialCache() = default;
+
+void CredentialCache::MacFree::operator()(EVP_MAC_CTX* c) const {
+    EVP_MAC_CTX_free(c);
 }
 
 std::string CredentialCache::tag_of(std::string_view user, std::string_view password) const {
-    std::string message;
-    message.reserve(user.size() + password.size() + 1);
-    message.append(user).push_back('\0');
-    message.append(password);
+    std::lock_guard lock(mutex_);
+    return tag_locked(user, password);
+}
+
+std::string CredentialCache::tag_locked(std::string_view user, std::string_view password) const {
+    auto* c = mac_.get();
+    auto bytes = [](std::string_view v) {
+        return reinterpret_cast<const unsigned char*>(v.data());
+    };
+    const unsigned char separator = 0;
     unsigned char tag[EVP_MAX_MD_SIZE];
-    unsigned int tag_len = 0;
-    HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-         reinterpret_cast<const unsigned char*>(message.data()), message.size(), tag, &tag_len);
+    std::size_t tag_len = 0;
+    // A null key starts again with the key the context was given.
+    if (EVP_MAC_init(c, nullptr, 0, nullptr) != 1 ||
+        EVP_MAC_update(c, bytes(user), user.size()) != 1 || EVP_MAC_update(c, &separator, 1) != 1 ||
+        EVP_MAC_update(c, bytes(password), password.size()) != 1 ||
+        EVP_MAC_final(c, tag, &tag_len, sizeof tag) != 1)
+        throw std::runtime_error("HMAC-SHA256 failed in the credential cache");
     return std::string(reinterpret_cast<char*>(tag), tag_len);
 }
 
 bool CredentialCache::known(std::string_view user, std::string_view password,
                             std::string_view hash) const {
-    auto tag = tag_of(user, password);
     std::lock_guard lock(mutex_);
-    auto it = verified_.find(tag);
+    auto it = verified_.find(tag_locked(user, password));
     // A changed hash (config reload) makes the remembered verification worthless.
     return it != verified_.end() && it->second == hash;
 }
@@ -70,8 +94,8 @@ bool CredentialCache::verify(std::string_view user, std::string_view password,
                              std::string_view hash) {
     if (known(user, password, hash)) return true;
     if (!config::verify_password(password, hash)) return false;
-    auto tag = tag_of(user, password);
     std::lock_guard lock(mutex_);
+    auto tag = tag_locked(user, password);
     if (verified_.size() >= max_entries_) verified_.clear();
     verified_[tag] = std::string(hash);
     return true;

@@ -6,11 +6,14 @@
 
 #include "daemon/logon_guard.hpp"
 
+#include <openssl/types.h>
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -36,6 +39,9 @@ std::optional<BasicCredentials> parse_basic(std::string_view header);
 class CredentialCache {
   public:
     explicit CredentialCache(std::size_t max_entries = 4096);
+    ~CredentialCache();
+    CredentialCache(const CredentialCache&) = delete;
+    CredentialCache& operator=(const CredentialCache&) = delete;
 
     /// True if `password` matches `hash` (PBKDF2 at most once per distinct credential).
     bool verify(std::string_view user, std::string_view password, std::string_view hash);
@@ -46,9 +52,17 @@ class CredentialCache {
     std::string tag_of(std::string_view user, std::string_view password) const;
 
   private:
-    std::string key_;
+    /// tag_of() with mutex_ held.
+    std::string tag_locked(std::string_view user, std::string_view password) const;
+
+    struct MacFree {
+        void operator()(EVP_MAC_CTX* c) const;
+    };
     std::size_t max_entries_;
     mutable std::mutex mutex_;
+    /// Keyed once with the random key and started again for each tag (a fresh HMAC per request
+    /// cost four times as much); guarded by mutex_.
+    std::unique_ptr<EVP_MAC_CTX, MacFree> mac_;
     std::unordered_map<std::string, std::string>
         verified_;  // tag -> the hash it was verified against
 };

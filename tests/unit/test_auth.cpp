@@ -35,6 +35,34 @@ TEST_CASE("the credential cache accepts the right password only, and follows a c
     CHECK(cache.verify("u", "other", h2));
 }
 
+TEST_CASE("a credential's tag is a keyed hash: the same for the same credential, per process") {
+    CredentialCache cache, other;
+    auto tag = cache.tag_of("cms-a", "secret");
+    CHECK(tag.size() == 32);  // HMAC-SHA256
+    CHECK(cache.tag_of("cms-a", "secret") == tag);
+    CHECK(cache.tag_of("cms-a", "secret") == tag);  // the context starts again each time
+    CHECK(cache.tag_of("cms-a", "secreT") != tag);
+    CHECK(cache.tag_of("cms-", "asecret") != tag);  // where the user ends counts
+    CHECK(other.tag_of("cms-a", "secret") != tag);  // another key
+    CHECK(tag.find("secret") == std::string::npos);
+}
+
+TEST_CASE("the credential cache answers threads at once") {
+    CredentialCache cache;
+    auto h = cb::config::hash_password("secret", 10000);
+    REQUIRE(cache.verify("u", "secret", h));
+    std::atomic<int> right{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            for (int i = 0; i < 2000; ++i)
+                if (cache.known("u", "secret", h) && !cache.known("u", "wrong", h)) ++right;
+        });
+    for (auto& t : threads)
+        t.join();
+    CHECK(right == 8000);
+}
+
 namespace {
 using Verdict = PasswordVerifier::Verdict;
 
