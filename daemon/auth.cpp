@@ -78,14 +78,16 @@ std::string CredentialCache::tag_locked(std::string_view user, std::string_view 
         EVP_MAC_update(c, bytes(user), user.size()) != 1 || EVP_MAC_update(c, &separator, 1) != 1 ||
         EVP_MAC_update(c, bytes(password), password.size()) != 1 ||
         EVP_MAC_final(c, tag, &tag_len, sizeof tag) != 1)
-        throw std::runtime_error("HMAC-SHA256 failed in the credential cache");
+        return {};  // out of memory: the callers fail closed
     return std::string(reinterpret_cast<char*>(tag), tag_len);
 }
 
 bool CredentialCache::known(std::string_view user, std::string_view password,
                             std::string_view hash) const {
     std::lock_guard lock(mutex_);
-    auto it = verified_.find(tag_locked(user, password));
+    auto tag = tag_locked(user, password);
+    if (tag.empty()) return false;
+    auto it = verified_.find(tag);
     // A changed hash (config reload) makes the remembered verification worthless.
     return it != verified_.end() && it->second == hash;
 }
@@ -96,6 +98,7 @@ bool CredentialCache::verify(std::string_view user, std::string_view password,
     if (!config::verify_password(password, hash)) return false;
     std::lock_guard lock(mutex_);
     auto tag = tag_locked(user, password);
+    if (tag.empty()) return true;  // right, but not remembered
     if (verified_.size() >= max_entries_) verified_.clear();
     verified_[tag] = std::string(hash);
     return true;
@@ -220,7 +223,11 @@ void LogonDoor::check(const std::string& address, std::string user, std::string 
     if (hash && cache_.known(user, password, *hash)) return done({Verdict::ok, {}});
     bool known_user = hash != nullptr;
     std::string checked = known_user ? *hash : stand_in_;
-    auto flight = cache_.tag_of(user, password) + '\n' + checked;
+    auto tag = cache_.tag_of(user, password);
+    // Without a tag the credential cannot be told from others checked meanwhile: refused as
+    // busy (out of memory), never checked in another's flight.
+    if (tag.empty()) return done({Verdict::busy, std::chrono::seconds(1)});
+    auto flight = tag + '\n' + checked;
     {
         // The same credential is being checked: its verdict is this request's too.
         std::lock_guard lock(flights_mutex_);

@@ -6,8 +6,6 @@
 
 #include "daemon/logon_guard.hpp"
 
-#include <openssl/types.h>
-
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +23,7 @@
 namespace boost::asio {
 class io_context;
 }
+struct evp_mac_ctx_st;  // OpenSSL's EVP_MAC_CTX
 
 namespace cb::daemon {
 
@@ -48,7 +47,8 @@ class CredentialCache {
     /// True if this credential was verified against `hash` before: a keyed hash, no PBKDF2.
     bool known(std::string_view user, std::string_view password, std::string_view hash) const;
     /// The credential's keyed hash (HMAC with a random key of this process): names it without
-    /// keeping the password.
+    /// keeping the password. Empty if the HMAC failed (out of memory): known() is then false
+    /// and verify() remembers nothing.
     std::string tag_of(std::string_view user, std::string_view password) const;
 
   private:
@@ -56,13 +56,13 @@ class CredentialCache {
     std::string tag_locked(std::string_view user, std::string_view password) const;
 
     struct MacFree {
-        void operator()(EVP_MAC_CTX* c) const;
+        void operator()(evp_mac_ctx_st* c) const;
     };
     std::size_t max_entries_;
     mutable std::mutex mutex_;
-    /// Keyed once with the random key and started again for each tag (a fresh HMAC per request
-    /// cost four times as much); guarded by mutex_.
-    std::unique_ptr<EVP_MAC_CTX, MacFree> mac_;
+    /// Keyed once with the random key and started again for each tag, which costs a fifth of
+    /// building an HMAC context per tag; guarded by mutex_.
+    std::unique_ptr<evp_mac_ctx_st, MacFree> mac_;
     std::unordered_map<std::string, std::string>
         verified_;  // tag -> the hash it was verified against
 };

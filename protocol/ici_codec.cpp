@@ -5,6 +5,7 @@
 #include <pugixml.hpp>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 
 // The one definition of gSOAP's global namespace table (libgsoap++ refers to it).
@@ -135,6 +136,11 @@ std::optional<Operation> operation_from_name(std::string_view name) {
 }
 
 struct IciServerCodec::Impl : MemorySoap {
+    // SOAP_XML_TREE on input: gSOAP keeps no table of `id`s and scans none for every list it
+    // decodes. The gate has already refused every multi-reference attribute (the port is
+    // document/literal), so there is nothing to follow.
+    Impl() { soap_set_imode(soap, SOAP_XML_TREE); }
+
     /// Turns a gSOAP decoding error into the fault of the contract.
     Fault fault_from_error() {
         int err = soap->error;
@@ -193,6 +199,7 @@ std::variant<DecodedEvent, DecodeFailed> IciServerCodec::decode(std::string_view
 
     Impl& m = *impl_;
     struct soap* s = m.soap;
+    assert(m.is_reset());
     m.in = body;
     m.pos = 0;
     s->maxlevel = limits.gate.max_depth;

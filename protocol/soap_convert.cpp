@@ -6,11 +6,7 @@
 namespace cb::protocol {
 
 MemorySoap::MemorySoap() {
-    // SOAP_XML_TREE on input: `id` and `href` are attributes like any other, never followed.
-    // Both ports are document/literal; following them let a sender copy one element into
-    // another field (a list into remoteNumbers, say), and cost a scan of gSOAP's 1,999-entry id
-    // table for every list decoded.
-    soap = soap_new2(SOAP_ENC_PLAIN | SOAP_XML_STRICT | SOAP_XML_TREE | SOAP_C_UTFSTRING,
+    soap = soap_new2(SOAP_ENC_PLAIN | SOAP_XML_STRICT | SOAP_C_UTFSTRING,
                      SOAP_ENC_PLAIN | SOAP_C_UTFSTRING);
     soap_set_namespaces(soap, namespaces);
     soap->user = this;

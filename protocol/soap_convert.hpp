@@ -9,6 +9,7 @@
 
 #include "soapH.h"
 
+#include <cassert>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,11 @@ namespace cb::protocol {
 /// A gSOAP context that reads from and writes to memory, never a socket. Not thread-safe: one per
 /// thread. reset() frees everything decoded or built since the last reset.
 ///
-/// Every use of the ICI server codec leaves the context reset (a guard resets it however the use
-/// ends), so a use does not reset it again at its start: gSOAP's soap_begin() and
-/// soap_begin_recv() clear its per-message state themselves, and each reset scans gSOAP's
-/// fixed-size id and pointer tables (about a microsecond, several times per request before).
+/// A reset scans gSOAP's fixed-size id and pointer tables (about a microsecond). The ICI server
+/// codec therefore resets only at the end of each use, with a guard that runs however the use
+/// ends (Encoding, and the guard in decode()), and not again at the start of the next:
+/// gSOAP's soap_begin() and soap_begin_recv() clear the per-message state themselves. The CMS
+/// codec, which is not on the hot path, still resets at the start of each use too.
 struct MemorySoap {
     struct soap* soap;
     std::string_view in;
@@ -40,6 +42,8 @@ struct MemorySoap {
         soap_destroy(soap);
         soap_end(soap);
     }
+    /// Nothing decoded or built is held, and no header is set: as reset() leaves it.
+    bool is_reset() const { return !soap->alist && !soap->clist && !soap->header && !soap->fault; }
     /// Starts reading `body` (after a reset).
     void read_from(std::string_view body) {
         reset();
@@ -53,6 +57,7 @@ struct MemorySoap {
     class Encoding {
       public:
         Encoding(MemorySoap& m, std::string& out) : m_(m) {
+            assert(m_.is_reset());
             m_.out = &out;
             m_.out_failed = false;
         }

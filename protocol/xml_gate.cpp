@@ -56,6 +56,18 @@ const char* namespace_of(pugi::xml_node n, const char* qname) {
     return colon ? nullptr : "";
 }
 
+/// True if `a` on `n` is a SOAP-encoding multi-reference: `href` or `ref` without a namespace,
+/// or any attribute in the SOAP 1.1 or 1.2 encoding namespace (`enc:id`, `enc:ref`). The ports
+/// are document/literal: such a reference would make one element stand for another.
+bool multi_reference(pugi::xml_node n, pugi::xml_attribute a) {
+    const char* name = a.name();
+    if (std::strncmp(name, "xmlns", 5) == 0 && (name[5] == '\0' || name[5] == ':')) return false;
+    if (!std::strchr(name, ':'))
+        return std::strcmp(name, "href") == 0 || std::strcmp(name, "ref") == 0;
+    const char* ns = namespace_of(n, name);
+    return ns && (kSoap11EncodingNamespace == ns || kSoap12EncodingNamespace == ns);
+}
+
 GateRefused refuse(SoapVersion v, FaultCode code, std::string message) {
     return GateRefused{v, Fault{code, std::move(message), {}}};
 }
@@ -141,6 +153,8 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body,
         unsigned depth;
     };
     std::vector<Frame> stack{{envelope, 1}};
+    pugi::xml_node referring;  // the first element with a multi-reference attribute
+    pugi::xml_attribute reference;
     while (!stack.empty()) {
         auto [node, depth] = stack.back();
         stack.pop_back();
@@ -148,11 +162,16 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body,
             return refuse(version, FaultCode::too_large,
                           "elements nested deeper than " + std::to_string(limits.max_depth));
         unsigned attributes = 0;
-        for (auto a = node.first_attribute(); a; a = a.next_attribute())
+        for (auto a = node.first_attribute(); a; a = a.next_attribute()) {
             if (++attributes > limits.max_attributes)
                 return refuse(version, FaultCode::too_large,
                               "more than " + std::to_string(limits.max_attributes) +
                                   " attributes on <" + node.name() + ">");
+            if (!reference && multi_reference(node, a)) {
+                referring = node;
+                reference = a;
+            }
+        }
         for (auto c = node.first_child(); c; c = c.next_sibling())
             if (c.type() == pugi::node_element) stack.push_back({c, depth + 1});
     }
@@ -167,6 +186,13 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body,
     else
         return refuse(version, FaultCode::malformed,
                       std::string("unknown SOAP envelope namespace ") + env_ns);
+
+    if (reference)
+        return GateRefused{
+            version, Fault{FaultCode::invalid_field,
+                           std::string("multi-reference attribute ") + reference.name() + " on <" +
+                               referring.name() + ">: the port is document/literal",
+                           local_name(referring.name())}};
 
     auto same_ns = [&](pugi::xml_node n) {
         const char* ns = namespace_of(n, n.name());

@@ -17,6 +17,10 @@ namespace cb::protocol {
 inline constexpr std::string_view kIciNamespace = "urn:commbroker:ici:1";
 inline constexpr std::string_view kSoap11Namespace = "http://schemas.xmlsoap.org/soap/envelope/";
 inline constexpr std::string_view kSoap12Namespace = "http://www.w3.org/2003/05/soap-envelope";
+inline constexpr std::string_view kSoap11EncodingNamespace =
+    "http://schemas.xmlsoap.org/soap/encoding/";
+inline constexpr std::string_view kSoap12EncodingNamespace =
+    "http://www.w3.org/2003/05/soap-encoding";
 
 struct GateLimits {
     unsigned max_depth = 32;

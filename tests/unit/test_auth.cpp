@@ -38,16 +38,14 @@ TEST_CASE("the credential cache accepts the right password only, and follows a c
 TEST_CASE("a credential's tag is a keyed hash: the same for the same credential, per process") {
     CredentialCache cache, other;
     auto tag = cache.tag_of("cms-a", "secret");
-    CHECK(tag.size() == 32);  // HMAC-SHA256
-    CHECK(cache.tag_of("cms-a", "secret") == tag);
+    CHECK(tag.size() == 32);                        // HMAC-SHA256
     CHECK(cache.tag_of("cms-a", "secret") == tag);  // the context starts again each time
     CHECK(cache.tag_of("cms-a", "secreT") != tag);
     CHECK(cache.tag_of("cms-", "asecret") != tag);  // where the user ends counts
     CHECK(other.tag_of("cms-a", "secret") != tag);  // another key
-    CHECK(tag.find("secret") == std::string::npos);
 }
 
-TEST_CASE("the credential cache answers threads at once") {
+TEST_CASE("concurrent known() calls on one credential cache all get the right answer") {
     CredentialCache cache;
     auto h = cb::config::hash_password("secret", 10000);
     REQUIRE(cache.verify("u", "secret", h));

@@ -191,20 +191,40 @@ TEST_CASE("a fault that cannot be written whole is not returned, and the codec w
     CHECK(codec.encode_fault(reply, fault) == whole);
 }
 
-TEST_CASE("id and href are not followed: the port is document/literal, not SOAP-encoded") {
+TEST_CASE("multi-references are refused: the port is document/literal, not SOAP-encoded") {
     auto& codec = IciServerCodec::for_this_thread();
-    std::string fields = kCallFields;
-    auto at = fields.find("<remoteNumbers>");
-    REQUIRE(at != std::string::npos);
-    fields.replace(at, fields.find("</remoteNumbers>") + 16 - at,
-                   "<remoteNumbers href=\"#caps\"/>");
-    at = fields.find("<capabilityList>");
-    fields.replace(at, 16, "<capabilityList id=\"caps\">");
-    auto r = codec.decode(envelope(kSoap11, call_body(fields)), "CMS-A", {}, SoapVersion::v11);
+    auto with = [](std::string fields, const std::string& caps_attr,
+                   const std::string& numbers_attr) {
+        auto at = fields.find("<remoteNumbers>");
+        fields.replace(at, fields.find("</remoteNumbers>") + 16 - at,
+                       "<remoteNumbers" + numbers_attr + "/>");
+        fields.replace(fields.find("<capabilityList>"), 16, "<capabilityList" + caps_attr + ">");
+        return fields;
+    };
+    const std::string enc11 = " xmlns:enc=\"http://schemas.xmlsoap.org/soap/encoding/\"";
+    const std::string enc12 = " xmlns:enc=\"http://www.w3.org/2003/05/soap-encoding\"";
+    const std::pair<std::string, std::string> refused[] = {
+        {kSoap11, with(kCallFields, " id=\"caps\"", " href=\"#caps\"")},
+        {kSoap12, with(kCallFields, enc12 + " enc:id=\"caps\"", enc12 + " enc:ref=\"caps\"")},
+        {kSoap12, with(kCallFields, " id=\"caps\"", " ref=\"caps\"")},
+        {kSoap11, with(kCallFields, "", enc11 + " enc:arrayType=\"xsd:string[1]\"")},
+    };
+    for (auto& [ns, body] : refused) {
+        const std::string& fields = body;  // CAPTURE cannot name a structured binding
+        CAPTURE(fields);
+        auto r = codec.decode(envelope(ns, call_body(fields)), "CMS-A", {}, SoapVersion::v11);
+        REQUIRE(std::holds_alternative<DecodeFailed>(r));
+        auto& f = std::get<DecodeFailed>(r).fault;
+        CHECK(f.code == FaultCode::invalid_field);
+        CHECK(f.message.find("multi-reference") != std::string::npos);
+    }
+    // A plain id refers to nothing, and namespace declarations are not references.
+    auto r = codec.decode(envelope(kSoap11, call_body(with(kCallFields, " id=\"caps\"", enc11))),
+                          "CMS-A", {}, SoapVersion::v11);
     REQUIRE(std::holds_alternative<DecodedEvent>(r));
     auto& item = std::get<ch::Item>(std::get<DecodedEvent>(r).event);
     CHECK(item.capabilities == std::vector<std::string>{"hangup", "hold"});
-    CHECK(item.remote_numbers.empty());  // not a copy of the capabilities
+    CHECK(item.remote_numbers.empty());
 }
 
 TEST_CASE("a decode or an encode that fails leaves nothing behind for the next one") {
