@@ -227,13 +227,13 @@ class Broker {
     /// timer). Nobody waits for these records, and they come in bursts (a session row for each
     /// of 10,000 hellos, a replay row for each session an event for every agent reached): they
     /// go to the journal in their order, in chunks of kHubChunk changes (or a quarter of what
-    /// waits, at most `journal maxBatch`), the next chunk once the last is committed, so that a
+    /// waits, at most 4 * kHubChunk), the next chunk once the last is committed, so that a
     /// CMS's event waits behind one chunk, not behind the burst.
     void flush_hub(bool with_replay = false);
     /// Core: the next chunk of `hub_backlog_` to the journal, unless one is in flight; `all`:
     /// everything left, at once (the last thing before the journal stops).
     void submit_hub_backlog(bool all = false);
-    static constexpr std::size_t kHubChunk = 256;
+    static constexpr std::size_t kHubChunk = 64;
     void schedule_sweep();
     void system_changed(const std::string& system, bool available);
     void after_core_state(std::vector<heartbeat::Action> actions);
