@@ -2,8 +2,11 @@
 
 #include <pugixml.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace cb::protocol {
@@ -56,16 +59,42 @@ const char* namespace_of(pugi::xml_node n, const char* qname) {
     return colon ? nullptr : "";
 }
 
-/// True if `a` on `n` is a SOAP-encoding multi-reference: `href` or `ref` without a namespace,
-/// or any attribute in the SOAP 1.1 or 1.2 encoding namespace (`enc:id`, `enc:ref`). The ports
-/// are document/literal: such a reference would make one element stand for another.
-bool multi_reference(pugi::xml_node n, pugi::xml_attribute a) {
+/// The prefixes bound to a SOAP-encoding namespace (1.1 or 1.2) at an element: its parent's,
+/// with the element's own declarations applied. Shared with the children unless they declare
+/// otherwise; empty (null) in almost every message.
+using EncodingPrefixes = std::shared_ptr<const std::vector<std::string>>;
+
+EncodingPrefixes encoding_prefixes(pugi::xml_node n, const EncodingPrefixes& inherited) {
+    EncodingPrefixes out = inherited;
+    for (auto a = n.first_attribute(); a; a = a.next_attribute()) {
+        if (std::strncmp(a.name(), "xmlns:", 6) != 0) continue;
+        std::string prefix = a.name() + 6;
+        bool encoding =
+            kSoap11EncodingNamespace == a.value() || kSoap12EncodingNamespace == a.value();
+        bool listed = out && std::find(out->begin(), out->end(), prefix) != out->end();
+        if (encoding == listed) continue;
+        auto changed = out ? std::make_shared<std::vector<std::string>>(*out)
+                           : std::make_shared<std::vector<std::string>>();
+        if (encoding)
+            changed->push_back(prefix);
+        else
+            changed->erase(std::find(changed->begin(), changed->end(), prefix));
+        out = std::move(changed);
+    }
+    return out;
+}
+
+/// True if `a` is a SOAP-encoding multi-reference: `href` or `ref` without a namespace, or any
+/// attribute in a SOAP-encoding namespace (`enc:id`, `enc:ref`), given the prefixes bound to
+/// one where it stands. The ports are document/literal: such a reference would make one
+/// element stand for another.
+bool multi_reference(pugi::xml_attribute a, const EncodingPrefixes& encoding) {
     const char* name = a.name();
-    if (std::strncmp(name, "xmlns", 5) == 0 && (name[5] == '\0' || name[5] == ':')) return false;
-    if (!std::strchr(name, ':'))
-        return std::strcmp(name, "href") == 0 || std::strcmp(name, "ref") == 0;
-    const char* ns = namespace_of(n, name);
-    return ns && (kSoap11EncodingNamespace == ns || kSoap12EncodingNamespace == ns);
+    const char* colon = std::strchr(name, ':');
+    if (!colon) return std::strcmp(name, "href") == 0 || std::strcmp(name, "ref") == 0;
+    if (!encoding) return false;
+    std::string_view prefix(name, static_cast<std::size_t>(colon - name));
+    return std::find(encoding->begin(), encoding->end(), prefix) != encoding->end();
 }
 
 GateRefused refuse(SoapVersion v, FaultCode code, std::string message) {
@@ -151,29 +180,32 @@ std::variant<GatePassed, GateRefused> check_envelope(std::string_view body,
     struct Frame {
         pugi::xml_node node;
         unsigned depth;
+        EncodingPrefixes encoding;  // the parent's
     };
-    std::vector<Frame> stack{{envelope, 1}};
+    std::vector<Frame> stack{{envelope, 1, nullptr}};
     pugi::xml_node referring;  // the first element with a multi-reference attribute
     pugi::xml_attribute reference;
     while (!stack.empty()) {
-        auto [node, depth] = stack.back();
+        auto frame = std::move(stack.back());
         stack.pop_back();
-        if (depth > limits.max_depth)
+        auto node = frame.node;
+        if (frame.depth > limits.max_depth)
             return refuse(version, FaultCode::too_large,
                           "elements nested deeper than " + std::to_string(limits.max_depth));
         unsigned attributes = 0;
-        for (auto a = node.first_attribute(); a; a = a.next_attribute()) {
+        for (auto a = node.first_attribute(); a; a = a.next_attribute())
             if (++attributes > limits.max_attributes)
                 return refuse(version, FaultCode::too_large,
                               "more than " + std::to_string(limits.max_attributes) +
                                   " attributes on <" + node.name() + ">");
-            if (!reference && multi_reference(node, a)) {
+        auto encoding = encoding_prefixes(node, frame.encoding);
+        for (auto a = node.first_attribute(); a && !reference; a = a.next_attribute())
+            if (multi_reference(a, encoding)) {
                 referring = node;
                 reference = a;
             }
-        }
         for (auto c = node.first_child(); c; c = c.next_sibling())
-            if (c.type() == pugi::node_element) stack.push_back({c, depth + 1});
+            if (c.type() == pugi::node_element) stack.push_back({c, frame.depth + 1, encoding});
     }
 
     const char* env_ns = namespace_of(envelope, envelope.name());

@@ -218,6 +218,20 @@ TEST_CASE("multi-references are refused: the port is document/literal, not SOAP-
         CHECK(f.code == FaultCode::invalid_field);
         CHECK(f.message.find("multi-reference") != std::string::npos);
     }
+    // A prefix bound to an encoding namespace by an ancestor counts; bound again to another
+    // namespace, it no longer does.
+    auto inherited = envelope(kSoap12, "<ici:phoneCallChanged" + enc12 + "><call>" +
+                                           with(kCallFields, "", " enc:ref=\"caps\"") +
+                                           "</call></ici:phoneCallChanged>");
+    CHECK(std::holds_alternative<DecodeFailed>(
+        codec.decode(inherited, "CMS-A", {}, SoapVersion::v11)));
+    auto rebound =
+        envelope(kSoap12, "<ici:phoneCallChanged" + enc12 + "><call>" +
+                              with(kCallFields, "", " xmlns:enc=\"urn:other\" enc:note=\"x\"") +
+                              "</call></ici:phoneCallChanged>");
+    CHECK(
+        std::holds_alternative<DecodedEvent>(codec.decode(rebound, "CMS-A", {}, SoapVersion::v11)));
+
     // A plain id refers to nothing, and namespace declarations are not references.
     auto r = codec.decode(envelope(kSoap11, call_body(with(kCallFields, " id=\"caps\"", enc11))),
                           "CMS-A", {}, SoapVersion::v11);
