@@ -61,17 +61,19 @@ desktop=$(port desktop)
 
 echo "desktop benchmark: $agents agents + $supervisors supervisors (monitor all), $rate events/s for ${seconds}s, journal sync=$sync, $(nproc) cores"
 rc=0
-# The desktop records waiting for the journal (they go in chunks), sampled twice a second.
+# The desktop records waiting for the journal (they go in chunks), sampled twice a second. The
+# sampler is in `pids`, so that an early exit stops it (the cleanup waits for every child).
+backlog_of() { sed -n 's/^commbroker_journal_hub_backlog \([0-9]*\).*/\1/p'; }
 while sleep 0.5; do
-  curl -s --unix-socket "$work/admin.sock" http://localhost/metrics |
-    sed -n 's/^commbroker_journal_hub_backlog \([0-9]*\).*/\1/p'
+  curl -s --unix-socket "$work/admin.sock" http://localhost/metrics | backlog_of
 done > "$work/backlog" 2>/dev/null &
 sampler=$!
+pids+=($sampler)
 "$build/bench/desktop_bench" --desktop-port "$desktop" --ici-port "$ici" --broker-pid "$broker" \
   --agents "$agents" --supervisors "$supervisors" --rate "$rate" --seconds "$seconds" || rc=$?
 kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
 metrics=$(curl -s --unix-socket "$work/admin.sock" http://localhost/metrics)
-echo "hub backlog (desktop records waiting for the journal, sampled every 0.5 s): max $(sort -n "$work/backlog" | tail -1), at the end $(sed -n 's/^commbroker_journal_hub_backlog \([0-9]*\).*/\1/p' <<<"$metrics")"
+echo "hub backlog (desktop records waiting for the journal, sampled every 0.5 s): max $(sort -n "$work/backlog" | tail -1), at the end $(backlog_of <<<"$metrics")"
 q() { grep "^commbroker_desktop_event_latency_seconds{quantile=\"$1\"}" <<<"$metrics" | awk '{printf "%.2f", $2*1000}'; }
 echo "broker view, SOAP request received to desktop frame written: p50 $(q 0.5) ms, p99 $(q 0.99) ms, max $(q 1) ms ($(grep '^commbroker_desktop_event_latency_seconds_count' <<<"$metrics" | awk '{print $2}') frames)"
 grep -E '^commbroker_desktop_(too_slow|overload|coalesced)_total' <<<"$metrics" | sed 's/^/  /'
